@@ -1,0 +1,28 @@
+"""fiftyone-condense: condense labeled image datasets inside FiftyOne.
+
+    import fiftyone_condense as fc
+
+    dataset = fc.datasets.load_fashion_mnist()
+    train = dataset.match_tags("train")
+    run = fc.select(train, method="graph_cut", ipc=10, run_key="gc10")
+    fc.evaluate(run_key="gc10", dataset=dataset, epochs=300, num_models=3)
+"""
+
+__version__ = "0.1.0"
+
+from . import datasets  # noqa: E402
+from .api import compute_embeddings, delete_run, evaluate, list_runs, load_run, select  # noqa: E402
+from .errors import CondensationError  # noqa: E402
+from .selection import METHODS as SELECTION_METHODS  # noqa: E402
+
+__all__ = [
+    "CondensationError",
+    "SELECTION_METHODS",
+    "compute_embeddings",
+    "datasets",
+    "delete_run",
+    "evaluate",
+    "list_runs",
+    "load_run",
+    "select",
+]

@@ -1,0 +1,1 @@
+"""The one place that moves data between FiftyOne and tensors and writes results back."""

@@ -1,0 +1,170 @@
+"""Condensation runs on a dataset: records (FiftyOne runs), tags, saved views, all-or-nothing.
+
+A run ``key`` leaves: a FiftyOne run record (config + results), the tag ``condense:<key>`` on
+the selected real samples, and the saved view ``condense-<key>``. :class:`Transaction` undoes
+every write of a run that fails or is interrupted, so the dataset is left as it was.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import fiftyone as fo
+from fiftyone.core.runs import Run, RunConfig, RunResults
+
+from ..errors import CondensationError
+
+PLUGIN = "fiftyone-condense"
+
+
+class CondensationRunConfig(RunConfig):
+    """A FiftyOne run config marked as belonging to this plugin."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("plugin", PLUGIN)
+        super().__init__(**kwargs)
+
+
+class CondensationRun(Run):
+    """The FiftyOne run class paired with :class:`CondensationRunConfig`."""
+
+
+def run_tag(run_key: str) -> str:
+    return f"condense:{run_key}"
+
+
+def saved_view_name(run_key: str) -> str:
+    return f"condense-{run_key}"
+
+
+@dataclass
+class RunRecord:
+    """What :func:`load_run` returns: the run's config, results and output view."""
+
+    key: str
+    config: dict
+    results: dict
+    timestamp: Optional[datetime.datetime]
+    view: Optional[fo.DatasetView]
+
+    @property
+    def method(self) -> str:
+        return self.config.get("method")
+
+
+def list_runs(dataset: fo.Dataset) -> list[str]:
+    """Keys of this plugin's runs on the dataset."""
+    return sorted(dataset.list_runs(plugin=PLUGIN))
+
+
+def check_run_key(dataset: fo.Dataset, run_key: str, overwrite: bool) -> None:
+    """Keys are Python identifiers, and an existing key needs ``overwrite=True``."""
+    if not isinstance(run_key, str) or not run_key.isidentifier():
+        raise CondensationError(f"Invalid run_key {run_key!r}: use letters, digits and underscores, not starting with a digit.")
+    if run_key in dataset.list_runs() and not overwrite:
+        raise CondensationError(f"A run with key {run_key!r} already exists; pass overwrite=True to replace it.")
+    if run_key in dataset.list_runs() and run_key not in list_runs(dataset):
+        raise CondensationError(f"Run key {run_key!r} belongs to another plugin's run; choose another key.")
+
+
+def require_run(dataset: fo.Dataset, run_key: str) -> None:
+    if run_key not in list_runs(dataset):
+        raise CondensationError(f"No condensation run {run_key!r}. Runs: {list_runs(dataset) or 'none'}.")
+
+
+def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
+    require_run(dataset, run_key)
+    info = dataset.get_run_info(run_key)
+    config = {k: v for k, v in info.config.serialize().items() if k not in ("cls", "type")}
+    results = dataset.load_run_results(run_key, cache=False)
+    payload = {name: getattr(results, name) for name in results.attributes() if name != "cls"} if results else {}
+    view_name = saved_view_name(run_key)
+    view = dataset.load_saved_view(view_name) if dataset.has_saved_view(view_name) else None
+    return RunRecord(run_key, config, payload, info.timestamp, view)
+
+
+def save_results(dataset: fo.Dataset, run_key: str, results: dict) -> None:
+    """Replace a run's stored results (config and outputs stay)."""
+    info = dataset.get_run_info(run_key)
+    dataset.save_run_results(run_key, RunResults(dataset, info.config, run_key, **results), overwrite=True, cache=False)
+
+
+class Transaction:
+    """Collects undo steps for each write; on any exception (or Ctrl-C) undoes them in reverse."""
+
+    def __init__(self, dataset: fo.Dataset):
+        self.dataset = dataset
+        self._undo: list[Callable[[], Any]] = []
+
+    def __enter__(self) -> "Transaction":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if kind is not None:
+            for step in reversed(self._undo):
+                try:
+                    step()
+                except Exception:  # keep undoing the rest; the original error is what matters
+                    pass
+            self.dataset.reload()
+        return False
+
+    def on_undo(self, step: Callable[[], Any]) -> None:
+        self._undo.append(step)
+
+    def tag(self, sample_ids: list[str], tag: str) -> None:
+        self.dataset.select(sample_ids).tag_samples(tag)
+        self.on_undo(lambda: self.dataset.select(sample_ids).untag_samples(tag))
+
+    def save_view(self, name: str, view: fo.DatasetView) -> None:
+        self.dataset.save_view(name, view)
+        self.on_undo(lambda: self.dataset.delete_saved_view(name))
+
+    def register(self, source: fo.core.collections.SampleCollection, run_key: str, config: dict, results: dict) -> None:
+        """Record the run on ``source`` (FiftyOne keeps the source view's stages with it)."""
+        source.register_run(run_key, CondensationRunConfig(**config))
+        self.on_undo(lambda: self.dataset.delete_run(run_key))
+        save_results(self.dataset, run_key, results)
+
+    def set_field(self, view: fo.core.collections.SampleCollection, field: str, values: list, info: dict) -> None:
+        """Write per-sample values; undo restores the previous values or removes a new field."""
+        existed = self.dataset.has_sample_field(field)
+        previous = view.values(field) if existed else None
+        ids = view.values("id")
+        view.set_values(field, values)
+        self.dataset.get_field(field).info = info
+        self.dataset.get_field(field).save()
+        if existed:
+            self.on_undo(lambda: self.dataset.select(ids, ordered=True).set_values(field, previous))
+        else:
+            self.on_undo(lambda: self.dataset.delete_sample_field(field))
+
+    def delete_run(self, run_key: str) -> None:
+        """Remove a run and everything it made; undo puts it all back."""
+        record = load_run(self.dataset, run_key)
+        info = self.dataset.get_run_info(run_key)
+        source_view = self.dataset.load_run_view(run_key)
+        tag = run_tag(run_key)
+        tagged = self.dataset.match_tags(tag).values("id")
+        remove_run(self.dataset, run_key)
+
+        def restore() -> None:
+            source_view.register_run(run_key, info.config)
+            save_results(self.dataset, run_key, record.results)
+            self.dataset.select(tagged).tag_samples(tag)
+            if record.view is not None:
+                self.dataset.save_view(saved_view_name(run_key), record.view)
+
+        self.on_undo(restore)
+
+
+def remove_run(dataset: fo.Dataset, run_key: str) -> None:
+    """Delete a run's tags, saved view and record."""
+    tag = run_tag(run_key)
+    dataset.match_tags(tag).untag_samples(tag)
+    name = saved_view_name(run_key)
+    if dataset.has_saved_view(name):
+        dataset.delete_saved_view(name)
+    dataset.delete_run(run_key)

@@ -1,0 +1,175 @@
+"""Embedding models: trained teachers (ConvNet-3, ResNet-18) and pretrained ResNet-18.
+
+An embedding model maps normalised images to penultimate features and class logits; the
+two together give gradient embeddings (see :mod:`fiftyone_condense.selection.gram`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+from .models import build_model
+from .progress import ProgressFn, silent
+from .training import TrainConfig, predict, train_classifier
+
+EMBEDDING_MODELS = ("convnet3", "resnet18")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Per-channel standardisation applied before every network."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, max_images: int = 5000, seed: int = 0) -> "Normalizer":
+        """Channel mean and std of (a seeded sample of at most ``max_images`` of) ``images``."""
+        if len(images) > max_images:
+            images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images]]
+        flat = images.transpose(0, 1).reshape(images.shape[1], -1).float()
+        return cls(tuple(flat.mean(1).tolist()), tuple(flat.std(1).clamp_min(1e-6).tolist()))
+
+    @classmethod
+    def identity(cls, channels: int) -> "Normalizer":
+        return cls((0.0,) * channels, (1.0,) * channels)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        return (images - mean) / std
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """How an embedding teacher is trained on the source split (no augmentation, fast)."""
+
+    arch: str = "convnet3"
+    epochs: int = 2
+    lr: float = 0.01
+    batch_size: int = 256
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+
+
+def train_teacher(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    config: TeacherConfig,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn = silent,
+) -> tuple[nn.Module, Normalizer]:
+    """Train ``config.arch`` on ``images`` (floats in [0, 1]); returns the net and its normaliser."""
+    normalizer = Normalizer.fit(images)
+    torch.manual_seed(seed)
+    model = build_model(config.arch, images.shape[1], num_classes, tuple(images.shape[-2:]))
+    model = train_classifier(model, normalizer(images), labels, config.train_config(), device, seed, progress=progress)
+    return model.cpu(), normalizer
+
+
+def teacher_checkpoint(model: nn.Module, normalizer: Normalizer, config: TeacherConfig, meta: dict) -> dict:
+    return {"state_dict": model.state_dict(), "normalizer": asdict(normalizer), "config": asdict(config), "meta": meta}
+
+
+def load_teacher(checkpoint: dict) -> tuple[nn.Module, Normalizer]:
+    meta = checkpoint["meta"]
+    model = build_model(checkpoint["config"]["arch"], meta["channels"], meta["num_classes"], tuple(meta["image_size"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    normalizer = Normalizer(**{k: tuple(v) for k, v in checkpoint["normalizer"].items()})
+    return model.eval(), normalizer
+
+
+class PretrainedResNet18(nn.Module):
+    """torchvision's ImageNet ResNet-18 from a local weights file, with a linear probe head.
+
+    Takes raw [0, 1] images (pair it with :meth:`Normalizer.identity`): grey images are
+    repeated to three channels, resized to ``input_size`` and ImageNet-normalised; features are
+    the 512-d pooled output. ``classifier`` is fitted on the source split by
+    :func:`fit_linear_probe`, so logits (and gradient embeddings) refer to the dataset's classes.
+    """
+
+    def __init__(self, weights: str | Path, num_classes: int, input_size: int = 224):
+        super().__init__()
+        self.backbone = torchvision.models.resnet18()
+        self.backbone.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self.backbone.fc = nn.Identity()
+        self.classifier = nn.Linear(512, num_classes)
+        self.input_size = input_size
+        self.imagenet = Normalizer(IMAGENET_MEAN, IMAGENET_STD)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return self.backbone(self.imagenet(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+def fit_linear_probe(
+    head: nn.Linear, features: torch.Tensor, labels: torch.Tensor, steps: int = 200, seed: int = 0
+) -> nn.Linear:
+    """Fit ``head`` to ``features`` with full-batch L-BFGS on cross-entropy."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(head(features), labels) + 1e-4 * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return head
+
+
+def embed_images(
+    model: nn.Module,
+    normalizer: Normalizer,
+    images: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 1024,
+    progress: ProgressFn = silent,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, logits) of ``images`` in batches; images are normalised batch by batch."""
+    return predict(_Normalized(model, normalizer), images, device, batch_size=batch_size, progress=progress)
+
+
+class _Normalized(nn.Module):
+    """Wraps a network so it takes raw [0, 1] images."""
+
+    def __init__(self, model: nn.Module, normalizer: Normalizer):
+        super().__init__()
+        self.model = model
+        self.normalizer = normalizer
+        self.classifier = model.classifier
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(self.normalizer(x))
+
+
+__all__ = [
+    "EMBEDDING_MODELS",
+    "Normalizer",
+    "PretrainedResNet18",
+    "TeacherConfig",
+    "embed_images",
+    "fit_linear_probe",
+    "load_teacher",
+    "teacher_checkpoint",
+    "train_teacher",
+]

@@ -1,0 +1,115 @@
+"""Evaluation protocols: train fresh models on a condensed set, test on held-out images."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .augment import DSA
+from .embeddings import Normalizer
+from .models import ARCHITECTURES, build_model
+from .progress import ProgressFn, silent
+from .training import TrainConfig, per_class_accuracy, predict, train_classifier
+
+PROTOCOLS = ("hard",)
+
+
+@dataclass(frozen=True)
+class HardProtocol:
+    """The DC/DSA/DM standard: SGD 0.01, momentum 0.9, wd 5e-4, batch 256, lr ×0.1 at half, DSA."""
+
+    arch: str = "convnet3"
+    epochs: int = 1000
+    num_models: int = 5
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    dsa: bool = True
+    name: str = field(default="hard", init=False)
+
+    def __post_init__(self):
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"Unknown architecture {self.arch!r}; choose one of {ARCHITECTURES}")
+        if self.epochs < 1 or self.num_models < 1:
+            raise ValueError("epochs and num_models must be at least 1")
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs, lr=self.lr, momentum=self.momentum,
+            weight_decay=self.weight_decay, batch_size=self.batch_size,
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EvaluationResult:
+    """Accuracy of each trained model on the test images, with summary statistics."""
+
+    accuracies: list[float]
+    per_class: list[float]
+    num_train: int
+    seconds: float
+    protocol: dict
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.accuracies))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.accuracies))
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "mean": self.mean, "std": self.std}
+
+
+def evaluate_images(
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    protocol: HardProtocol,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn = silent,
+) -> EvaluationResult:
+    """Train ``protocol.num_models`` fresh networks on the train images and test each.
+
+    Images are floats in [0, 1]; both sets are standardised with the test images' channel
+    statistics, which every method being compared then shares.
+    """
+    started = time.perf_counter()
+    normalizer = Normalizer.fit(test_images)
+    train_x, test_x = normalizer(train_images), normalizer(test_images)
+    augment = DSA() if protocol.dsa else None
+    accuracies, per_class = [], []
+    shape = (train_images.shape[1], num_classes, tuple(train_images.shape[-2:]))
+    for index in range(protocol.num_models):
+        model_seed = seed * 1000 + index
+
+        def report(fraction: float, message: str, index=index) -> None:
+            progress((index + fraction) / protocol.num_models, f"model {index + 1}/{protocol.num_models} {message}")
+
+        torch.manual_seed(model_seed)
+        model = build_model(protocol.arch, *shape)
+        model = train_classifier(
+            model, train_x, train_labels, protocol.train_config(), device, model_seed, augment, report
+        )
+        _, logits = predict(model, test_x, device)
+        predictions = logits.argmax(1)
+        accuracies.append(float((predictions == test_labels).float().mean()))
+        per_class.append(per_class_accuracy(predictions, test_labels, num_classes))
+    return EvaluationResult(
+        accuracies=accuracies,
+        per_class=torch.stack(per_class).nanmean(0).tolist(),
+        num_train=len(train_images),
+        seconds=time.perf_counter() - started,
+        protocol=protocol.as_dict(),
+    )

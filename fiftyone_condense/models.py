@@ -1,0 +1,74 @@
+"""Network builders used for embeddings, distillation and evaluation.
+
+Every network exposes ``embed(x)`` (the penultimate features) and ``classifier`` (the last
+linear layer), so gradient embeddings and feature matching work the same on all of them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torchvision.models.resnet import BasicBlock, ResNet
+
+ARCHITECTURES = ("convnet3", "resnet18")
+
+
+class ConvNet3(nn.Module):
+    """The ConvNet of DC/DSA/DM: 3 × [conv3×3 (width 128) → instance norm → ReLU → avg-pool 2].
+
+    As in the reference, a 1-channel input gets padding 3 in the first conv, so 28 px
+    Fashion-MNIST images become 32 px maps and end as 128 × 4 × 4 features.
+    """
+
+    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], width: int = 128, depth: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        height, breadth = image_size
+        in_channels = channels
+        for level in range(depth):
+            padding = 3 if channels == 1 and level == 0 else 1
+            layers += [
+                nn.Conv2d(in_channels, width, kernel_size=3, padding=padding),
+                nn.GroupNorm(width, width, affine=True),
+                nn.ReLU(inplace=True),
+                nn.AvgPool2d(kernel_size=2, stride=2),
+            ]
+            height, breadth = (height + 2 * padding - 2) // 2, (breadth + 2 * padding - 2) // 2
+            in_channels = width
+        self.features = nn.Sequential(*layers)
+        self.embedding_dim = width * height * breadth
+        self.classifier = nn.Linear(self.embedding_dim, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+class CifarResNet18(ResNet):
+    """torchvision's ResNet-18 with the CIFAR stem: 3×3 stride-1 first conv and no max-pool."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+        self.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        self.maxpool = nn.Identity()
+        self.classifier = self.fc
+        self.embedding_dim = self.fc.in_features
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+def build_model(arch: str, channels: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module:
+    """A freshly initialised network of the named architecture."""
+    if arch == "convnet3":
+        return ConvNet3(channels, num_classes, image_size)
+    if arch == "resnet18":
+        return CifarResNet18(channels, num_classes)
+    raise ValueError(f"Unknown architecture {arch!r}; choose one of {ARCHITECTURES}")

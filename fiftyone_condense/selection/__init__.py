@@ -1,0 +1,22 @@
+"""Per-class coreset selection: algorithms on arrays, no FiftyOne.
+
+Each method picks ``budget`` items of one class. Embedding-based methods work on the class's
+Gram matrix (inner products of its embeddings), so feature and gradient embeddings, whose
+Gram factorises cheaply, share one code path. :func:`select_per_class` runs a method over
+every class.
+"""
+
+from . import coresets, submodular  # noqa: F401  (register the methods)
+from .base import METHODS, SelectionMethod, check_class_budget, select_per_class
+from .gram import feature_gram, gradient_embeddings, gradient_gram, similarity_from_gram
+
+__all__ = [
+    "METHODS",
+    "SelectionMethod",
+    "check_class_budget",
+    "feature_gram",
+    "gradient_embeddings",
+    "gradient_gram",
+    "select_per_class",
+    "similarity_from_gram",
+]

@@ -1,0 +1,60 @@
+"""Classic coreset baselines: random, herding and k-center, on a class's Gram matrix."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .base import SelectionMethod, register
+
+
+def pick_random(gram: Optional[np.ndarray], n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniform sample without replacement."""
+    return rng.choice(n, size=budget, replace=False)
+
+
+def pick_herding(gram: Optional[np.ndarray], n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """Herding (Welling 2009; the DC baseline): grow the set whose mean stays closest to the class mean.
+
+    Step k picks ``argmin_i ||μ - (s + x_i)/(k+1)||²`` with ``s`` the sum of the picks so far,
+    written with inner products only: ``-2(k+1)<μ, s+x_i> + ||s + x_i||²`` up to constants.
+    """
+    mean_dot = gram.mean(axis=1)  # <μ, x_i>
+    diagonal = np.diag(gram).copy()
+    sum_dot = np.zeros(n)  # <s, x_i>
+    sum_mean, sum_norm = 0.0, 0.0  # <μ, s>, ||s||²
+    available = np.ones(n, dtype=bool)
+    picks = []
+    for k in range(budget):
+        cost = -2.0 * (k + 1) * (sum_mean + mean_dot) + sum_norm + 2.0 * sum_dot + diagonal
+        cost[~available] = np.inf
+        choice = int(np.argmin(cost))
+        picks.append(choice)
+        available[choice] = False
+        sum_norm += 2.0 * sum_dot[choice] + diagonal[choice]
+        sum_mean += mean_dot[choice]
+        sum_dot += gram[choice]
+    return np.array(picks)
+
+
+def pick_k_center(gram: Optional[np.ndarray], n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-center (Sener & Savarese 2018): repeatedly take the point farthest from the picks.
+
+    Starts from the point nearest the class mean, so the result does not depend on the seed.
+    """
+    diagonal = np.diag(gram)
+    first = int(np.argmin(diagonal - 2.0 * gram.mean(axis=1)))
+    picks = [first]
+    nearest = diagonal + diagonal[first] - 2.0 * gram[first]  # squared distance to the nearest pick
+    for _ in range(budget - 1):
+        nearest[picks] = -np.inf
+        choice = int(np.argmax(nearest))
+        picks.append(choice)
+        nearest = np.minimum(nearest, diagonal + diagonal[choice] - 2.0 * gram[choice])
+    return np.array(picks)
+
+
+register(SelectionMethod("random", pick_random, False, "uniform random sample per class"))
+register(SelectionMethod("herding", pick_herding, True, "running mean closest to the class mean"))
+register(SelectionMethod("k_center", pick_k_center, True, "greedy farthest-first cover of the class"))
