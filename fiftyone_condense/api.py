@@ -48,6 +48,7 @@ from .errors import CondensationError
 from .evaluation import HardProtocol, evaluate_images
 from .progress import Progress, ProgressFn
 from .selection import METHODS, check_class_budget, feature_gram, gradient_gram, select_per_class
+from .selection.coresets import pick_random
 
 Collection = fo.core.collections.SampleCollection
 EMBEDDING_KINDS = ("features", "gradients")
@@ -301,9 +302,17 @@ def _store_reference(dataset: fo.Dataset, key: str, value: dict) -> None:
 
 
 def _random_subset(labels: np.ndarray, counts: np.ndarray, seed: int) -> np.ndarray:
-    """Random indices with ``counts[c]`` samples of each class c."""
-    rng = np.random.default_rng(seed)
-    return np.concatenate([rng.choice(np.flatnonzero(labels == c), size=int(n), replace=False) for c, n in enumerate(counts) if n])
+    """``counts[c]`` random indices of each class c, drawn exactly as the ``random`` method draws.
+
+    So a ``random`` run with the same seed on the same source *is* the reference, and its
+    evaluation is shared instead of repeated.
+    """
+    picks = []
+    for label, count in enumerate(counts):
+        if count:
+            members = np.flatnonzero(labels == label)
+            picks.append(members[pick_random(None, len(members), int(count), np.random.default_rng([seed, label]))])
+    return np.concatenate(picks)
 
 
 def evaluate(
@@ -364,33 +373,46 @@ def evaluate(
         raise CondensationError(
             f"Condensed images are {tuple(train.images.shape[1:])} but test images are {tuple(test.images.shape[1:])}"
         )
-    share = 0.5 if references else 0.92
-    result = evaluate_images(
-        train.floats(), train.labels, test.floats(), test.labels, len(classes), settings, torch_device, seed,
-        reporter.stage("evaluating condensed set", 0.08, 0.08 + share),
-    ).as_dict()
-    output = {"protocol": settings.as_dict(), "eval_split": eval_split, "label_field": label_field, **result}
 
-    if references:
+    def evaluate_train(stage: ProgressFn) -> dict:
+        return evaluate_images(
+            train.floats(), train.labels, test.floats(), test.labels, len(classes), settings, torch_device, seed, stage
+        ).as_dict()
+
+    if not references:
+        result = evaluate_train(reporter.stage("evaluating condensed set", 0.08, 0.99))
+        output = {"protocol": settings.as_dict(), "eval_split": eval_split, "label_field": label_field, **result}
+    else:
         counts = np.bincount(train.labels.numpy(), minlength=len(classes))
-        source_ids = sorted(source.values("id"))
+        source_labels = labels_of(source, label_field, classes)
+        if np.any(np.bincount(source_labels, minlength=len(classes)) < counts):
+            raise CondensationError("The source split has fewer samples of some class than the condensed set")
+        source_ids = source.values("id")
+        subset_ids = [source_ids[i] for i in _random_subset(source_labels, counts, seed)]
         common = {"dataset": dataset.name, "label_field": label_field, "protocol": settings.as_dict(), "seed": seed,
-                  "source": digest(source_ids), "test": digest(sorted(test.ids))}
-        output["random"] = _reference(
+                  "source": digest(sorted(source_ids)), "test": digest(sorted(test.ids))}
+        random_reference = _reference(
             dataset, {**common, "kind": "random", "counts": counts.tolist()},
-            lambda: _evaluate_random(source, label_field, classes, counts, test, settings, torch_device, seed,
-                                     reporter.stage("random reference", 0.6, 0.95 if not include_full else 0.7)),
+            lambda: _evaluate_subset(source.select(subset_ids, ordered=True), label_field, classes, test, settings,
+                                     torch_device, seed, reporter.stage("random reference", 0.08, 0.5)),
         )
-        output["gain_over_random"] = output["mean"] - output["random"]["mean"]
+        same_as_reference = sorted(subset_ids) == sorted(train.ids)
+        result = (
+            {k: random_reference[k] for k in ("accuracies", "per_class", "num_train", "seconds", "protocol", "mean", "std")}
+            if same_as_reference else evaluate_train(reporter.stage("evaluating condensed set", 0.5, 0.9))
+        )
+        output = {"protocol": settings.as_dict(), "eval_split": eval_split, "label_field": label_field, **result,
+                  "random": random_reference, "gain_over_random": result["mean"] - random_reference["mean"]}
         if include_full:
             full_settings = HardProtocol(arch=arch, epochs=full_epochs, num_models=num_models)
             output["full"] = _reference(
                 dataset, {**common, "kind": "full", "protocol": full_settings.as_dict()},
-                lambda: _evaluate_full(source, label_field, classes, test, full_settings, torch_device, seed,
-                                       reporter.stage("full-split reference", 0.7, 0.99)),
+                lambda: {**_evaluate_subset(source, label_field, classes, test, full_settings, torch_device, seed,
+                                            reporter.stage("full-split reference", 0.9, 0.99)),
+                         "source": common["source"]},
             )
         else:
-            output["full"] = _cached_full(dataset, common, arch, num_models)
+            output["full"] = _cached_full(dataset, common, arch)
         if output.get("full"):
             output["fraction_of_full"] = output["mean"] / output["full"]["mean"]
     if run_key is not None:
@@ -413,7 +435,7 @@ def _reference(dataset: fo.Dataset, key_parts: dict, compute) -> dict:
     return value
 
 
-def _cached_full(dataset: fo.Dataset, common: dict, arch: str, num_models: int) -> Optional[dict]:
+def _cached_full(dataset: fo.Dataset, common: dict, arch: str) -> Optional[dict]:
     """A full-split reference computed earlier for this protocol family, if there is one."""
     for value in _references(dataset).values():
         protocol = value.get("protocol", {})
@@ -422,22 +444,12 @@ def _cached_full(dataset: fo.Dataset, common: dict, arch: str, num_models: int) 
     return None
 
 
-def _evaluate_random(source, label_field, classes, counts, test, settings, device, seed, progress) -> dict:
-    labels = labels_of(source, label_field, classes)
-    if np.any(np.bincount(labels, minlength=len(classes)) < counts):
-        raise CondensationError("The source split has fewer samples of some class than the condensed set")
-    subset = _random_subset(labels, counts, seed)
-    ids = source.values("id")
-    subset_view = source.select([ids[i] for i in subset], ordered=True)
-    images = load_images(subset_view, label_field, classes)
-    result = evaluate_images(images.floats(), images.labels, test.floats(), test.labels, len(classes), settings, device, seed, progress)
-    return result.as_dict()
-
-
-def _evaluate_full(source, label_field, classes, test, settings, device, seed, progress) -> dict:
-    images = load_images(source, label_field, classes)
-    result = evaluate_images(images.floats(), images.labels, test.floats(), test.labels, len(classes), settings, device, seed, progress)
-    return {**result.as_dict(), "source": digest(sorted(images.ids))}
+def _evaluate_subset(view, label_field, classes, test, settings, device, seed, progress) -> dict:
+    """The protocol trained on ``view`` (a reference subset or the whole source split)."""
+    images = load_images(view, label_field, classes)
+    return evaluate_images(
+        images.floats(), images.labels, test.floats(), test.labels, len(classes), settings, device, seed, progress
+    ).as_dict()
 
 
 # --------------------------------------------------------------------------- runs

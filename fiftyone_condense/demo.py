@@ -23,11 +23,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ipc", type=int, default=10, help="images per class (default 10)")
     parser.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated selection methods")
-    parser.add_argument("--epochs", type=int, default=150, help="training epochs per evaluated model (reduced; full: 1000)")
+    parser.add_argument("--epochs", type=int, default=100, help="training epochs per evaluated model (reduced; full: 1000)")
     parser.add_argument("--num-models", type=int, default=3, help="models per evaluation (reduced; full: 5)")
     parser.add_argument("--full", action="store_true", help="use the full hard protocol: 1000 epochs, 5 models")
     parser.add_argument("--include-full", action="store_true", help="also train on the whole train split (slow on CPU)")
     parser.add_argument("--full-epochs", type=int, default=30, help="epochs for the whole-train-split reference")
+    parser.add_argument("--teacher-epochs", type=int, default=1, help="epochs of the ConvNet-3 embedding teacher")
     parser.add_argument("--dataset", default="fashion-mnist", help="FiftyOne dataset name")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -58,7 +59,8 @@ def main(argv=None) -> None:
     for method in args.methods.split(","):
         run_key = f"demo_{method}_ipc{args.ipc}"
         began = time.perf_counter()
-        fc.select(train, method=method, ipc=args.ipc, run_key=run_key, seed=args.seed, overwrite=True)
+        fc.select(train, method=method, ipc=args.ipc, run_key=run_key, seed=args.seed, overwrite=True,
+                  teacher_epochs=args.teacher_epochs)
         result = fc.evaluate(
             run_key=run_key, dataset=dataset, epochs=args.epochs, num_models=args.num_models, seed=args.seed,
             include_full=args.include_full, full_epochs=args.full_epochs,

@@ -31,9 +31,13 @@ class Progress:
     def stage(self, name: str, start: float, end: float) -> ProgressFn:
         """A callback for one stage, mapping its own 0..1 onto [start, end) of the job."""
         bar = tqdm(total=1000, desc=name, leave=False, disable=not self.console, unit="‰")
+        quarters = [0]  # in a log (no terminal) print a line at each quarter instead of a bar
 
         def report(fraction: float, message: str = "") -> None:
             fraction = min(max(fraction, 0.0), 1.0)
+            if not self.console and self.callback is None and int(fraction * 4) > quarters[0]:
+                quarters[0] = int(fraction * 4)
+                print(f"  {name}: {100 * quarters[0] // 4}% {message}", file=sys.stderr, flush=True)
             bar.n = int(fraction * 1000)
             if message:
                 bar.set_postfix_str(message, refresh=False)

@@ -13,7 +13,10 @@ os.environ["FIFTYONE_DEFAULT_DATASET_DIR"] = str(_SESSION_DIR / "datasets")
 os.environ["FIFTYONE_CONDENSE_CACHE_DIR"] = str(_SESSION_DIR / "cache")
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
-os.environ.setdefault("FIFTYONE_PLUGINS_DIR", str(Path(__file__).resolve().parents[2]))
+# The checkout is the plugin: expose it to FiftyOne through a private plugins directory.
+(_SESSION_DIR / "plugins").mkdir()
+(_SESSION_DIR / "plugins" / "fiftyone-condense").symlink_to(Path(__file__).resolve().parents[1])
+os.environ["FIFTYONE_PLUGINS_DIR"] = str(_SESSION_DIR / "plugins")
 
 import fiftyone as fo  # noqa: E402
 import pytest  # noqa: E402

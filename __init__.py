@@ -1,0 +1,8 @@
+"""FiftyOne plugin entry point for @condense/fiftyone-condense."""
+
+from .operators import OPERATORS
+
+
+def register(p):
+    for operator in OPERATORS:
+        p.register(operator)

@@ -1,0 +1,8 @@
+"""Thin FiftyOne operators: each parses its form and calls the fiftyone_condense SDK."""
+
+from .delete import DeleteCondensationRun
+from .embeddings import ComputeEmbeddings
+from .evaluate import EvaluateCondensed
+from .select import SelectCoreset
+
+OPERATORS = (ComputeEmbeddings, SelectCoreset, EvaluateCondensed, DeleteCondensationRun)

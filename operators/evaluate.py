@@ -1,0 +1,61 @@
+"""Operator: train fresh models on a run's condensed set and report test accuracy."""
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+import fiftyone_condense as fc
+
+from .common import (execution_mode_input, finish, progress_reporter, run_choice_input, split_input,
+                     wants_delegation)
+
+
+class EvaluateCondensed(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="evaluate_condensed", label="Condense: evaluate condensed set", dynamic=True,
+            allow_immediate_execution=True, allow_delegated_execution=True, default_choice_to_delegated=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if run_choice_input(ctx, inputs, "Condensation run whose output to train on") is None:
+            return types.Property(inputs)
+        inputs.enum("protocol", ["hard"], default="hard", label="Protocol",
+                    description="hard: DC/DM standard (SGD, DSA augmentation, lr ×0.1 at half)")
+        inputs.enum("arch", ["convnet3", "resnet18"], default="convnet3", label="Architecture",
+                    description="Network trained from scratch on the condensed set")
+        inputs.int("epochs", default=1000, min=1, label="Epochs", description="Training epochs per model (protocol: 1000)")
+        inputs.int("num_models", default=5, min=1, label="Models", description="Models trained; accuracy is mean ± std")
+        split_input(ctx, inputs, "eval_split", "test", "Test split", "Samples (by tag) to measure accuracy on")
+        inputs.bool("references", default=True, label="Random reference",
+                    description="Also evaluate a random subset of the same size (cached)")
+        inputs.bool("include_full", default=False, label="Full-split reference",
+                    description="Also train on the whole source split (slow without a GPU; cached)")
+        execution_mode_input(ctx, inputs, True)
+        return types.Property(inputs, view=types.View(label="Evaluate condensed set"))
+
+    def resolve_delegation(self, ctx):
+        return wants_delegation(ctx, True)
+
+    def execute(self, ctx):
+        p = ctx.params
+        result = fc.evaluate(
+            run_key=p["run_key"], dataset=ctx.dataset, protocol=p.get("protocol", "hard"),
+            arch=p.get("arch", "convnet3"), epochs=int(p.get("epochs", 1000)), num_models=int(p.get("num_models", 5)),
+            eval_split=p.get("eval_split", "test"), references=bool(p.get("references", True)),
+            include_full=bool(p.get("include_full", False)), progress=progress_reporter(ctx),
+        )
+        finish(ctx)
+        summary = {"run_key": p["run_key"], "mean": result["mean"], "std": result["std"]}
+        if "random" in result:
+            summary["random_mean"] = result["random"]["mean"]
+        return summary
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("run_key", label="Run")
+        outputs.float("mean", label="Accuracy (mean)")
+        outputs.float("std", label="Accuracy (std)")
+        outputs.float("random_mean", label="Random subset accuracy (mean)")
+        return types.Property(outputs)

@@ -1,0 +1,71 @@
+"""Operator: select a coreset and record it as a condensation run."""
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+import fiftyone_condense as fc
+from fiftyone_condense.selection.submodular import GREEDY_VARIANTS
+
+from .common import (embeddings_inputs, execution_mode_input, finish, label_field_input, optional_str,
+                     progress_reporter, run_key_input, split_input, split_of, wants_delegation)
+
+METHOD_HELP = {name: spec.description for name, spec in fc.SELECTION_METHODS.items()}
+
+
+class SelectCoreset(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="select_coreset", label="Condense: select coreset", dynamic=True,
+            allow_immediate_execution=True, allow_delegated_execution=True, default_choice_to_delegated=False,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        label_field = label_field_input(ctx, inputs)
+        split = split_input(ctx, inputs, "split", "train", "Source split", "Samples to select from")
+        method = ctx.params.get("method") or "random"
+        inputs.enum("method", list(METHOD_HELP), default="random", label="Method",
+                    description=METHOD_HELP.get(method, ""), view=types.DropdownView())
+        smallest = None
+        if label_field:
+            counts = split_of(ctx, split).count_values(f"{label_field}.label")
+            smallest = min(counts.values()) if counts else 0
+        ipc_prop = inputs.int("ipc", default=min(10, smallest or 10), min=1, max=smallest,
+                              label="Images per class (IPC)",
+                              description=f"How many images to keep per class (smallest class: {smallest})")
+        ipc = ctx.params.get("ipc") or min(10, smallest or 10)
+        if smallest is not None and ipc > smallest:
+            ipc_prop.invalid, ipc_prop.error_message = True, f"The smallest class has {smallest} samples"
+        run_key_input(ctx, inputs, f"{method}_ipc{ipc}")
+        if fc.SELECTION_METHODS[method].needs_embeddings:
+            embeddings_inputs(ctx, inputs)
+            inputs.enum("embedding", ["features", "gradients"], default="features", label="Embedding",
+                        description="Penultimate features, or last-layer gradient embeddings [g, e⊗g]")
+        if method in ("graph_cut", "facility_location"):
+            inputs.enum("optimizer", list(GREEDY_VARIANTS), default="NaiveGreedy", label="Greedy variant",
+                        description="submodlib optimiser used to maximise the function")
+        if method == "graph_cut":
+            inputs.float("lambda_", default=1.0, min=0.0, label="λ (diversity)",
+                         description="GraphCut trade-off: larger values favour diverse picks")
+        inputs.int("seed", default=0, label="Seed", description="Random seed for reproducible picks")
+        execution_mode_input(ctx, inputs, False)
+        return types.Property(inputs, view=types.View(label="Select coreset"))
+
+    def resolve_delegation(self, ctx):
+        return wants_delegation(ctx, False)
+
+    def execute(self, ctx):
+        p = ctx.params
+        method = p.get("method", "random")
+        record = fc.select(
+            split_of(ctx, p.get("split")), method=method, ipc=int(p["ipc"]), run_key=p.get("run_key"),
+            label_field=p.get("label_field", "ground_truth"),
+            embeddings_field=p.get("embeddings_field") or "condense_embedding", model=p.get("model", "convnet3"),
+            embedding=p.get("embedding", "features"), weights=optional_str(p.get("weights")),
+            teacher_epochs=int(p.get("teacher_epochs", 2)), lambda_=float(p.get("lambda_", 1.0)),
+            optimizer=p.get("optimizer", "NaiveGreedy"), seed=int(p.get("seed", 0)),
+            overwrite=bool(p.get("overwrite", False)), progress=progress_reporter(ctx),
+        )
+        finish(ctx)
+        return {"run_key": record.key, "num_selected": len(record.results["selected_ids"])}
