@@ -63,7 +63,7 @@ def train_classifier(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        progress((epoch + 1) / config.epochs, f"epoch {epoch + 1}/{config.epochs}")
+            progress((epoch + stop / len(images)) / config.epochs, f"epoch {epoch + 1}/{config.epochs}")
     return model.eval()
 
 

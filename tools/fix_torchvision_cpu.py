@@ -105,9 +105,8 @@ def main() -> int:
         missing = [lib for lib in needed_libraries(extension) if CUDA_LIBRARY.match(lib)]
         if not missing:
             continue
-        plain = next(lib for lib in missing if not lib.split(".so")[-1]) if any(
-            not lib.split(".so")[-1] for lib in missing
-        ) else missing[0]
+        unversioned = [lib for lib in missing if not re.search(r"\.so\.\d", lib)]
+        plain = unversioned[0] if unversioned else missing[0]  # receives the unversioned symbols
         for lib in missing:
             stubs[lib]  # every missing library gets a file, even an empty one
         for name, kind, version in undefined_symbols(extension):
