@@ -11,13 +11,17 @@
 __version__ = "0.1.0"
 
 from . import datasets  # noqa: E402
-from .api import compute_embeddings, delete_run, evaluate, list_runs, load_run, select  # noqa: E402
+from .api import (  # noqa: E402
+    color_stats, compensate, compute_embeddings, delete_run, evaluate, list_runs, load_run, select,
+)
 from .errors import CondensationError  # noqa: E402
 from .selection import METHODS as SELECTION_METHODS  # noqa: E402
 
 __all__ = [
     "CondensationError",
     "SELECTION_METHODS",
+    "color_stats",
+    "compensate",
     "compute_embeddings",
     "datasets",
     "delete_run",

@@ -20,6 +20,7 @@ from . import __version__
 from .bridge import runs as run_store
 from .bridge.views import (
     DEFAULT_EMBEDDINGS_FIELD,
+    ImageSet,
     DEFAULT_EVAL_SPLIT,
     DEFAULT_LABEL_FIELD,
     DEFAULT_SOURCE_SPLIT,
@@ -28,13 +29,21 @@ from .bridge.views import (
     class_names,
     labels_of,
     load_images,
+    media_dir_beside,
     require_samples,
     split_view,
+    write_pngs,
 )
 from .cache import cached_path, digest, save_atomically
+from .color import BACKENDS, COMBINE_MODES, combine
+from .color import classical as classical_backend
+from .color import color_stats as image_color_stats
+from .color import diffusion as diffusion_backend
 from .device import resolve_device
 from .embeddings import (
     EMBEDDING_MODELS,
+    load_vae,
+    vae_latents,
     Normalizer,
     PretrainedResNet18,
     TeacherConfig,
@@ -45,13 +54,15 @@ from .embeddings import (
     train_teacher,
 )
 from .errors import CondensationError
-from .evaluation import HardProtocol, evaluate_images
+from .evaluation import PROTOCOLS, HardProtocol, Protocol, SoftProtocol, evaluate_images
 from .progress import Progress, ProgressFn
 from .selection import METHODS, check_class_budget, feature_gram, gradient_gram, select_per_class
 from .selection.coresets import pick_random
 
 Collection = fo.core.collections.SampleCollection
 EMBEDDING_KINDS = ("features", "gradients")
+DC3_ENCODERS = ("convnet3", "resnet18", "vae")
+DEFAULT_VAE = "stabilityai/sd-vae-ft-mse"
 
 
 def _progress(progress: Optional[ProgressFn]) -> Progress:
@@ -185,11 +196,16 @@ def select(
     label_field: str = DEFAULT_LABEL_FIELD,
     embeddings_field: str = DEFAULT_EMBEDDINGS_FIELD,
     model: str = "convnet3",
-    embedding: str = "features",
+    embedding: Optional[str] = None,
     weights: Optional[str] = None,
     teacher_epochs: int = 2,
     lambda_: float = 1.0,
     optimizer: str = "NaiveGreedy",
+    bins: int = 10,
+    pca_dim: int = 50,
+    gradient_model: str = "convnet3",
+    vae_model: str = DEFAULT_VAE,
+    vae_size: int = 512,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
@@ -198,10 +214,13 @@ def select(
     """Select ``ipc`` real samples per class from ``view`` and record them as run ``run_key``.
 
     Methods: ``random``, ``herding``, ``k_center``, ``graph_cut`` and ``facility_location``
-    (submodlib, on a precomputed per-class kernel ``0.5 + 0.5·cos``). Embedding methods use
-    ``embeddings_field`` (computed with ``model`` when absent) as ``features`` or as last-layer
-    ``gradients``. The picks get the tag ``condense:<run_key>`` and the saved view
-    ``condense-<run_key>`` holds them. Returns the run record.
+    (submodlib, on a precomputed per-class kernel ``0.5 + 0.5·cos``) use ``embeddings_field``
+    (computed with ``model`` when absent) as ``embedding="features"`` (default) or last-layer
+    ``"gradients"``. ``dc3`` bins each class by K-means (``bins``) on PCA(``pca_dim``) of the
+    encoder ``model`` (``convnet3``, ``resnet18`` or ``vae``: a diffusers AutoencoderKL,
+    ``vae_model`` hub id or path, at ``vae_size`` px) and runs GraphCut (``lambda_``) on
+    gradient embeddings of ``gradient_model`` inside each bin. The picks get the tag
+    ``condense:<run_key>`` and the saved view ``condense-<run_key>`` holds them.
     """
     dataset = view._dataset
     run_key = run_key or f"{method}_ipc{ipc}"
@@ -210,35 +229,60 @@ def select(
     run_store.check_run_key(dataset, run_key, overwrite)
     if method not in METHODS:
         raise CondensationError(f"Unknown selection method {method!r}; choose one of {sorted(METHODS)}")
+    embedding = embedding or ("gradients" if method == "dc3" else "features")
     if embedding not in EMBEDDING_KINDS:
         raise CondensationError(f"embedding must be one of {EMBEDDING_KINDS}, got {embedding!r}")
+    model = "convnet3" if model == "convnet" else model
+    if method == "dc3" and model not in DC3_ENCODERS:
+        raise CondensationError(f"dc3 encoder model must be one of {DC3_ENCODERS}, got {model!r}")
     classes = class_names(view, label_field)
     labels = labels_of(view, label_field, classes)
     check_class_budget(labels, ipc, classes)
     check_media(view.values("filepath"))
     reporter = _progress(progress)
     started = time.perf_counter()
+    torch_device = resolve_device(device)
+    needs = METHODS[method].needs
 
-    embeddings = None
-    if METHODS[method].needs_embeddings:
-        embeddings = _embeddings(
-            view, embeddings_field, label_field, classes, model, None, weights, teacher_epochs,
-            resolve_device(device), seed, False, reporter,
-        )
+    def embed(field: str, embedding_model: str, stage: tuple[float, float]) -> Embeddings:
+        return _embeddings(view, field, label_field, classes, embedding_model, None, weights, teacher_epochs,
+                           torch_device, seed, False, reporter.sub(*stage))
+
+    embeddings, encoder, extra = None, None, []
+    if "gram" in needs:
+        embeddings = embed(embeddings_field, gradient_model if method == "dc3" else model, (0.0, 0.45))
+    if "encoder" in needs:
+        if model == "vae":
+            images = load_images(view, label_field, classes, reporter.stage("loading images", 0.45, 0.5))
+            encoder = vae_latents(load_vae(vae_model, torch_device), images.floats(), vae_size, torch_device,
+                                  progress=reporter.stage("VAE latents", 0.5, 0.9)).numpy()
+        elif model == (gradient_model if method == "dc3" else model) and embeddings is not None:
+            encoder = embeddings.features
+        else:
+            field = f"{embeddings_field}_{model}"
+            encoder_embeddings = embed(field, model, (0.45, 0.9))
+            extra.append((field, encoder_embeddings))
+            encoder = encoder_embeddings.features
     embedded = time.perf_counter()
 
-    def gram_of_class(members: np.ndarray) -> np.ndarray:
-        if embedding == "gradients":
-            return gradient_gram(embeddings.features[members], embeddings.logits[members], labels[members])
-        return feature_gram(embeddings.features[members])
+    def inputs_of_class(members: np.ndarray, wanted: tuple[str, ...]) -> dict:
+        inputs = {}
+        if "gram" in wanted:
+            inputs["gram"] = (
+                gradient_gram(embeddings.features[members], embeddings.logits[members], labels[members])
+                if embedding == "gradients" else feature_gram(embeddings.features[members])
+            )
+        if "encoder" in wanted:
+            inputs["encoder"] = encoder[members]
+        return inputs
 
-    params = {"lambda_": lambda_, "optimizer": optimizer} if method == "graph_cut" else (
-        {"optimizer": optimizer} if method == "facility_location" else {}
-    )
-    picks = select_per_class(
-        method, labels, ipc, gram_of_class if embeddings is not None else None, seed, params,
-        reporter.stage(f"selecting ({method})", 0.95, 1.0),
-    )
+    params = {
+        "graph_cut": {"lambda_": lambda_, "optimizer": optimizer},
+        "facility_location": {"optimizer": optimizer},
+        "dc3": {"bins": bins, "pca_dim": pca_dim, "lambda_": lambda_, "optimizer": optimizer},
+    }.get(method, {})
+    picks = select_per_class(method, labels, ipc, inputs_of_class, seed, params,
+                             reporter.stage(f"selecting ({method})", 0.9, 1.0))
     ids = view.values("id")
     selected_ids = [ids[i] for i in picks]
     finished = time.perf_counter()
@@ -246,8 +290,10 @@ def select(
     config = {
         "method": method, "kind": "selection", "ipc": ipc, "label_field": label_field,
         "embeddings_field": embeddings_field if embeddings is not None else None,
-        "model": model if embeddings is not None else None, "embedding": embedding if embeddings is not None else None,
-        "params": params, "seed": seed, "classes": classes, "versions": _versions(),
+        "model": model if needs else None, "embedding": embedding if embeddings is not None else None,
+        "params": {**params, **({"gradient_model": gradient_model} if method == "dc3" else {}),
+                   **({"vae_model": vae_model, "vae_size": vae_size} if method == "dc3" and model == "vae" else {})},
+        "seed": seed, "classes": classes, "versions": _versions(),
     }
     results = {
         "selected_ids": selected_ids,
@@ -260,6 +306,8 @@ def select(
             transaction.delete_run(run_key)
         if embeddings is not None:
             _write_embeddings(transaction, view, embeddings_field, embeddings)
+        for field, stored in extra:
+            _write_embeddings(transaction, view, field, stored)
         transaction.register(view, run_key, config, results)
         transaction.tag(selected_ids, run_store.run_tag(run_key))
         transaction.save_view(run_store.saved_view_name(run_key), dataset.match_tags(run_store.run_tag(run_key)))
@@ -278,13 +326,24 @@ def _versions() -> dict:
 # --------------------------------------------------------------------------- evaluation
 
 
-def _protocol(protocol: str, arch: str, epochs: int, num_models: int) -> HardProtocol:
-    if protocol != "hard":
-        raise CondensationError(f"Unknown protocol {protocol!r}; available: ['hard']")
+def _protocol(protocol: str, arch: str, epochs: int, num_models: int, **soft) -> Protocol:
     try:
-        return HardProtocol(arch=arch, epochs=epochs, num_models=num_models)
+        if protocol == "hard":
+            return HardProtocol(arch=arch, epochs=epochs, num_models=num_models)
+        if protocol == "soft":
+            return SoftProtocol(arch=arch, epochs=epochs, num_models=num_models, **soft)
     except ValueError as error:
         raise CondensationError(str(error)) from None
+    raise CondensationError(f"Unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+
+
+def _matched_channels(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grey and RGB sets are compared in RGB (a grey image repeated on three channels)."""
+    if train.shape[1] == test.shape[1]:
+        return train, test
+    if {train.shape[1], test.shape[1]} == {1, 3}:
+        return _as_rgb(train), _as_rgb(test)
+    raise CondensationError(f"Condensed images have {train.shape[1]} channels but test images have {test.shape[1]}")
 
 
 def _references(dataset: fo.Dataset) -> dict:
@@ -311,7 +370,7 @@ def _random_subset(labels: np.ndarray, counts: np.ndarray, seed: int) -> np.ndar
     for label, count in enumerate(counts):
         if count:
             members = np.flatnonzero(labels == label)
-            picks.append(members[pick_random(None, len(members), int(count), np.random.default_rng([seed, label]))])
+            picks.append(members[pick_random(len(members), int(count), np.random.default_rng([seed, label]))])
     return np.concatenate(picks)
 
 
@@ -329,6 +388,9 @@ def evaluate(
     references: bool = True,
     include_full: bool = False,
     full_epochs: int = 30,
+    temperature: float = 4.0,
+    teacher_arch: str = "convnet3",
+    teacher_epochs: int = 2,
     seed: int = 0,
     device: str = "auto",
     progress: Optional[ProgressFn] = None,
@@ -336,12 +398,16 @@ def evaluate(
     """Train ``num_models`` fresh ``arch`` networks on a condensed set and test them.
 
     Pass any ``view`` of training images, or ``run_key`` (with ``dataset``, or a view of it)
-    to evaluate that run's output and store the result on the run. The test set is the
+    to evaluate that run's output and store the result on the run (one entry per protocol).
+    ``protocol="hard"``: DC/DM standard on the labels (SGD, DSA). ``protocol="soft"``:
+    RDED/DC3, soft labels of a ``teacher_arch`` teacher trained on the source split (cached),
+    KD at ``temperature``, AdamW + cosine, crop/flip/patch-shuffle. The test set is the
     samples tagged ``eval_split``. With ``references`` the same protocol also runs on a
     random class-balanced subset of the same size from the source split (the run's source
     view, else the samples tagged ``source_split``), and with ``include_full`` on the whole
-    source split (``full_epochs`` epochs); both are cached on the dataset. Returns a dict
-    with ``mean``, ``std``, ``accuracies``, ``per_class`` and the references.
+    source split (``full_epochs`` epochs); both are cached on the dataset. Grey and RGB sets
+    are compared in RGB. Returns a dict with ``mean``, ``std``, ``accuracies``, ``per_class``
+    and the references.
     """
     if view is None and dataset is None:
         raise CondensationError("Pass a view to evaluate, or run_key with dataset=")
@@ -351,17 +417,18 @@ def evaluate(
         record = run_store.load_run(dataset, run_key)
         view = record.view
         label_field = label_field or record.config.get("label_field")
-        source = dataset.load_run_view(run_key)
+        source = _source_of(dataset, run_key)
     label_field = label_field or DEFAULT_LABEL_FIELD
     require_samples(view, "condensed set")
     check_label_field(view, label_field)
-    settings = _protocol(protocol, arch, epochs, num_models)
+    soft = {"temperature": temperature, "teacher_arch": teacher_arch, "teacher_epochs": teacher_epochs}
+    settings = _protocol(protocol, arch, epochs, num_models, **(soft if protocol == "soft" else {}))
     test_view = split_view(dataset, eval_split)
     check_label_field(test_view, label_field)
     overlap = set(view.values("id")) & set(test_view.values("id"))
     if overlap:
         raise CondensationError(f"{len(overlap)} samples of the condensed set are also tagged {eval_split!r}; evaluation would test on training images.")
-    if references:
+    if references or protocol == "soft":
         source = source if source is not None else split_view(dataset, source_split)
     classes = class_names(dataset, label_field)
     torch_device = resolve_device(device)
@@ -369,19 +436,20 @@ def evaluate(
 
     train = load_images(view, label_field, classes, reporter.stage("loading condensed set", 0.0, 0.02))
     test = load_images(test_view, label_field, classes, reporter.stage("loading test split", 0.02, 0.08))
-    if train.images.shape[1:] != test.images.shape[1:]:
-        raise CondensationError(
-            f"Condensed images are {tuple(train.images.shape[1:])} but test images are {tuple(test.images.shape[1:])}"
-        )
+    teacher = None
+    if protocol == "soft":
+        net, normalizer, _ = _embedding_model(source, teacher_arch, label_field, classes, None, teacher_epochs,
+                                              torch_device, seed, reporter.sub(0.08, 0.2))
+        teacher = _RawTeacher(net, normalizer)
 
-    def evaluate_train(stage: ProgressFn) -> dict:
-        return evaluate_images(
-            train.floats(), train.labels, test.floats(), test.labels, len(classes), settings, torch_device, seed, stage
-        ).as_dict()
+    def run_protocol(images: ImageSet, stage: ProgressFn, settings: Protocol = settings) -> dict:
+        train_x, test_x = _matched_channels(images.floats(), test.floats())
+        return evaluate_images(train_x, images.labels, test_x, test.labels, len(classes), settings, torch_device, seed,
+                               stage, teacher).as_dict()
 
+    header = {"protocol": settings.as_dict(), "eval_split": eval_split, "label_field": label_field}
     if not references:
-        result = evaluate_train(reporter.stage("evaluating condensed set", 0.08, 0.99))
-        output = {"protocol": settings.as_dict(), "eval_split": eval_split, "label_field": label_field, **result}
+        output = {**header, **run_protocol(train, reporter.stage("evaluating condensed set", 0.2, 0.99))}
     else:
         counts = np.bincount(train.labels.numpy(), minlength=len(classes))
         source_labels = labels_of(source, label_field, classes)
@@ -393,26 +461,26 @@ def evaluate(
                   "source": digest(sorted(source_ids)), "test": digest(sorted(test.ids))}
         random_reference = _reference(
             dataset, {**common, "kind": "random", "counts": counts.tolist()},
-            lambda: _evaluate_subset(source.select(subset_ids, ordered=True), label_field, classes, test, settings,
-                                     torch_device, seed, reporter.stage("random reference", 0.08, 0.5)),
+            lambda: run_protocol(load_images(source.select(subset_ids, ordered=True), label_field, classes),
+                                 reporter.stage("random reference", 0.2, 0.55)),
         )
         same_as_reference = sorted(subset_ids) == sorted(train.ids)
         result = (
             {k: random_reference[k] for k in ("accuracies", "per_class", "num_train", "seconds", "protocol", "mean", "std")}
-            if same_as_reference else evaluate_train(reporter.stage("evaluating condensed set", 0.5, 0.9))
+            if same_as_reference else run_protocol(train, reporter.stage("evaluating condensed set", 0.55, 0.9))
         )
-        output = {"protocol": settings.as_dict(), "eval_split": eval_split, "label_field": label_field, **result,
-                  "random": random_reference, "gain_over_random": result["mean"] - random_reference["mean"]}
+        output = {**header, **result, "random": random_reference,
+                  "gain_over_random": result["mean"] - random_reference["mean"]}
         if include_full:
-            full_settings = HardProtocol(arch=arch, epochs=full_epochs, num_models=num_models)
+            full_settings = _protocol(protocol, arch, full_epochs, num_models, **(soft if protocol == "soft" else {}))
             output["full"] = _reference(
                 dataset, {**common, "kind": "full", "protocol": full_settings.as_dict()},
-                lambda: {**_evaluate_subset(source, label_field, classes, test, full_settings, torch_device, seed,
-                                            reporter.stage("full-split reference", 0.9, 0.99)),
+                lambda: {**run_protocol(load_images(source, label_field, classes),
+                                        reporter.stage("full-split reference", 0.9, 0.99), full_settings),
                          "source": common["source"]},
             )
         else:
-            output["full"] = _cached_full(dataset, common, arch)
+            output["full"] = _cached_full(dataset, common, settings)
         if output.get("full"):
             output["fraction_of_full"] = output["mean"] / output["full"]["mean"]
     if run_key is not None:
@@ -422,6 +490,35 @@ def evaluate(
         run_store.save_results(dataset, run_key, {**record.results, "evaluation": evaluations})
     reporter.stage("done", 0.99, 1.0)(1.0)
     return output
+
+
+class _RawTeacher(torch.nn.Module):
+    """A trained teacher that takes raw [0, 1] images of either channel count.
+
+    A teacher trained on grey images sees RGB inputs as their channel mean (and an RGB
+    teacher sees grey inputs repeated), then its own normaliser.
+    """
+
+    def __init__(self, net: torch.nn.Module, normalizer: Normalizer):
+        super().__init__()
+        self.net, self.normalizer = net, normalizer
+        self.channels = len(normalizer.mean)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 3 and self.channels == 1:
+            x = x.mean(dim=1, keepdim=True)
+        elif x.shape[1] == 1 and self.channels == 3:
+            x = x.repeat(1, 3, 1, 1)
+        return self.net(self.normalizer(x))
+
+
+def _source_of(dataset: fo.Dataset, run_key: str) -> Collection:
+    """The view a run was computed from; for a compensation run, its parent selection's source."""
+    record = run_store.load_run(dataset, run_key)
+    parent = record.config.get("parent")
+    if parent and parent in run_store.list_runs(dataset):
+        return _source_of(dataset, parent)
+    return dataset.load_run_view(run_key)
 
 
 def _reference(dataset: fo.Dataset, key_parts: dict, compute) -> dict:
@@ -435,21 +532,148 @@ def _reference(dataset: fo.Dataset, key_parts: dict, compute) -> dict:
     return value
 
 
-def _cached_full(dataset: fo.Dataset, common: dict, arch: str) -> Optional[dict]:
-    """A full-split reference computed earlier for this protocol family, if there is one."""
+def _cached_full(dataset: fo.Dataset, common: dict, settings: Protocol) -> Optional[dict]:
+    """A full-split reference computed earlier for this protocol and architecture, if any."""
     for value in _references(dataset).values():
         protocol = value.get("protocol", {})
-        if value.get("kind") == "full" and protocol.get("arch") == arch and value.get("source") == common["source"]:
+        if (value.get("kind") == "full" and protocol.get("name") == settings.name
+                and protocol.get("arch") == settings.arch and value.get("source") == common["source"]):
             return value
     return None
 
 
-def _evaluate_subset(view, label_field, classes, test, settings, device, seed, progress) -> dict:
-    """The protocol trained on ``view`` (a reference subset or the whole source split)."""
-    images = load_images(view, label_field, classes)
-    return evaluate_images(
-        images.floats(), images.labels, test.floats(), test.labels, len(classes), settings, device, seed, progress
-    ).as_dict()
+# --------------------------------------------------------------------------- colour
+
+
+def _as_rgb(images: torch.Tensor) -> torch.Tensor:
+    return images.repeat(1, 3, 1, 1) if images.shape[1] == 1 else images
+
+
+def _parent_run(view: Collection, parent: Optional[str]) -> Optional[str]:
+    """The selection run whose saved view this is (``condense-<key>``), if any."""
+    if parent is not None:
+        return parent
+    name = getattr(view, "name", None) or ""
+    return name[len("condense-"):] if name.startswith("condense-") else None
+
+
+def color_stats(view: Collection, label_field: Optional[str] = None, points: int = 64) -> dict:
+    """Colour statistics of a view's images: per-channel KDE, colourfulness, unique colours.
+
+    The result is plain data (lists of numbers) a panel can plot; runs store it so the
+    colour homogenisation of a condensed set can be compared with its source.
+    """
+    require_samples(view)
+    images = torch.from_numpy(_read_view(view)).float().div_(255.0)
+    return image_color_stats(images, points)
+
+
+def _read_view(view: Collection) -> np.ndarray:
+    from .bridge.views import read_images
+
+    return read_images(view.values("filepath"))
+
+
+def compensate(
+    view: Optional[Collection] = None,
+    run_key: Optional[str] = None,
+    backend: str = "classical",
+    combine_mode: str = "gradient",
+    parent: Optional[str] = None,
+    label_field: Optional[str] = None,
+    model: str = diffusion_backend.DEFAULT_MODEL,
+    steps: int = 20,
+    guidance: float = 4.0,
+    image_guidance: float = 1.5,
+    edit_size: int = 256,
+    batch_size: int = 8,
+    size: Optional[tuple[int, int]] = None,
+    output_dir: Optional[str] = None,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: Optional[ProgressFn] = None,
+) -> run_store.RunRecord:
+    """DC3 colour compensation of ``view`` (typically a selection run's ``condense-<key>`` view).
+
+    Each image gets a warm and a cold hue edit, merged by ``combine_mode`` (``gradient``,
+    ``random``, ``grid``, ``fourfold``); ``backend="diffusion"`` edits with InstructPix2Pix
+    (``model``: hub id or local directory; ``batch_size`` images per call; fp16 on a GPU),
+    ``backend="classical"`` with a deterministic hue/temperature shift. The results are new
+    RGB samples (tags ``condense:<run_key>`` and ``synthetic``, ``condense_sources`` = the
+    edited sample) written as PNGs under ``output_dir`` (default: ``condense/<run_key>``
+    beside the source media), at the source size or ``size=(height, width)``. The run records
+    its parent run and the colour statistics before and after.
+    """
+    if view is None:
+        raise CondensationError("Pass the view to compensate, e.g. dataset.load_saved_view('condense-<key>')")
+    dataset = view._dataset
+    parent = _parent_run(view, parent)
+    run_key = run_key or f"{parent or 'view'}_{backend}_{combine_mode}"
+    require_samples(view)
+    if parent is not None and parent in run_store.list_runs(dataset):
+        label_field = label_field or run_store.load_run(dataset, parent).config.get("label_field")
+    label_field = label_field or DEFAULT_LABEL_FIELD
+    check_label_field(view, label_field)
+    run_store.check_run_key(dataset, run_key, overwrite)
+    if backend not in BACKENDS:
+        raise CondensationError(f"Unknown backend {backend!r}; choose one of {BACKENDS}")
+    if combine_mode not in COMBINE_MODES:
+        raise CondensationError(f"Unknown combine_mode {combine_mode!r}; choose one of {COMBINE_MODES}")
+    settings = diffusion_backend.DiffusionSettings(model, steps, guidance, image_guidance, edit_size, batch_size)
+    reporter = _progress(progress)
+    started = time.perf_counter()
+
+    source = load_images(view, label_field, None, reporter.stage("loading images", 0.0, 0.05))
+    images = _as_rgb(source.floats())
+    generator = torch.Generator().manual_seed(seed)
+    if backend == "diffusion":
+        pipeline = diffusion_backend.load_pipeline(model, resolve_device(device))
+        warm, cold = diffusion_backend.warm_and_cold(pipeline, images, generator, settings,
+                                                     reporter.stage("diffusion edits", 0.05, 0.85))
+    else:
+        warm, cold = classical_backend.warm_and_cold(images, generator)
+    output = combine(warm, cold, combine_mode, generator)
+    if size is not None:
+        output = torch.nn.functional.interpolate(output, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    edited = time.perf_counter()
+
+    folder = Path(output_dir) / run_key if output_dir else Path(media_dir_beside(view, run_key))
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise CondensationError(f"Output folder {folder} is not empty; choose output_dir= or overwrite=True")
+    config = {
+        "method": "dc3_compensation", "kind": "compensation", "parent": parent, "backend": backend,
+        "combine_mode": combine_mode, "label_field": label_field, "seed": seed, "classes": source.classes,
+        "params": {"model": model, "steps": steps, "guidance": guidance, "image_guidance": image_guidance,
+                   "edit_size": edit_size, "batch_size": batch_size, "size": list(size) if size else None} if backend == "diffusion"
+        else {"size": list(size) if size else None},
+        "output_dir": str(folder), "versions": _versions(),
+    }
+    with run_store.Transaction(dataset) as transaction:
+        if run_key in run_store.list_runs(dataset):
+            transaction.delete_run(run_key)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / f"{source_id}.png" for source_id in source.ids]
+        transaction.on_undo(lambda: run_store.remove_files(paths))
+        write_pngs(output, paths)
+        tag = run_store.run_tag(run_key)
+        samples = [
+            fo.Sample(filepath=str(path), tags=[tag, run_store.SYNTHETIC_TAG],
+                      **{label_field: fo.Classification(label=source.classes[int(label)]),
+                         run_store.RUN_FIELD: run_key, run_store.SOURCES_FIELD: [source_id]})
+            for path, source_id, label in zip(paths, source.ids, source.labels)
+        ]
+        transaction.add_samples(samples)
+        results = {
+            "num_samples": len(samples),
+            "bytes": int(sum(path.stat().st_size for path in paths)),
+            "timings": {"edit_s": edited - started, "total_s": time.perf_counter() - started},
+            "color_stats": {"before": image_color_stats(images), "after": image_color_stats(output)},
+            "evaluation": {},
+        }
+        transaction.register(view, run_key, config, results)
+        transaction.save_view(run_store.saved_view_name(run_key), dataset.match_tags(tag))
+    return run_store.load_run(dataset, run_key)
 
 
 # --------------------------------------------------------------------------- runs

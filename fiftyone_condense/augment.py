@@ -120,3 +120,49 @@ def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     theta = theta.to(device=x.device, dtype=x.dtype).expand(x.shape[0], 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=True)
     return F.grid_sample(x, grid, align_corners=True, padding_mode="zeros")
+
+
+def shuffle_patches(x: torch.Tensor, factor: int = 2, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Cut each image into ``factor × factor`` patches and put them back in a random order (RDED)."""
+    n, c, height, width = x.shape
+    ph, pw = height // factor, width // factor
+    core = x[..., : ph * factor, : pw * factor]
+    patches = core.reshape(n, c, factor, ph, factor, pw).permute(0, 2, 4, 1, 3, 5).reshape(n, factor * factor, c, ph, pw)
+    order = torch.argsort(torch.rand(n, factor * factor, generator=generator), dim=1).to(x.device)
+    patches = patches[torch.arange(n, device=x.device).unsqueeze(1), order]
+    shuffled = patches.reshape(n, factor, factor, c, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(n, c, ph * factor, pw * factor)
+    out = x.clone()
+    out[..., : ph * factor, : pw * factor] = shuffled
+    return out
+
+
+def random_resized_crop(x: torch.Tensor, scale: tuple[float, float] = (0.5, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Per image, a random crop of ``scale`` of the area and ``ratio`` aspect, resized back (bilinear)."""
+    n = x.shape[0]
+    area = torch.empty(n).uniform_(*scale, generator=generator)
+    log_ratio = torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    aspect = torch.exp(log_ratio)
+    crop_w = torch.sqrt(area * aspect).clamp(max=1.0)
+    crop_h = torch.sqrt(area / aspect).clamp(max=1.0)
+    centre_x = (torch.rand(n, generator=generator) * 2 - 1) * (1 - crop_w)
+    centre_y = (torch.rand(n, generator=generator) * 2 - 1) * (1 - crop_h)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = crop_w, crop_h
+    theta[:, 0, 2], theta[:, 1, 2] = centre_x, centre_y
+    return _warp(x, theta)
+
+
+class SoftAugment:
+    """The soft protocol's augmentation: random-resized crop, horizontal flip, patch shuffle."""
+
+    def __init__(self, factor: int = 2, scale: tuple[float, float] = (0.5, 1.0), seed: int = 0):
+        self.factor = factor
+        self.scale = scale
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = random_resized_crop(x, self.scale, generator=self.generator)
+        flip = (torch.rand(x.shape[0], generator=self.generator) < 0.5).to(x.device).view(-1, 1, 1, 1)
+        x = torch.where(flip, x.flip(3), x)
+        return shuffle_patches(x, self.factor, self.generator) if self.factor > 1 else x

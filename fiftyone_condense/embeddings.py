@@ -173,3 +173,41 @@ __all__ = [
     "teacher_checkpoint",
     "train_teacher",
 ]
+
+
+def load_vae(model: str, device: torch.device):
+    """A diffusers ``AutoencoderKL`` by hub id or local directory (also a pipeline's ``vae/``),
+    in fp16 on a GPU and fp32 on the CPU."""
+    from diffusers import AutoencoderKL
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    errors = []
+    for subfolder in (None, "vae"):
+        try:
+            return AutoencoderKL.from_pretrained(model, subfolder=subfolder, dtype=dtype).to(device).eval()
+        except (OSError, ValueError, EnvironmentError) as error:
+            errors.append(str(error))
+    from .errors import CondensationError
+
+    raise CondensationError(
+        f"Cannot load a VAE from {model!r} ({errors[-1]}). Pass a local directory with an AutoencoderKL "
+        "(for example the Stable Diffusion VAE saved with save_pretrained), or use model='convnet3'."
+    )
+
+
+@torch.no_grad()
+def vae_latents(
+    vae: nn.Module, images: torch.Tensor, size: int, device: torch.device, batch_size: int = 32,
+    progress: ProgressFn = silent,
+) -> torch.Tensor:
+    """Flattened latent means of [0, 1] images resized to ``size`` (DC3 encodes at 512 px)."""
+    dtype = next(vae.parameters()).dtype
+    latents = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        x = x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        posterior = vae.encode((x * 2 - 1).to(device=device, dtype=dtype)).latent_dist
+        latents.append(posterior.mean.float().flatten(1).cpu())
+        progress(min(start + batch_size, len(images)) / len(images), "VAE latents")
+    return torch.cat(latents)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Optional, Union
 
 import numpy as np
 import torch
+import torch.nn as nn
 
-from .augment import DSA
+from .augment import DSA, SoftAugment
 from .embeddings import Normalizer
 from .models import ARCHITECTURES, build_model
 from .progress import ProgressFn, silent
-from .training import TrainConfig, per_class_accuracy, predict, train_classifier
+from .training import DistillConfig, TrainConfig, per_class_accuracy, predict, train_classifier, train_student
 
-PROTOCOLS = ("hard",)
+PROTOCOLS = ("hard", "soft")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,53 @@ class HardProtocol:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SoftProtocol:
+    """RDED / DC3 validation: a teacher's soft labels (KD, temperature), AdamW + cosine,
+    random-resized-crop + flip + patch-shuffle augmentation."""
+
+    arch: str = "convnet3"
+    epochs: int = 300
+    num_models: int = 5
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 256
+    temperature: float = 4.0
+    patch_factor: int = 2
+    crop_scale_min: float = 0.5
+    teacher_arch: str = "convnet3"
+    teacher_epochs: int = 2
+    name: str = field(default="soft", init=False)
+
+    def __post_init__(self):
+        HardProtocol(arch=self.arch, epochs=self.epochs, num_models=self.num_models)  # same checks
+        if self.teacher_arch not in ARCHITECTURES:
+            raise ValueError(f"Unknown teacher architecture {self.teacher_arch!r}; choose one of {ARCHITECTURES}")
+
+    def distill_config(self) -> DistillConfig:
+        return DistillConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+                             batch_size=self.batch_size, temperature=self.temperature)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+Protocol = Union[HardProtocol, SoftProtocol]
+
+
+class Renormalized(nn.Module):
+    """A teacher that takes raw [0, 1] images, fed the student's standardised inputs."""
+
+    def __init__(self, teacher_on_raw: nn.Module, student_normalizer: Normalizer):
+        super().__init__()
+        self.teacher = teacher_on_raw
+        self.mean = torch.tensor(student_normalizer.mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(student_normalizer.std).view(1, -1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.teacher(x * self.std.to(x) + self.mean.to(x))
+
+
 @dataclass
 class EvaluationResult:
     """Accuracy of each trained model on the test images, with summary statistics."""
@@ -75,20 +124,23 @@ def evaluate_images(
     test_images: torch.Tensor,
     test_labels: torch.Tensor,
     num_classes: int,
-    protocol: HardProtocol,
+    protocol: Protocol,
     device: torch.device,
     seed: int = 0,
     progress: ProgressFn = silent,
+    teacher: Optional[nn.Module] = None,
 ) -> EvaluationResult:
     """Train ``protocol.num_models`` fresh networks on the train images and test each.
 
     Images are floats in [0, 1]; both sets are standardised with the test images' channel
-    statistics, which every method being compared then shares.
+    statistics, which every method being compared then shares. The soft protocol needs
+    ``teacher``, a trained network taking raw [0, 1] images; the hard one trains on the labels.
     """
+    if protocol.name == "soft" and teacher is None:
+        raise ValueError("the soft protocol needs a teacher")
     started = time.perf_counter()
     normalizer = Normalizer.fit(test_images)
     train_x, test_x = normalizer(train_images), normalizer(test_images)
-    augment = DSA() if protocol.dsa else None
     accuracies, per_class = [], []
     shape = (train_images.shape[1], num_classes, tuple(train_images.shape[-2:]))
     for index in range(protocol.num_models):
@@ -99,9 +151,15 @@ def evaluate_images(
 
         torch.manual_seed(model_seed)
         model = build_model(protocol.arch, *shape)
-        model = train_classifier(
-            model, train_x, train_labels, protocol.train_config(), device, model_seed, augment, report
-        )
+        if protocol.name == "soft":
+            guide = Renormalized(teacher, normalizer)
+            augment = SoftAugment(protocol.patch_factor, (protocol.crop_scale_min, 1.0), seed=model_seed)
+            model = train_student(model, guide, train_x, protocol.distill_config(), device, augment, model_seed, report)
+        else:
+            augment = DSA() if protocol.dsa else None
+            model = train_classifier(
+                model, train_x, train_labels, protocol.train_config(), device, model_seed, augment, report
+            )
         _, logits = predict(model, test_x, device)
         predictions = logits.argmax(1)
         accuracies.append(float((predictions == test_labels).float().mean()))

@@ -22,14 +22,22 @@ def silent(fraction: float, message: str) -> None:
 class Progress:
     """Reports stages of a long job; each stage owns a slice [start, end) of the whole."""
 
-    def __init__(self, callback: Optional[ProgressFn] = None, console: Optional[bool] = None):
+    def __init__(self, callback: Optional[ProgressFn] = None, console: Optional[bool] = None,
+                 span: tuple[float, float] = (0.0, 1.0)):
         self.callback = callback
         self.console = sys.stderr.isatty() if console is None else console
-        self._bar: Optional[tqdm] = None
+        self.span = span
         self._last = 0.0
+
+    def sub(self, start: float, end: float) -> "Progress":
+        """A reporter whose whole 0..1 is the slice [start, end) of this one."""
+        low, high = self.span
+        return Progress(self.callback, self.console, (low + start * (high - low), low + end * (high - low)))
 
     def stage(self, name: str, start: float, end: float) -> ProgressFn:
         """A callback for one stage, mapping its own 0..1 onto [start, end) of the job."""
+        low, high = self.span
+        start, end = low + start * (high - low), low + end * (high - low)
         bar = tqdm(total=1000, desc=name, leave=False, disable=not self.console, unit="‰")
         quarters = [0]  # in a log (no terminal) print a line at each quarter instead of a bar
 

@@ -95,3 +95,55 @@ def per_class_accuracy(predictions: torch.Tensor, labels: torch.Tensor, num_clas
     correct = torch.zeros(num_classes).index_add_(0, labels, (predictions == labels).float())
     counts = torch.bincount(labels, minlength=num_classes).float()
     return correct / counts.where(counts > 0, torch.tensor(float("nan")))
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation from a teacher's soft labels (RDED / DC3 validation)."""
+
+    epochs: int
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 256
+    temperature: float = 4.0
+    mixed_precision: bool = True
+
+
+def train_student(
+    student: nn.Module,
+    teacher: nn.Module,
+    images: torch.Tensor,
+    config: DistillConfig,
+    device: torch.device,
+    augment: Augment,
+    seed: int = 0,
+    progress: ProgressFn = silent,
+) -> nn.Module:
+    """Train ``student`` to match ``teacher``'s temperature-softened outputs on augmented images.
+
+    AdamW with a cosine schedule; the teacher labels each augmented batch afresh, so every
+    view of an image carries its own soft label. Loss: ``T² · KL(teacher_T || student_T)``.
+    """
+    torch.manual_seed(seed)
+    order = torch.Generator().manual_seed(seed)
+    student, teacher = student.to(device).train(), teacher.to(device).eval()
+    images = images.to(device)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.epochs * -(-len(images) // config.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    temperature = config.temperature
+    for epoch in range(config.epochs):
+        permutation = torch.randperm(len(images), generator=order).to(device)
+        for start, stop in chunks(len(images), config.batch_size):
+            x = augment(images[permutation[start:stop]])
+            with torch.no_grad(), autocast(device, config.mixed_precision):
+                target = F.softmax(teacher(x).float() / temperature, dim=1)
+            with autocast(device, config.mixed_precision):
+                log_student = F.log_softmax(student(x).float() / temperature, dim=1)
+            loss = F.kl_div(log_student, target, reduction="batchmean") * temperature**2
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        progress((epoch + 1) / config.epochs, f"epoch {epoch + 1}/{config.epochs}")
+    return student.eval()

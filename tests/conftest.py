@@ -1,14 +1,58 @@
 """Test session set-up: a private FiftyOne database, caches and media under a temp dir.
 
-The environment must be set before FiftyOne is imported, so it is done at import time here.
+FiftyOne attaches to any database service already running on the machine, whatever its
+directory, so the session starts FiftyOne's bundled MongoDB itself, on a free port with a
+temporary directory, and points FiftyOne at it. The environment must be set before FiftyOne
+is imported, so it is done at import time here.
 """
 
+import atexit
+import importlib.util
 import os
+import shutil
+import socket
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="condense-tests-"))
-os.environ["FIFTYONE_DATABASE_DIR"] = str(_SESSION_DIR / "db")
+
+
+def _start_private_mongod(directory: Path) -> str:
+    """Start the mongod that ships with FiftyOne on 127.0.0.1; returns its URI."""
+    package = Path(importlib.util.find_spec("fiftyone").submodule_search_locations[0])
+    directory.mkdir(parents=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [str(package / "db" / "bin" / "mongod"), "--dbpath", str(directory), "--port", str(port),
+         "--bind_ip", "127.0.0.1", "--nounixsocket", "--logpath", str(directory / "mongod.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+    atexit.register(stop)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as client:
+            if client.connect_ex(("127.0.0.1", port)) == 0:
+                return f"mongodb://127.0.0.1:{port}"
+        if process.poll() is not None:
+            raise RuntimeError(f"mongod exited with {process.returncode}; see {directory / 'mongod.log'}")
+        time.sleep(0.2)
+    raise RuntimeError("mongod did not start within 60 s")
+
+
+os.environ["FIFTYONE_DATABASE_URI"] = _start_private_mongod(_SESSION_DIR / "db")
 os.environ["FIFTYONE_DEFAULT_DATASET_DIR"] = str(_SESSION_DIR / "datasets")
 os.environ["FIFTYONE_CONDENSE_CACHE_DIR"] = str(_SESSION_DIR / "cache")
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"

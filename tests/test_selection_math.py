@@ -27,7 +27,7 @@ def test_gradient_gram_equals_gram_of_explicit_gradient_embeddings():
 
 
 def test_herding_each_step_is_the_best_mean_match(points):
-    picks = pick_herding(feature_gram(points), len(points), 4, np.random.default_rng(0))
+    picks = pick_herding(len(points), 4, np.random.default_rng(0), gram=feature_gram(points))
     mean = points.mean(0)
     for k in range(4):
         candidates = [i for i in range(len(points)) if i not in picks[:k]]
@@ -36,7 +36,7 @@ def test_herding_each_step_is_the_best_mean_match(points):
 
 
 def test_k_center_starts_at_the_mean_and_takes_the_farthest_point(points):
-    picks = pick_k_center(feature_gram(points), len(points), 4, np.random.default_rng(0))
+    picks = pick_k_center(len(points), 4, np.random.default_rng(0), gram=feature_gram(points))
     assert picks[0] == np.argmin(np.linalg.norm(points - points.mean(0), axis=1))
     for k in range(1, 4):
         distance = np.min(np.linalg.norm(points[:, None] - points[None, picks[:k]], axis=2), axis=1)
@@ -55,7 +55,7 @@ def facility_location_value(kernel, subset):
 @pytest.mark.parametrize("lam", [0.5, 1.0])
 def test_graph_cut_matches_a_brute_force_greedy_on_a_tiny_kernel(points, lam):
     kernel = similarity_from_gram(feature_gram(points)).astype(np.float64)
-    picks = pick_graph_cut(feature_gram(points), len(points), 4, np.random.default_rng(0), lambda_=lam)
+    picks = pick_graph_cut(len(points), 4, np.random.default_rng(0), gram=feature_gram(points), lambda_=lam)
     chosen = []
     for _ in range(4):
         gains = {i: graph_cut_value(kernel, chosen + [i], lam) for i in range(len(points)) if i not in chosen}
@@ -65,7 +65,7 @@ def test_graph_cut_matches_a_brute_force_greedy_on_a_tiny_kernel(points, lam):
 
 def test_facility_location_matches_brute_force_greedy(points):
     kernel = similarity_from_gram(feature_gram(points)).astype(np.float64)
-    picks = pick_facility_location(feature_gram(points), len(points), 3, np.random.default_rng(0))
+    picks = pick_facility_location(len(points), 3, np.random.default_rng(0), gram=feature_gram(points))
     chosen = []
     for _ in range(3):
         gains = {i: facility_location_value(kernel, chosen + [i]) for i in range(len(points)) if i not in chosen}

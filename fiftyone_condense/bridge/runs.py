@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import fiftyone as fo
@@ -17,6 +18,9 @@ from fiftyone.core.runs import Run, RunConfig, RunResults
 from ..errors import CondensationError
 
 PLUGIN = "fiftyone-condense"
+SYNTHETIC_TAG = "synthetic"
+RUN_FIELD = "condense_run"
+SOURCES_FIELD = "condense_sources"
 
 
 class CondensationRunConfig(RunConfig):
@@ -97,6 +101,7 @@ class Transaction:
     def __init__(self, dataset: fo.Dataset):
         self.dataset = dataset
         self._undo: list[Callable[[], Any]] = []
+        self._commit: list[Callable[[], Any]] = []
 
     def __enter__(self) -> "Transaction":
         return self
@@ -109,6 +114,9 @@ class Transaction:
                 except Exception:  # keep undoing the rest; the original error is what matters
                     pass
             self.dataset.reload()
+        else:
+            for step in self._commit:
+                step()
         return False
 
     def on_undo(self, step: Callable[[], Any]) -> None:
@@ -141,6 +149,12 @@ class Transaction:
         else:
             self.on_undo(lambda: self.dataset.delete_sample_field(field))
 
+    def add_samples(self, samples: list[fo.Sample]) -> list[str]:
+        """Add new samples; undo deletes them."""
+        ids = self.dataset.add_samples(samples, progress=False)
+        self.on_undo(lambda: self.dataset.delete_samples(ids))
+        return ids
+
     def delete_run(self, run_key: str) -> None:
         """Remove a run and everything it made; undo puts it all back."""
         record = load_run(self.dataset, run_key)
@@ -148,6 +162,7 @@ class Transaction:
         source_view = self.dataset.load_run_view(run_key)
         tag = run_tag(run_key)
         tagged = self.dataset.match_tags(tag).values("id")
+        self._set_aside_synthetic(run_key)
         remove_run(self.dataset, run_key)
 
         def restore() -> None:
@@ -160,8 +175,49 @@ class Transaction:
         self.on_undo(restore)
 
 
+    def _set_aside_synthetic(self, run_key: str) -> None:
+        """Remove a run's synthetic samples, keeping their media aside until the transaction ends."""
+        synthetic = synthetic_samples(self.dataset, run_key)
+        if not len(synthetic):
+            return
+        documents = [sample.to_dict() for sample in synthetic]
+        media = [Path(p) for p in synthetic.values("filepath")]
+        kept = [path.with_name(path.name + ".condense-undo") for path in media]
+        for path, aside in zip(media, kept):
+            path.replace(aside)
+        self.dataset.delete_samples(synthetic)
+
+        def restore() -> None:
+            for path, aside in zip(media, kept):
+                aside.replace(path)
+            self.dataset.add_samples([fo.Sample.from_dict(d) for d in documents], progress=False)
+
+        self.on_undo(restore)
+        self._commit.append(lambda: remove_files(kept))
+
+
+def synthetic_samples(dataset: fo.Dataset, run_key: str) -> fo.DatasetView:
+    """The samples a run created (distilled or colour-compensated images)."""
+    if not dataset.has_sample_field(RUN_FIELD):
+        return dataset.limit(0)
+    return dataset.match_tags(SYNTHETIC_TAG).match({RUN_FIELD: run_key})
+
+
+def remove_files(paths: list[Path]) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+    for folder in {Path(p).parent for p in paths}:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def remove_run(dataset: fo.Dataset, run_key: str) -> None:
-    """Delete a run's tags, saved view and record."""
+    """Delete a run's synthetic samples and their media, its tags, saved view and record."""
+    synthetic = synthetic_samples(dataset, run_key)
+    if len(synthetic):
+        media = [Path(p) for p in synthetic.values("filepath")]
+        dataset.delete_samples(synthetic)
+        remove_files(media)
     tag = run_tag(run_key)
     dataset.match_tags(tag).untag_samples(tag)
     name = saved_view_name(run_key)

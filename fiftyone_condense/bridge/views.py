@@ -172,3 +172,19 @@ def load_images(
     ids, filepaths = view.values(["id", "filepath"])
     pixels = read_images(filepaths, progress)
     return ImageSet(ids, torch.from_numpy(pixels), torch.from_numpy(labels_of(view, label_field, classes)), classes)
+
+
+def media_dir_beside(view: fo.core.collections.SampleCollection, run_key: str) -> "os.PathLike":
+    """Default folder for a run's new media: ``<parent of the source media>/condense/<run_key>``."""
+    from pathlib import Path
+
+    folders = sorted({os.path.dirname(path) for path in view.values("filepath")})
+    common = Path(os.path.commonpath(folders)) if folders else Path(fo.config.default_dataset_dir)
+    return common.parent / "condense" / run_key
+
+
+def write_pngs(images: torch.Tensor, paths: list) -> None:
+    """Save float images (N, C, H, W) in [0, 1] as 8-bit PNG files (grey or RGB)."""
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for array, path in zip(pixels, paths):
+        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)

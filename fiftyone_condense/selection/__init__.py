@@ -6,7 +6,7 @@ Gram factorises cheaply, share one code path. :func:`select_per_class` runs a me
 every class.
 """
 
-from . import coresets, submodular  # noqa: F401  (register the methods)
+from . import coresets, dc3, submodular  # noqa: F401  (register the methods)
 from .base import METHODS, SelectionMethod, check_class_budget, select_per_class
 from .gram import feature_gram, gradient_embeddings, gradient_gram, similarity_from_gram
 

@@ -10,16 +10,23 @@ import numpy as np
 from ..errors import CondensationError
 from ..progress import ProgressFn, silent
 
-# Picks ``budget`` local indices of one class; ``gram`` is None for methods without embeddings.
+# ``pick(n, budget, rng, **inputs, **params)`` returns ``budget`` local indices of one class of n.
 Picker = Callable[..., np.ndarray]
+# Per-class inputs a method may need: "gram" (inner products of the selection embeddings) and
+# "encoder" (encoder features, e.g. for DC3's bins).
+INPUTS = ("gram", "encoder")
 
 
 @dataclass(frozen=True)
 class SelectionMethod:
     name: str
     pick: Picker
-    needs_embeddings: bool
+    needs: tuple[str, ...]
     description: str
+
+    @property
+    def needs_embeddings(self) -> bool:
+        return bool(self.needs)
 
 
 METHODS: dict[str, SelectionMethod] = {}
@@ -47,21 +54,22 @@ def select_per_class(
     method: str,
     labels: np.ndarray,
     ipc: int,
-    gram_of_class: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+    inputs_of_class: Optional[Callable[[np.ndarray, tuple[str, ...]], dict]] = None,
     seed: int = 0,
     params: Optional[dict] = None,
     progress: ProgressFn = silent,
 ) -> np.ndarray:
     """Indices (into ``labels``) of ``ipc`` picks per class, class by class, in label order.
 
-    ``gram_of_class(indices)`` returns the Gram matrix of those samples' embeddings; it is
-    called once per class so only one class's n×n matrix is in memory at a time. ``params``
+    ``inputs_of_class(indices, needs)`` returns the named inputs (see ``INPUTS``) for those
+    samples; it is called once per class so only one class's n×n Gram is in memory at a
+    time. ``params``
     go to the method (for example ``lambda_`` and ``optimizer`` for ``graph_cut``).
     """
     spec = METHODS.get(method)
     if spec is None:
         raise CondensationError(f"Unknown selection method {method!r}; choose one of {sorted(METHODS)}")
-    if spec.needs_embeddings and gram_of_class is None:
+    if spec.needs and inputs_of_class is None:
         raise CondensationError(f"Selection method {method!r} needs embeddings")
     present = np.unique(labels)
     picks = []
@@ -70,8 +78,8 @@ def select_per_class(
         if len(members) < ipc:
             raise CondensationError(f"class {int(label)} has {len(members)} samples, fewer than ipc={ipc}")
         rng = np.random.default_rng([seed, int(label)])
-        gram = gram_of_class(members) if spec.needs_embeddings else None
-        local = np.asarray(spec.pick(gram, len(members), ipc, rng, **(params or {})), dtype=np.int64)
+        inputs = inputs_of_class(members, spec.needs) if spec.needs else {}
+        local = np.asarray(spec.pick(len(members), ipc, rng, **inputs, **(params or {})), dtype=np.int64)
         if len(local) != ipc or len(set(local.tolist())) != ipc:
             raise RuntimeError(f"{method} returned {len(local)} picks ({len(set(local.tolist()))} unique), expected {ipc}")
         picks.append(members[local])

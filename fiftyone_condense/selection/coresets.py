@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from .base import SelectionMethod, register
 
 
-def pick_random(gram: Optional[np.ndarray], n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
+def pick_random(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
     """A uniform sample without replacement."""
     return rng.choice(n, size=budget, replace=False)
 
 
-def pick_herding(gram: Optional[np.ndarray], n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
+def pick_herding(n: int, budget: int, rng: np.random.Generator, gram: np.ndarray) -> np.ndarray:
     """Herding (Welling 2009; the DC baseline): grow the set whose mean stays closest to the class mean.
 
     Step k picks ``argmin_i ||μ - (s + x_i)/(k+1)||²`` with ``s`` the sum of the picks so far,
@@ -38,7 +36,7 @@ def pick_herding(gram: Optional[np.ndarray], n: int, budget: int, rng: np.random
     return np.array(picks)
 
 
-def pick_k_center(gram: Optional[np.ndarray], n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
+def pick_k_center(n: int, budget: int, rng: np.random.Generator, gram: np.ndarray) -> np.ndarray:
     """Greedy k-center (Sener & Savarese 2018): repeatedly take the point farthest from the picks.
 
     Starts from the point nearest the class mean, so the result does not depend on the seed.
@@ -55,6 +53,6 @@ def pick_k_center(gram: Optional[np.ndarray], n: int, budget: int, rng: np.rando
     return np.array(picks)
 
 
-register(SelectionMethod("random", pick_random, False, "uniform random sample per class"))
-register(SelectionMethod("herding", pick_herding, True, "running mean closest to the class mean"))
-register(SelectionMethod("k_center", pick_k_center, True, "greedy farthest-first cover of the class"))
+register(SelectionMethod("random", pick_random, (), "uniform random sample per class"))
+register(SelectionMethod("herding", pick_herding, ("gram",), "running mean closest to the class mean"))
+register(SelectionMethod("k_center", pick_k_center, ("gram",), "greedy farthest-first cover of the class"))

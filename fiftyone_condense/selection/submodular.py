@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 from submodlib import FacilityLocationFunction, GraphCutFunction
 
@@ -13,8 +11,10 @@ from .gram import similarity_from_gram
 GREEDY_VARIANTS = ("NaiveGreedy", "LazyGreedy", "StochasticGreedy", "LazierThanLazyGreedy")
 
 
-def maximize(function, budget: int, optimizer: str) -> np.ndarray:
+def maximize(function, n: int, budget: int, optimizer: str) -> np.ndarray:
     """Greedy maximisation to exactly ``budget`` picks (gains may go to zero; keep going)."""
+    if budget >= n:  # submodlib refuses a budget equal to the ground set; every item is picked
+        return np.arange(n)
     if optimizer not in GREEDY_VARIANTS:
         raise ValueError(f"Unknown greedy variant {optimizer!r}; choose one of {GREEDY_VARIANTS}")
     chosen = function.maximize(
@@ -29,23 +29,23 @@ def maximize(function, budget: int, optimizer: str) -> np.ndarray:
 
 
 def pick_graph_cut(
-    gram: Optional[np.ndarray], n: int, budget: int, rng: np.random.Generator,
+    n: int, budget: int, rng: np.random.Generator, gram: np.ndarray,
     lambda_: float = 1.0, optimizer: str = "NaiveGreedy",
 ) -> np.ndarray:
     """GraphCut: f(S) = Σ_{i∈V, j∈S} s_ij − λ Σ_{i,j∈S} s_ij, representative yet diverse."""
     kernel = similarity_from_gram(gram)
     function = GraphCutFunction(n=n, mode="dense", lambdaVal=lambda_, separate_rep=False, ggsijs=kernel)
-    return maximize(function, budget, optimizer)
+    return maximize(function, n, budget, optimizer)
 
 
 def pick_facility_location(
-    gram: Optional[np.ndarray], n: int, budget: int, rng: np.random.Generator, optimizer: str = "NaiveGreedy",
+    n: int, budget: int, rng: np.random.Generator, gram: np.ndarray, optimizer: str = "NaiveGreedy",
 ) -> np.ndarray:
     """Facility location: f(S) = Σ_{i∈V} max_{j∈S} s_ij, every sample near some pick."""
     kernel = similarity_from_gram(gram)
     function = FacilityLocationFunction(n=n, mode="dense", sijs=kernel, separate_rep=False)
-    return maximize(function, budget, optimizer)
+    return maximize(function, n, budget, optimizer)
 
 
-register(SelectionMethod("graph_cut", pick_graph_cut, True, "submodular GraphCut (λ=1) with submodlib"))
-register(SelectionMethod("facility_location", pick_facility_location, True, "submodular facility location with submodlib"))
+register(SelectionMethod("graph_cut", pick_graph_cut, ("gram",), "submodular GraphCut (λ=1) with submodlib"))
+register(SelectionMethod("facility_location", pick_facility_location, ("gram",), "submodular facility location with submodlib"))
