@@ -601,8 +601,8 @@ def compensate(
     (``model``: hub id or local directory; ``batch_size`` images per call; fp16 on a GPU),
     ``backend="classical"`` with a deterministic hue/temperature shift. The results are new
     RGB samples (tags ``condense:<run_key>`` and ``synthetic``, ``condense_sources`` = the
-    edited sample) written as PNGs under ``output_dir`` (default: ``condense/<run_key>``
-    beside the source media), at the source size or ``size=(height, width)``. The run records
+    edited sample) written as PNGs under ``output_dir/<run_key>`` (default:
+    ``condense/<dataset>/<run_key>`` beside the source media), at the source size or ``size=(height, width)``. The run records
     its parent run and the colour statistics before and after.
     """
     if view is None:
@@ -638,7 +638,7 @@ def compensate(
         output = torch.nn.functional.interpolate(output, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
     edited = time.perf_counter()
 
-    folder = Path(output_dir) / run_key if output_dir else Path(media_dir_beside(view, run_key))
+    folder = Path(output_dir) / run_key if output_dir else media_dir_beside(view, run_key)
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise CondensationError(f"Output folder {folder} is not empty; choose output_dir= or overwrite=True")
     config = {

@@ -1,8 +1,9 @@
 """Thin FiftyOne operators: each parses its form and calls the fiftyone_condense SDK."""
 
+from .compensate import CompensateColors
 from .delete import DeleteCondensationRun
 from .embeddings import ComputeEmbeddings
 from .evaluate import EvaluateCondensed
 from .select import SelectCoreset
 
-OPERATORS = (ComputeEmbeddings, SelectCoreset, EvaluateCondensed, DeleteCondensationRun)
+OPERATORS = (ComputeEmbeddings, SelectCoreset, CompensateColors, EvaluateCondensed, DeleteCondensationRun)

@@ -21,11 +21,17 @@ class EvaluateCondensed(foo.Operator):
         inputs = types.Object()
         if run_choice_input(ctx, inputs, "Condensation run whose output to train on") is None:
             return types.Property(inputs)
-        inputs.enum("protocol", ["hard"], default="hard", label="Protocol",
-                    description="hard: DC/DM standard (SGD, DSA augmentation, lr ×0.1 at half)")
+        inputs.enum("protocol", ["hard", "soft"], default="hard", label="Protocol",
+                    description="hard: DC/DM standard (SGD, DSA, lr ×0.1 at half); soft: RDED/DC3 teacher soft labels (KD, AdamW)")
+        if ctx.params.get("protocol") == "soft":
+            inputs.float("temperature", default=4.0, min=0.1, label="KD temperature", description="Softens teacher and student outputs")
+            inputs.enum("teacher_arch", ["convnet3", "resnet18"], default="convnet3", label="Teacher",
+                        description="Network trained on the source split (cached) that gives the soft labels")
+            inputs.int("teacher_epochs", default=2, min=1, label="Teacher epochs", description="Epochs to train the teacher")
         inputs.enum("arch", ["convnet3", "resnet18"], default="convnet3", label="Architecture",
                     description="Network trained from scratch on the condensed set")
-        inputs.int("epochs", default=1000, min=1, label="Epochs", description="Training epochs per model (protocol: 1000)")
+        inputs.int("epochs", default=1000 if ctx.params.get("protocol", "hard") == "hard" else 300, min=1, label="Epochs",
+                   description="Training epochs per model (hard protocol: 1000)")
         inputs.int("num_models", default=5, min=1, label="Models", description="Models trained; accuracy is mean ± std")
         split_input(ctx, inputs, "eval_split", "test", "Test split", "Samples (by tag) to measure accuracy on")
         inputs.bool("references", default=True, label="Random reference",
@@ -44,10 +50,12 @@ class EvaluateCondensed(foo.Operator):
             run_key=p["run_key"], dataset=ctx.dataset, protocol=p.get("protocol", "hard"),
             arch=p.get("arch", "convnet3"), epochs=int(p.get("epochs", 1000)), num_models=int(p.get("num_models", 5)),
             eval_split=p.get("eval_split", "test"), references=bool(p.get("references", True)),
-            include_full=bool(p.get("include_full", False)), progress=progress_reporter(ctx),
+            include_full=bool(p.get("include_full", False)), temperature=float(p.get("temperature", 4.0)),
+            teacher_arch=p.get("teacher_arch", "convnet3"), teacher_epochs=int(p.get("teacher_epochs", 2)),
+            progress=progress_reporter(ctx),
         )
         finish(ctx)
-        summary = {"run_key": p["run_key"], "mean": result["mean"], "std": result["std"]}
+        summary = {"run_key": p["run_key"], "protocol": p.get("protocol", "hard"), "mean": result["mean"], "std": result["std"]}
         if "random" in result:
             summary["random_mean"] = result["random"]["mean"]
         return summary

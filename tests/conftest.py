@@ -82,9 +82,26 @@ def dataset(fashion_mnist) -> fo.Dataset:
     """A fresh copy of the small dataset for a test that writes (media files are shared)."""
     copy = fashion_mnist.clone()
     yield copy
+    for run_key in fc.list_runs(copy):  # removes synthetic media too
+        fc.delete_run(copy, run_key)
     copy.delete()
 
 
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_pix2pix(session_dir) -> Path:
+    """A tiny InstructPix2Pix pipeline saved with save_pretrained, loaded back by path like real weights."""
+    from fiftyone_condense.testing import save_tiny_instruct_pix2pix
+
+    return save_tiny_instruct_pix2pix(session_dir / "tiny-instruct-pix2pix")
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_dir(session_dir) -> Path:
+    from fiftyone_condense.testing import save_tiny_vae
+
+    return save_tiny_vae(session_dir / "tiny-vae")

@@ -24,7 +24,7 @@ def form(operator, dataset, **params):
 
 def test_plugin_is_discovered_with_its_operators():
     names = {op.name for op in foo.list_operators() if op.plugin_name == PLUGIN}
-    assert {"compute_embeddings", "select_coreset", "evaluate_condensed", "delete_condensation_run"} <= names
+    assert {"compute_embeddings", "select_coreset", "compensate_colors", "evaluate_condensed", "delete_condensation_run"} <= names
     assert PLUGIN in fop.list_enabled_plugins()
 
 
@@ -68,3 +68,29 @@ def test_long_operators_default_to_delegation(dataset):
     )
     assert queued.delegated
     assert fc.list_runs(dataset) == []  # queued, not yet run
+
+
+def test_dc3_then_compensate_then_soft_evaluation_through_operators(dataset):
+    run("select_coreset", dataset, method="dc3", ipc=2, run_key="op_dc3", split="train", bins=2, teacher_epochs=1)
+    assert len(dataset.match_tags("condense:op_dc3")) == 20
+    out = run("compensate_colors", dataset, parent="op_dc3", backend="classical", combine_mode="grid", run_key="op_comp",
+              delegate=False)
+    assert out == {"run_key": "op_comp", "num_samples": 20}
+    assert len(dataset.match_tags("synthetic")) == 20
+    out = run("evaluate_condensed", dataset, run_key="op_comp", protocol="soft", epochs=1, num_models=1,
+              teacher_epochs=1, eval_split="test", delegate=False)
+    assert out["protocol"] == "soft"
+    assert "soft" in fc.load_run(dataset, "op_comp").results["evaluation"]
+
+
+def test_forms_show_method_and_backend_specific_parameters(dataset):
+    dc3 = form("select_coreset", dataset, split="train", method="dc3")
+    assert {"bins", "pca_dim", "gradient_model", "lambda_"} <= set(dc3) and "vae_model" not in dc3
+    assert "vae_model" in form("select_coreset", dataset, split="train", method="dc3", model="vae")
+    classical = form("compensate_colors", dataset, backend="classical")
+    assert "steps" not in classical and "combine_mode" in classical
+    diffusion = form("compensate_colors", dataset, backend="diffusion")
+    assert {"model", "steps", "batch_size", "image_guidance"} <= set(diffusion)
+    fc.select(dataset.match_tags("train"), method="random", ipc=1, run_key="r")
+    assert "temperature" in form("evaluate_condensed", dataset, protocol="soft")
+    assert "temperature" not in form("evaluate_condensed", dataset, protocol="hard")

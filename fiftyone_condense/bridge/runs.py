@@ -78,10 +78,15 @@ def require_run(dataset: fo.Dataset, run_key: str) -> None:
         raise CondensationError(f"No condensation run {run_key!r}. Runs: {list_runs(dataset) or 'none'}.")
 
 
+def run_config(dataset: fo.Dataset, run_key: str) -> dict:
+    """A run's config alone (cheap: no results are read)."""
+    return {k: v for k, v in dataset.get_run_info(run_key).config.serialize().items() if k not in ("cls", "type")}
+
+
 def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
     require_run(dataset, run_key)
     info = dataset.get_run_info(run_key)
-    config = {k: v for k, v in info.config.serialize().items() if k not in ("cls", "type")}
+    config = run_config(dataset, run_key)
     results = dataset.load_run_results(run_key, cache=False)
     payload = {name: getattr(results, name) for name in results.attributes() if name != "cls"} if results else {}
     view_name = saved_view_name(run_key)
@@ -150,9 +155,16 @@ class Transaction:
             self.on_undo(lambda: self.dataset.delete_sample_field(field))
 
     def add_samples(self, samples: list[fo.Sample]) -> list[str]:
-        """Add new samples; undo deletes them."""
+        """Add new samples; undo deletes them and any field they added to the schema."""
+        fields_before = set(self.dataset.get_field_schema())
+
+        def undo() -> None:
+            self.dataset.delete_samples(ids)
+            for field in set(self.dataset.get_field_schema()) - fields_before:
+                self.dataset.delete_sample_field(field)
+
         ids = self.dataset.add_samples(samples, progress=False)
-        self.on_undo(lambda: self.dataset.delete_samples(ids))
+        self.on_undo(undo)
         return ids
 
     def delete_run(self, run_key: str) -> None:

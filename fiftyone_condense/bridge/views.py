@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import fiftyone as fo
@@ -174,13 +176,14 @@ def load_images(
     return ImageSet(ids, torch.from_numpy(pixels), torch.from_numpy(labels_of(view, label_field, classes)), classes)
 
 
-def media_dir_beside(view: fo.core.collections.SampleCollection, run_key: str) -> "os.PathLike":
-    """Default folder for a run's new media: ``<parent of the source media>/condense/<run_key>``."""
-    from pathlib import Path
+def media_dir_beside(view: fo.core.collections.SampleCollection, run_key: str) -> Path:
+    """Default folder for a run's new media: ``<parent of the source media>/condense/<dataset>/<run_key>``.
 
+    The dataset's name is part of the path so clones that share media never collide.
+    """
     folders = sorted({os.path.dirname(path) for path in view.values("filepath")})
     common = Path(os.path.commonpath(folders)) if folders else Path(fo.config.default_dataset_dir)
-    return common.parent / "condense" / run_key
+    return common.parent / "condense" / re.sub(r"[^\w.-]+", "-", view._dataset.name) / run_key
 
 
 def write_pngs(images: torch.Tensor, paths: list) -> None:

@@ -1,0 +1,39 @@
+"""DC3 submodular sampling: bins, budgets per bin, and GraphCut inside bins."""
+
+import numpy as np
+import pytest
+
+from fiftyone_condense.selection import feature_gram
+from fiftyone_condense.selection.dc3 import allocate, encoder_bins, pick_dc3
+
+
+@pytest.mark.parametrize("sizes, budget, expected", [
+    ([5, 5, 5], 6, [2, 2, 2]),           # a multiple of K: IPC/K each
+    ([9, 7, 5], 5, [2, 2, 1]),           # the remainder goes to the largest bins
+    ([9, 7, 5, 3], 2, [1, 1, 0, 0]),     # IPC < K: one each for the largest bins
+    ([10, 1, 1], 6, [4, 1, 1]),          # a small bin passes its excess on
+])
+def test_budget_per_bin(sizes, budget, expected):
+    assert allocate(np.array(sizes), budget).tolist() == expected
+
+
+def test_every_bin_gets_at_least_one_when_ipc_reaches_k():
+    shares = allocate(np.array([30, 2, 8, 1, 9, 4, 6, 3, 5, 7]), 10)
+    assert shares.sum() == 10 and shares.min() >= 1
+
+
+def test_bins_come_from_kmeans_on_pca_features():
+    rng = np.random.default_rng(0)
+    clusters = np.concatenate([rng.normal(loc=c * 10, size=(15, 60)) for c in range(3)])
+    labels = encoder_bins(clusters, bins=3, pca_dim=5, seed=0)
+    assert len(set(labels[:15])) == len(set(labels[15:30])) == len(set(labels[30:])) == 1
+    assert len(set(labels)) == 3
+
+
+def test_dc3_spreads_picks_over_bins_and_uses_graph_cut_inside_them():
+    rng = np.random.default_rng(1)
+    encoder = np.concatenate([rng.normal(loc=c * 10, size=(10, 8)) for c in range(3)])
+    gradients = rng.normal(size=(30, 5))
+    picks = pick_dc3(30, 6, np.random.default_rng(0), gram=feature_gram(gradients), encoder=encoder, bins=3)
+    assert len(set(picks.tolist())) == 6
+    assert np.bincount(picks // 10, minlength=3).tolist() == [2, 2, 2]

@@ -1,0 +1,140 @@
+"""DC3 end to end: dc3 selection, colour compensation runs, soft-label evaluation."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import fiftyone as fo
+import fiftyone_condense as fc
+from fiftyone_condense.errors import CondensationError
+
+from test_sdk import snapshot
+
+
+@pytest.fixture
+def selected(dataset):
+    """A dc3 selection (ConvNet-3 encoder and gradients) of 4 images per class."""
+    fc.select(dataset.match_tags("train"), method="dc3", ipc=4, run_key="dc3", bins=2, teacher_epochs=1)
+    return dataset
+
+
+def test_dc3_selection_records_bins_and_gradient_embeddings(selected):
+    record = fc.load_run(selected, "dc3")
+    assert record.config["embedding"] == "gradients"
+    assert record.config["params"]["bins"] == 2 and record.config["params"]["lambda_"] == 1.0
+    assert all(n == 4 for n in selected.match_tags("condense:dc3").count_values("ground_truth.label").values())
+
+
+def test_dc3_bins_on_vae_latents_from_a_locally_saved_vae(dataset, tiny_vae_dir):
+    record = fc.select(dataset.match_tags("train"), method="dc3", ipc=3, run_key="dc3_vae", model="vae",
+                       vae_model=str(tiny_vae_dir), vae_size=32, bins=3, teacher_epochs=1)
+    assert record.config["model"] == "vae" and record.config["params"]["vae_size"] == 32
+    assert len(record.view) == 30
+
+
+def test_a_missing_vae_is_a_clear_error(dataset, tmp_path):
+    expect = snapshot(dataset)
+    with pytest.raises(CondensationError, match="Cannot load a VAE"):
+        fc.select(dataset.match_tags("train"), method="dc3", ipc=2, model="vae", vae_model=str(tmp_path / "none"), teacher_epochs=1)
+    assert snapshot(dataset) == expect
+
+
+@pytest.mark.parametrize("mode", ["gradient", "random", "grid", "fourfold"])
+def test_classical_compensation_adds_synthetic_rgb_samples(selected, mode):
+    view = selected.load_saved_view("condense-dc3")
+    record = fc.compensate(view, backend="classical", combine_mode=mode, run_key="comp")
+
+    synthetic = selected.match_tags("synthetic")
+    assert len(synthetic) == 40 and len(selected.load_saved_view("condense-comp")) == 40
+    sample = synthetic.first()
+    assert sample.tags == ["condense:comp", "synthetic"] and sample.condense_run == "comp"
+    source = selected[sample.condense_sources[0]]
+    assert sample.ground_truth.label == source.ground_truth.label
+    assert "condense:dc3" in source.tags and "condense:comp" not in source.tags
+    with Image.open(sample.filepath) as image:
+        assert image.mode == "RGB" and image.size == (28, 28)
+    assert Path(sample.filepath).parent == Path(source.filepath).parent.parent / "condense" / selected.name / "comp"
+    assert record.config["parent"] == "dc3" and record.config["combine_mode"] == mode
+    stats = record.results["color_stats"]
+    assert stats["before"]["colorfulness"]["mean"] == 0.0 < stats["after"]["colorfulness"]["mean"]
+    assert record.results["bytes"] == sum(os.path.getsize(p) for p in synthetic.values("filepath"))
+
+
+def test_compensation_is_seeded_and_output_size_is_configurable(selected, tmp_path):
+    view = selected.load_saved_view("condense-dc3")
+    first = fc.compensate(view, run_key="a", seed=3, output_dir=str(tmp_path))
+    second = fc.compensate(view, run_key="b", seed=3, output_dir=str(tmp_path))
+    pixels = lambda key: [np.asarray(Image.open(p)) for p in sorted(fc.load_run(selected, key).view.values("filepath"))]  # noqa: E731
+    assert all(np.array_equal(a, b) for a, b in zip(pixels("a"), pixels("b")))
+    resized = fc.compensate(view, run_key="big", size=(32, 40), output_dir=str(tmp_path))
+    with Image.open(resized.view.first().filepath) as image:
+        assert image.size == (40, 32)
+    assert first.results["num_samples"] == second.results["num_samples"] == 40
+
+
+def test_diffusion_backend_loads_a_saved_pipeline_and_batches_edits(selected, tiny_pix2pix):
+    view = selected.load_saved_view("condense-dc3").limit(6)
+    settings = dict(backend="diffusion", model=str(tiny_pix2pix), steps=2, edit_size=32, combine_mode="gradient", seed=1)
+    one = fc.compensate(view, run_key="diff_one", batch_size=1, **settings)
+    many = fc.compensate(view, run_key="diff_many", batch_size=4, **settings)
+    images = lambda record: [np.asarray(Image.open(p), dtype=float) for p in sorted(record.view.values("filepath"))]  # noqa: E731
+    for a, b in zip(images(one), images(many)):
+        assert np.abs(a - b).max() <= 2  # the batch size does not change the edits (rounding aside)
+    assert one.config["params"]["model"] == str(tiny_pix2pix)
+
+
+def test_diffusion_without_weights_is_a_clear_error_and_changes_nothing(selected, tmp_path):
+    before = snapshot(selected)
+    with pytest.raises(CondensationError, match="backend='classical'"):
+        fc.compensate(selected.load_saved_view("condense-dc3"), backend="diffusion", model=str(tmp_path / "missing"))
+    assert snapshot(selected) == before
+
+
+def test_deleting_or_overwriting_a_compensation_run_removes_its_samples_and_media(selected):
+    view = selected.load_saved_view("condense-dc3")
+    record = fc.compensate(view, run_key="comp")
+    old_media = record.view.values("filepath")
+    fc.compensate(view, run_key="comp", combine_mode="grid", overwrite=True)
+    assert len(selected.match_tags("synthetic")) == 40
+    assert fc.load_run(selected, "comp").config["combine_mode"] == "grid"
+    assert all(os.path.isfile(p) for p in old_media)  # same names, rewritten
+    before_delete = selected.match_tags("synthetic").values("filepath")
+    fc.delete_run(selected, "comp")
+    assert len(selected.match_tags("synthetic")) == 0
+    assert not any(os.path.exists(p) for p in before_delete)
+    assert not Path(before_delete[0]).parent.exists()
+
+
+def test_an_interrupted_compensation_leaves_no_samples_or_files(selected, monkeypatch):
+    before = snapshot(selected)
+    original = fo.Dataset.save_view
+
+    def interrupt_once(self, *args, **kwargs):
+        monkeypatch.setattr(fo.Dataset, "save_view", original)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fo.Dataset, "save_view", interrupt_once)
+    with pytest.raises(KeyboardInterrupt):
+        fc.compensate(selected.load_saved_view("condense-dc3"), run_key="cut")
+    assert snapshot(selected) == before
+    folder = Path(selected.match_tags("train").first().filepath).parent.parent / "condense" / selected.name / "cut"
+    assert not folder.exists()
+
+
+def test_soft_protocol_result_is_stored_beside_the_hard_one(selected):
+    fc.compensate(selected.load_saved_view("condense-dc3"), run_key="comp")
+    hard = fc.evaluate(run_key="comp", dataset=selected, epochs=2, num_models=1)
+    soft = fc.evaluate(run_key="comp", dataset=selected, protocol="soft", epochs=2, num_models=2, teacher_epochs=1)
+    assert soft["protocol"]["name"] == "soft" and soft["protocol"]["temperature"] == 4.0
+    assert len(soft["accuracies"]) == 2 and soft["random"]["protocol"]["name"] == "soft"
+    stored = fc.load_run(selected, "comp").results["evaluation"]
+    assert stored["hard"]["mean"] == pytest.approx(hard["mean"]) and stored["soft"]["mean"] == pytest.approx(soft["mean"])
+
+
+def test_color_stats_of_a_view_for_plotting(fashion_mnist):
+    stats = fc.color_stats(fashion_mnist.match_tags("test"))
+    assert stats["channels"] == 1 and stats["num_images"] == 100
+    assert len(stats["kde"]["density"]["gray"]) == len(stats["kde"]["grid"]) == 64
