@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shlex
-import sys
 import time
-from pathlib import Path
 
 import torch
+from common import command_line, machine, write_section
 
 import fiftyone_condense as fc
 
@@ -29,8 +26,6 @@ PUBLISHED = {
     "k_center": {1: 42.5, 10: 67.1, 50: 77.2},
 }
 PUBLISHED_WHOLE = 93.5
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- baselines:begin -->", "<!-- baselines:end -->"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,24 +37,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--teacher-epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--per-class", type=int, default=None, help="a smaller dataset (first N train and N/5 test per class), for smoke runs")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     return parser.parse_args(argv)
-
-
-def machine() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
-    dataset = fc.datasets.load_fashion_mnist(name=args.dataset)
+    dataset = fc.datasets.load_fashion_mnist(
+        name=args.dataset, train_per_class=args.per_class, test_per_class=args.per_class and max(args.per_class // 5, 1)
+    )
     train = dataset.match_tags("train")
     reduced = args.epochs < 1000 or args.num_models < 5
     lines = [
-        f"Command: `{' '.join(shlex.quote(a) for a in ['python', 'benchmarks/baselines.py', *sys.argv[1:]])}`  ",
+        f"Command: `{command_line()}`  ",
         f"Machine: {machine()}  ",
         f"Protocol: hard, ConvNet-3, DSA, {args.epochs} epochs × {args.num_models} models"
         f"{' — **reduced protocol**' if reduced else ''}; embeddings: ConvNet-3 teacher ({args.teacher_epochs} epochs) features.",
@@ -88,15 +80,7 @@ def main(argv=None) -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_write:
-        write_section(table)
-
-
-def write_section(table: str) -> None:
-    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
-    print(f"wrote {DOC}")
+        write_section("baselines", table)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,126 @@
+"""Benchmark DC3 on Fashion-MNIST: dc3 selection and colour compensation under both protocols.
+
+At one IPC: random, graph_cut and dc3 selections, and dc3 + classical colour compensation
+(one row per combine mode), each evaluated with the hard and the soft protocol; colour
+statistics before and after compensation; time per stage. Also the diffusion backend's
+throughput (images/s) at several batch sizes with a small locally built InstructPix2Pix
+pipeline (GPU when present). Writes the tables into docs/benchmarks.md.
+
+    .venv/bin/python benchmarks/dc3.py --epochs 100 --soft-epochs 100 --num-models 3   # reduced, CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import torch
+from common import command_line, machine, write_section
+
+import fiftyone_condense as fc
+from fiftyone_condense.color.diffusion import DiffusionSettings, load_pipeline, warm_and_cold
+from fiftyone_condense.testing import save_tiny_instruct_pix2pix
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ipc", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=1000, help="hard protocol epochs")
+    parser.add_argument("--soft-epochs", type=int, default=300, help="soft protocol epochs")
+    parser.add_argument("--num-models", type=int, default=5)
+    parser.add_argument("--teacher-epochs", type=int, default=2)
+    parser.add_argument("--modes", default="gradient,random,grid,fourfold")
+    parser.add_argument("--batch-sizes", default="1,4,16,64")
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--per-class", type=int, default=None, help="a smaller dataset (first N train and N/5 test per class), for smoke runs")
+    parser.add_argument("--no-write", action="store_true")
+    return parser.parse_args(argv)
+
+
+def accuracy(result: dict) -> str:
+    return f"{100 * result['mean']:.1f} ± {100 * result['std']:.1f}"
+
+
+def diffusion_throughput(batch_sizes: list[int], images: int = 64, steps: int = 10, size: int = 64) -> list[str]:
+    """Images per second of the diffusion backend (tiny pipeline) for each batch size."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with tempfile.TemporaryDirectory() as folder:
+        pipeline = load_pipeline(str(save_tiny_instruct_pix2pix(folder)), device)
+        batch = torch.rand(images, 3, 28, 28)
+        rows = []
+        for batch_size in batch_sizes:
+            settings = DiffusionSettings(model=folder, steps=steps, edit_size=size, batch_size=batch_size)
+            warm_and_cold(pipeline, batch[:batch_size], torch.Generator().manual_seed(0), settings)  # warm-up
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            warm_and_cold(pipeline, batch, torch.Generator().manual_seed(0), settings)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - started
+            rows.append(f"| {batch_size} | {images / seconds:.1f} | {2 * images / seconds:.1f} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(os.cpu_count() or 1)
+    dataset = fc.datasets.load_fashion_mnist(
+        name=args.dataset, train_per_class=args.per_class, test_per_class=args.per_class and max(args.per_class // 5, 1)
+    )
+    train = dataset.match_tags("train")
+    hard = dict(epochs=args.epochs, num_models=args.num_models)
+    soft = dict(protocol="soft", epochs=args.soft_epochs, num_models=args.num_models, teacher_epochs=args.teacher_epochs)
+    reduced = args.epochs < 1000 or args.num_models < 5
+    lines = [
+        f"Command: `{command_line()}`  ",
+        f"Machine: {machine()}  ",
+        f"Protocols: hard (ConvNet-3, DSA, {args.epochs} epochs), soft (ConvNet-3 student, ConvNet-3 teacher trained "
+        f"{args.teacher_epochs} epochs on the train split, KD T=4, AdamW + cosine, {args.soft_epochs} epochs); "
+        f"{args.num_models} models each{' — **reduced protocol**' if reduced else ''}. IPC {args.ipc}.",
+        "",
+        "| condensed set | hard: accuracy % | soft: accuracy % | colourfulness | unique colours / image | time: embed + select or edit (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    runs = []
+    for method in ("random", "graph_cut", "dc3"):
+        key = f"bench_{method}_ipc{args.ipc}"
+        record = fc.select(train, method=method, ipc=args.ipc, run_key=key, teacher_epochs=args.teacher_epochs, overwrite=True)
+        runs.append((method, key, record.results["timings"]["total_s"]))
+    for mode in args.modes.split(","):
+        key = f"bench_dc3_classical_{mode}_ipc{args.ipc}"
+        record = fc.compensate(dataset.load_saved_view(f"condense-bench_dc3_ipc{args.ipc}"), run_key=key,
+                               backend="classical", combine_mode=mode, overwrite=True)
+        runs.append((f"dc3 + classical {mode}", key, record.results["timings"]["total_s"]))
+
+    for label, key, seconds in runs:
+        hard_result = fc.evaluate(run_key=key, dataset=dataset, **hard)
+        soft_result = fc.evaluate(run_key=key, dataset=dataset, **soft)
+        stats = fc.color_stats(fc.load_run(dataset, key).view)
+        lines.append(
+            f"| {label} | {accuracy(hard_result)} | {accuracy(soft_result)} | {stats['colorfulness']['mean']:.1f} | "
+            f"{stats['unique_colors']['mean']:.0f} | {seconds:.1f} |"
+        )
+        print(lines[-1], flush=True)
+    lines.append(f"| random reference (same size) | {accuracy(hard_result['random'])} | {accuracy(soft_result['random'])} | – | – | – |")
+
+    throughput = [
+        "",
+        f"Diffusion backend throughput, tiny locally built InstructPix2Pix pipeline ({machine()}; 64 images, "
+        "10 steps, edited at 64 px; one call edits a batch twice, warm and cold):",
+        "",
+        "| batch size | source images / s | edits / s |",
+        "|---|---|---|",
+        *diffusion_throughput([int(b) for b in args.batch_sizes.split(",")]),
+    ]
+    table = "\n".join(lines + throughput)
+    print(table)
+    if not args.no_write:
+        write_section("dc3", table)
+
+
+if __name__ == "__main__":
+    main()
