@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 from . import datasets  # noqa: E402
 from .api import (  # noqa: E402
-    color_stats, compensate, compute_embeddings, delete_run, evaluate, list_runs, load_run, select,
+    color_stats, compensate, compute_embeddings, delete_run, distill, evaluate, list_runs, load_run, select,
 )
 from .errors import CondensationError  # noqa: E402
 from .selection import METHODS as SELECTION_METHODS  # noqa: E402
@@ -25,6 +25,7 @@ __all__ = [
     "compute_embeddings",
     "datasets",
     "delete_run",
+    "distill",
     "evaluate",
     "list_runs",
     "load_run",

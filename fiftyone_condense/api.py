@@ -7,14 +7,18 @@ or an interruption leaves the dataset unchanged.
 
 from __future__ import annotations
 
+import io
+import math
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
 import fiftyone as fo
 import numpy as np
 import torch
+from PIL import Image
 
 from . import __version__
 from .bridge import runs as run_store
@@ -34,7 +38,7 @@ from .bridge.views import (
     split_view,
     write_pngs,
 )
-from .cache import cached_path, digest, save_atomically
+from .cache import cache_dir, cached_path, digest, save_atomically
 from .color import BACKENDS, COMBINE_MODES, combine
 from .color import classical as classical_backend
 from .color import color_stats as image_color_stats
@@ -58,6 +62,9 @@ from .evaluation import PROTOCOLS, HardProtocol, Protocol, SoftProtocol, evaluat
 from .progress import Progress, ProgressFn
 from .selection import METHODS, check_class_budget, feature_gram, gradient_gram, select_per_class
 from .selection.coresets import pick_random
+from .distill import DistillSettings
+from .distill import distill as distill_images
+from .distill.palette import median_cut, palette_png
 
 Collection = fo.core.collections.SampleCollection
 EMBEDDING_KINDS = ("features", "gradients")
@@ -206,6 +213,7 @@ def select(
     gradient_model: str = "convnet3",
     vae_model: str = DEFAULT_VAE,
     vae_size: int = 512,
+    num_colors: int = 64,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
@@ -219,7 +227,9 @@ def select(
     ``"gradients"``. ``dc3`` bins each class by K-means (``bins``) on PCA(``pca_dim``) of the
     encoder ``model`` (``convnet3``, ``resnet18`` or ``vae``: a diffusers AutoencoderKL,
     ``vae_model`` hub id or path, at ``vae_size`` px) and runs GraphCut (``lambda_``) on
-    gradient embeddings of ``gradient_model`` inside each bin. The picks get the tag
+    gradient embeddings of ``gradient_model`` inside each bin. ``autopalette_init`` quantises
+    images to ``num_colors`` colours by Median Cut, embeds them with ``model`` and picks by
+    GraphCut conditional gain (representative, unlike the picks so far). The picks get the tag
     ``condense:<run_key>`` and the saved view ``condense-<run_key>`` holds them.
     """
     dataset = view._dataset
@@ -227,9 +237,45 @@ def select(
     require_samples(view)
     check_label_field(view, label_field)
     run_store.check_run_key(dataset, run_key, overwrite)
+    plan = _plan_selection(
+        view, method, ipc, label_field, embeddings_field=embeddings_field, model=model, embedding=embedding,
+        weights=weights, teacher_epochs=teacher_epochs, lambda_=lambda_, optimizer=optimizer, bins=bins,
+        pca_dim=pca_dim, gradient_model=gradient_model, vae_model=vae_model, vae_size=vae_size,
+        num_colors=num_colors, seed=seed, device=device, progress=_progress(progress),
+    )
+    results = {"selected_ids": plan.ids, "timings": plan.timings, "num_samples": len(plan.ids), "evaluation": {}}
+    with run_store.Transaction(dataset) as transaction:
+        if run_key in run_store.list_runs(dataset):
+            transaction.delete_run(run_key)
+        for field, stored in plan.writes:
+            _write_embeddings(transaction, view, field, stored)
+        transaction.register(view, run_key, plan.config, results)
+        transaction.tag(plan.ids, run_store.run_tag(run_key))
+        transaction.save_view(run_store.saved_view_name(run_key), dataset.match_tags(run_store.run_tag(run_key)))
+    return run_store.load_run(dataset, run_key)
+
+
+@dataclass
+class SelectionPlan:
+    """A computed selection, not yet written: picked sample ids, config, timings, embeddings to store."""
+
+    ids: list[str]
+    config: dict
+    timings: dict
+    writes: list
+
+
+def _plan_selection(
+    view: Collection, method: str, ipc: int, label_field: str, *, embeddings_field: str = DEFAULT_EMBEDDINGS_FIELD,
+    model: str = "convnet3", embedding: Optional[str] = None, weights: Optional[str] = None, teacher_epochs: int = 2,
+    lambda_: float = 1.0, optimizer: str = "NaiveGreedy", bins: int = 10, pca_dim: int = 50,
+    gradient_model: str = "convnet3", vae_model: str = DEFAULT_VAE, vae_size: int = 512, num_colors: int = 64,
+    seed: int = 0, device: str = "auto", progress: Progress,
+) -> SelectionPlan:
+    """Validate, embed and select in memory; nothing is written."""
     if method not in METHODS:
         raise CondensationError(f"Unknown selection method {method!r}; choose one of {sorted(METHODS)}")
-    embedding = embedding or ("gradients" if method == "dc3" else "features")
+    embedding = embedding or ("gradients" if method in ("dc3", "autopalette_init") else "features")
     if embedding not in EMBEDDING_KINDS:
         raise CondensationError(f"embedding must be one of {EMBEDDING_KINDS}, got {embedding!r}")
     model = "convnet3" if model == "convnet" else model
@@ -239,29 +285,32 @@ def select(
     labels = labels_of(view, label_field, classes)
     check_class_budget(labels, ipc, classes)
     check_media(view.values("filepath"))
-    reporter = _progress(progress)
     started = time.perf_counter()
     torch_device = resolve_device(device)
     needs = METHODS[method].needs
 
     def embed(field: str, embedding_model: str, stage: tuple[float, float]) -> Embeddings:
         return _embeddings(view, field, label_field, classes, embedding_model, None, weights, teacher_epochs,
-                           torch_device, seed, False, reporter.sub(*stage))
+                           torch_device, seed, False, progress.sub(*stage))
 
-    embeddings, encoder, extra = None, None, []
-    if "gram" in needs:
+    embeddings, encoder, writes = None, None, []
+    if method == "autopalette_init":
+        embeddings = _quantised_embeddings(view, label_field, classes, model, weights, teacher_epochs, num_colors,
+                                           torch_device, seed, progress.sub(0.0, 0.9))
+    elif "gram" in needs:
         embeddings = embed(embeddings_field, gradient_model if method == "dc3" else model, (0.0, 0.45))
+        writes.append((embeddings_field, embeddings))
     if "encoder" in needs:
         if model == "vae":
-            images = load_images(view, label_field, classes, reporter.stage("loading images", 0.45, 0.5))
+            images = load_images(view, label_field, classes, progress.stage("loading images", 0.45, 0.5))
             encoder = vae_latents(load_vae(vae_model, torch_device), images.floats(), vae_size, torch_device,
-                                  progress=reporter.stage("VAE latents", 0.5, 0.9)).numpy()
-        elif model == (gradient_model if method == "dc3" else model) and embeddings is not None:
+                                  progress=progress.stage("VAE latents", 0.5, 0.9)).numpy()
+        elif model == gradient_model and embeddings is not None:
             encoder = embeddings.features
         else:
             field = f"{embeddings_field}_{model}"
             encoder_embeddings = embed(field, model, (0.45, 0.9))
-            extra.append((field, encoder_embeddings))
+            writes.append((field, encoder_embeddings))
             encoder = encoder_embeddings.features
     embedded = time.perf_counter()
 
@@ -278,40 +327,38 @@ def select(
 
     params = {
         "graph_cut": {"lambda_": lambda_, "optimizer": optimizer},
+        "autopalette_init": {"lambda_": lambda_, "optimizer": optimizer},
         "facility_location": {"optimizer": optimizer},
         "dc3": {"bins": bins, "pca_dim": pca_dim, "lambda_": lambda_, "optimizer": optimizer},
     }.get(method, {})
     picks = select_per_class(method, labels, ipc, inputs_of_class, seed, params,
-                             reporter.stage(f"selecting ({method})", 0.9, 1.0))
+                             progress.stage(f"selecting ({method})", 0.9, 1.0))
     ids = view.values("id")
-    selected_ids = [ids[i] for i in picks]
     finished = time.perf_counter()
-
+    extra_params = {
+        **({"gradient_model": gradient_model} if method == "dc3" else {}),
+        **({"vae_model": vae_model, "vae_size": vae_size} if method == "dc3" and model == "vae" else {}),
+        **({"num_colors": num_colors} if method == "autopalette_init" else {}),
+    }
     config = {
         "method": method, "kind": "selection", "ipc": ipc, "label_field": label_field,
-        "embeddings_field": embeddings_field if embeddings is not None else None,
+        "embeddings_field": embeddings_field if writes else None,
         "model": model if needs else None, "embedding": embedding if embeddings is not None else None,
-        "params": {**params, **({"gradient_model": gradient_model} if method == "dc3" else {}),
-                   **({"vae_model": vae_model, "vae_size": vae_size} if method == "dc3" and model == "vae" else {})},
-        "seed": seed, "classes": classes, "versions": _versions(),
+        "params": {**params, **extra_params}, "seed": seed, "classes": classes, "versions": _versions(),
     }
-    results = {
-        "selected_ids": selected_ids,
-        "timings": {"embeddings_s": embedded - started, "selection_s": finished - embedded, "total_s": finished - started},
-        "num_samples": len(selected_ids),
-        "evaluation": {},
-    }
-    with run_store.Transaction(dataset) as transaction:
-        if run_key in run_store.list_runs(dataset):
-            transaction.delete_run(run_key)
-        if embeddings is not None:
-            _write_embeddings(transaction, view, embeddings_field, embeddings)
-        for field, stored in extra:
-            _write_embeddings(transaction, view, field, stored)
-        transaction.register(view, run_key, config, results)
-        transaction.tag(selected_ids, run_store.run_tag(run_key))
-        transaction.save_view(run_store.saved_view_name(run_key), dataset.match_tags(run_store.run_tag(run_key)))
-    return run_store.load_run(dataset, run_key)
+    timings = {"embeddings_s": embedded - started, "selection_s": finished - embedded, "total_s": finished - started}
+    return SelectionPlan([ids[i] for i in picks], config, timings, [(f, e) for f, e in writes if not e.stored])
+
+
+def _quantised_embeddings(view, label_field, classes, model, weights, teacher_epochs, num_colors, device, seed,
+                          progress: Progress) -> Embeddings:
+    """Embeddings of the view's images after Median-Cut quantisation (AutoPalette's initialisation)."""
+    net, normalizer, info = _embedding_model(view, model, label_field, classes, weights, teacher_epochs, device, seed,
+                                             progress.sub(0.0, 0.5))
+    images = load_images(view, label_field, classes)
+    quantised, _ = median_cut(images.floats(), num_colors)
+    features, logits = embed_images(net, normalizer, quantised, device, progress=progress.stage("embedding quantised images", 0.5, 1.0))
+    return Embeddings(features.numpy(), logits.numpy(), {**info, "median_cut_colors": num_colors}, True)
 
 
 def _versions() -> dict:
@@ -673,6 +720,169 @@ def compensate(
         }
         transaction.register(view, run_key, config, results)
         transaction.save_view(run_store.saved_view_name(run_key), dataset.match_tags(tag))
+    return run_store.load_run(dataset, run_key)
+
+
+# --------------------------------------------------------------------------- distillation
+
+
+def _run_workdir(dataset: fo.Dataset, run_key: str) -> Path:
+    """Where a run keeps its checkpoints while it is in progress."""
+    return cache_dir() / "runs" / str(dataset._doc.id) / run_key
+
+
+def _initial_images(view, source: ImageSet, init: str, ipc: int, label_field: str, num_colors: int, seed: int,
+                    device: str, teacher_epochs: int, progress: Progress) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """(images, labels, source ids per image) to start distillation from."""
+    dataset = view._dataset
+    if init == "noise":
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.arange(len(source.classes)).repeat_interleave(ipc)
+        labels = labels[torch.isin(labels, source.labels.unique())]
+        images = torch.rand((len(labels), *source.images.shape[1:]), generator=generator)
+        return images, labels, [[] for _ in range(len(labels))]
+    if init in run_store.list_runs(dataset):
+        ids = run_store.load_run(dataset, init).results.get("selected_ids") or []
+        if not ids:
+            raise CondensationError(f"Run {init!r} selected no real samples to initialise from")
+    elif init in METHODS:
+        ids = _plan_selection(view, init, ipc, label_field, num_colors=num_colors, seed=seed, device=device,
+                              teacher_epochs=teacher_epochs, progress=progress).ids
+    else:
+        raise CondensationError(
+            f"init must be 'noise', a selection method {sorted(METHODS)} or a selection run key {run_store.list_runs(dataset)}"
+        )
+    position = {sample_id: i for i, sample_id in enumerate(source.ids)}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise CondensationError(f"{len(missing)} initial samples are not in the view being distilled")
+    rows = torch.tensor([position[i] for i in ids])
+    return source.floats()[rows], source.labels[rows], [[i] for i in ids]
+
+
+def _encoded_sizes(images: torch.Tensor) -> dict:
+    """PNG bytes of the same images stored as 8-bit (their own channels) and as 8-bit RGB."""
+    def png_bytes(batch: torch.Tensor) -> int:
+        total = 0
+        for array in (batch.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy():
+            buffer = io.BytesIO()
+            Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="PNG")
+            total += buffer.tell()
+        return total
+
+    return {"bytes_8bit": png_bytes(images), "bytes_8bit_rgb": png_bytes(_as_rgb(images))}
+
+
+def _write_palette_pngs(palettes: torch.Tensor, indices: torch.Tensor, channels: int, num_colors: int, paths: list) -> None:
+    bits = next(b for b in (1, 2, 4, 8) if 2**b >= num_colors)
+    for palette, index, path in zip(palettes, indices, paths):
+        palette_png(palette, index, channels).save(path, bits=bits, optimize=False)
+
+
+def distill(
+    view: Collection,
+    method: str = "dm",
+    ipc: int = 10,
+    init: Optional[str] = None,
+    run_key: Optional[str] = None,
+    label_field: str = DEFAULT_LABEL_FIELD,
+    iterations: int = 20000,
+    batch_real: int = 256,
+    lr_img: float = 1.0,
+    momentum: float = 0.5,
+    moments_weight: float = 1.0,
+    correlation_weight: float = 1.0,
+    diversity_weight: float = 0.1,
+    task: str = "dm",
+    num_colors: int = 64,
+    palette_lr: float = 0.05,
+    equal_storage: bool = False,
+    checkpoint_every: int = 500,
+    teacher_epochs: int = 2,
+    output_dir: Optional[str] = None,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: Optional[ProgressFn] = None,
+) -> run_store.RunRecord:
+    """Distil ``ipc`` synthetic images per class from ``view`` and record them as run ``run_key``.
+
+    ``method``: ``dm`` (distribution matching: a fresh ConvNet-3 each iteration, class-mean
+    embeddings, DSA, SGD on pixels with ``lr_img`` and ``momentum``), ``ddm`` (DM plus
+    moments and Gram matching on every normalisation layer's input maps, and kNN intra-class
+    diversity; ``*_weight``) or ``autopalette`` (a palette network reduces each image to
+    ``num_colors`` colours; task loss ``task`` = dm or ddm, plus max-colour, balance and
+    Median-Cut alignment losses with weights 1, 1, 3; images stored as palette PNGs).
+    ``init``: ``noise``, a selection method (default ``random``; ``autopalette_init`` for
+    AutoPalette) or a selection run key. ``equal_storage`` (AutoPalette) keeps the byte budget
+    of ``ipc`` 8-bit images and so distils ``ipc · 8 / ceil(log2 K)`` images per class.
+    Checkpoints every ``checkpoint_every`` iterations let an interrupted run resume.
+    """
+    dataset = view._dataset
+    run_key = run_key or f"{method}_ipc{ipc}"
+    init = init or ("autopalette_init" if method == "autopalette" else "random")
+    require_samples(view)
+    check_label_field(view, label_field)
+    run_store.check_run_key(dataset, run_key, overwrite)
+    try:
+        settings = DistillSettings(
+            method=method, iterations=iterations, batch_real=batch_real, lr_img=lr_img, momentum=momentum,
+            moments_weight=moments_weight, correlation_weight=correlation_weight, diversity_weight=diversity_weight,
+            task=task, num_colors=num_colors, palette_lr=palette_lr, checkpoint_every=max(1, checkpoint_every),
+        )
+    except ValueError as error:
+        raise CondensationError(str(error)) from None
+    bits = math.ceil(math.log2(num_colors))
+    per_class = ipc * 8 // bits if (equal_storage and method == "autopalette") else ipc
+    classes = class_names(view, label_field)
+    check_class_budget(labels_of(view, label_field, classes), per_class if init != "noise" else 1, classes)
+    reporter = _progress(progress)
+    started = time.perf_counter()
+    source = load_images(view, label_field, classes, reporter.stage("loading real images", 0.0, 0.05))
+    images, labels, sources = _initial_images(view, source, init, per_class, label_field, num_colors, seed, device,
+                                              teacher_epochs, reporter.sub(0.05, 0.15))
+    workdir = _run_workdir(dataset, run_key)
+    result = distill_images(
+        source.floats(), source.labels, images, labels, len(classes), settings, resolve_device(device), seed,
+        workdir / "checkpoint.pt", reporter.stage(f"distilling ({method})", 0.15, 0.95),
+    )
+
+    folder = Path(output_dir) / run_key if output_dir else media_dir_beside(view, run_key)
+    config = {
+        "method": method, "kind": "distillation", "ipc": per_class, "init": init, "label_field": label_field,
+        "params": {**asdict(settings), "equal_storage": equal_storage, "requested_ipc": ipc}, "seed": seed,
+        "classes": classes, "output_dir": str(folder), "versions": _versions(),
+    }
+    with run_store.Transaction(dataset) as transaction:
+        if run_key in run_store.list_runs(dataset):
+            transaction.delete_run(run_key)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / f"{method}_{classes[int(label)]}_{i:05d}.png".replace("/", "-") for i, label in enumerate(labels)]
+        transaction.on_undo(lambda: run_store.remove_files(paths))
+        if result.palettes is not None:
+            _write_palette_pngs(result.palettes, result.indices, images.shape[1], num_colors, paths)
+        else:
+            write_pngs(result.images, paths)
+        tag = run_store.run_tag(run_key)
+        transaction.add_samples([
+            fo.Sample(filepath=str(path), tags=[tag, run_store.SYNTHETIC_TAG],
+                      **{label_field: fo.Classification(label=classes[int(label)]),
+                         run_store.RUN_FIELD: run_key, run_store.SOURCES_FIELD: list(origin)})
+            for path, label, origin in zip(paths, labels, sources)
+        ])
+        results = {
+            "num_samples": len(paths),
+            "bytes": int(sum(path.stat().st_size for path in paths)),
+            **_encoded_sizes(result.images),
+            "loss_history": result.history[:: max(1, len(result.history) // 500)],
+            "resumed_from": result.resumed_from,
+            "timings": {"distill_s": result.seconds, "total_s": time.perf_counter() - started},
+            "color_stats": {"after": image_color_stats(result.images)},
+            "evaluation": {},
+        }
+        transaction.register(view, run_key, config, results)
+        transaction.save_view(run_store.saved_view_name(run_key), dataset.match_tags(tag))
+    shutil.rmtree(workdir, ignore_errors=True)
     return run_store.load_run(dataset, run_key)
 
 

@@ -49,3 +49,20 @@ def pick_facility_location(
 
 register(SelectionMethod("graph_cut", pick_graph_cut, ("gram",), "submodular GraphCut (λ=1) with submodlib"))
 register(SelectionMethod("facility_location", pick_facility_location, ("gram",), "submodular facility location with submodlib"))
+
+
+def pick_autopalette_init(
+    n: int, budget: int, rng: np.random.Generator, gram: np.ndarray,
+    lambda_: float = 1.0, optimizer: str = "NaiveGreedy",
+) -> np.ndarray:
+    """AutoPalette's colour-guided initialisation on the Gram of Median-Cut-quantised images.
+
+    Each greedy GraphCut step takes the sample of highest conditional gain
+    ``f(j | S) = Σ_i s_ij − λ s_jj − 2λ Σ_{k∈S} s_jk``: representative of the class, unlike
+    the picks so far.
+    """
+    return pick_graph_cut(n, budget, rng, gram, lambda_, optimizer)
+
+
+register(SelectionMethod("autopalette_init", pick_autopalette_init, ("gram",),
+                         "AutoPalette init: GraphCut conditional gain on Median-Cut-quantised images"))
