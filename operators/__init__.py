@@ -2,8 +2,9 @@
 
 from .compensate import CompensateColors
 from .delete import DeleteCondensationRun
+from .distill import DistillDataset
 from .embeddings import ComputeEmbeddings
 from .evaluate import EvaluateCondensed
 from .select import SelectCoreset
 
-OPERATORS = (ComputeEmbeddings, SelectCoreset, CompensateColors, EvaluateCondensed, DeleteCondensationRun)
+OPERATORS = (ComputeEmbeddings, SelectCoreset, CompensateColors, DistillDataset, EvaluateCondensed, DeleteCondensationRun)

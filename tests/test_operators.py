@@ -24,7 +24,8 @@ def form(operator, dataset, **params):
 
 def test_plugin_is_discovered_with_its_operators():
     names = {op.name for op in foo.list_operators() if op.plugin_name == PLUGIN}
-    assert {"compute_embeddings", "select_coreset", "compensate_colors", "evaluate_condensed", "delete_condensation_run"} <= names
+    assert {"compute_embeddings", "select_coreset", "compensate_colors", "distill_dataset", "evaluate_condensed",
+            "delete_condensation_run"} <= names
     assert PLUGIN in fop.list_enabled_plugins()
 
 

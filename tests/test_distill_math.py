@@ -1,0 +1,140 @@
+"""The distillation losses on inputs with known answers, and the engine's guarantees."""
+
+import math
+
+import pytest
+import torch
+
+from fiftyone_condense.distill import DistillSettings, distill
+from fiftyone_condense.distill import losses
+from fiftyone_condense.distill.palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
+
+
+def test_moments_and_gram_of_a_constant_map():
+    constant = torch.full((3, 4, 5, 6), 2.0)
+    mean, std = losses.channel_moments(constant)
+    torch.testing.assert_close(mean, torch.full((3, 4), 2.0))
+    assert torch.all(std < 1e-3)
+    # every entry of F Fᵀ is Σ 2·2 over H·W pixels, divided by C·H·W: 4 / C
+    torch.testing.assert_close(losses.gram(constant), torch.full((3, 4, 4), 4.0 / 4))
+    assert losses.moments_loss(constant, constant.clone()).item() == pytest.approx(0.0, abs=1e-8)
+    assert losses.correlation_loss(constant, 2 * constant).item() == pytest.approx(16 * (4.0 - 1.0) ** 2)
+
+
+def test_dm_loss_is_the_squared_distance_of_class_means():
+    real, synthetic = torch.tensor([[1.0, 0.0], [3.0, 2.0]]), torch.tensor([[0.0, 0.0]])
+    assert losses.mean_embedding_loss(real, synthetic).item() == pytest.approx(2.0**2 + 1.0**2)
+
+
+def test_diversity_kl_of_identical_distributions_is_zero():
+    same = torch.ones(5, 7)
+    assert losses.diversity_loss(same, k=2).item() == pytest.approx(0.0, abs=1e-7)
+    spread = torch.eye(5, 7) * 10
+    assert losses.diversity_loss(spread, k=2).item() < -1.0  # distinct samples: positive KL, negative loss
+
+
+@pytest.mark.parametrize("ipc, k", [(1, 1), (2, 1), (10, 2), (50, 10), (3, 1)])
+def test_neighbour_count_is_a_fifth_of_ipc_clamped(ipc, k):
+    assert losses.neighbour_count(ipc) == k
+
+
+def test_max_colour_loss_of_a_one_hot_map_and_balance_of_a_uniform_map():
+    indices = torch.arange(16).view(1, 4, 4) % 4  # every one of 4 colours owns pixels outright
+    one_hot = torch.nn.functional.one_hot(indices, 4).permute(0, 3, 1, 2).float()
+    assert losses.max_color_loss(one_hot).item() == pytest.approx(0.0)
+    uniform = torch.full((2, 4, 3, 3), 0.25)
+    assert losses.palette_balance_loss(uniform).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.max_color_loss(uniform).item() == pytest.approx(0.75)
+    single = torch.zeros(1, 4, 2, 2)
+    single[:, 0] = 1
+    assert losses.palette_balance_loss(single).item() == pytest.approx(1.0)
+
+
+def test_alignment_ignores_colour_order_and_matches_the_pixel_form():
+    reference = torch.tensor([[[0, 0], [1, 2]]])
+    permuted = torch.nn.functional.one_hot(torch.tensor([[[2, 2], [0, 1]]]), 3).permute(0, 3, 1, 2).float()
+    assert losses.alignment_loss(permuted, reference).item() == pytest.approx(0.0, abs=1e-7)
+    probabilities = torch.softmax(torch.randn(2, 3, 4, 4), dim=1)
+    reference = torch.randint(0, 3, (2, 4, 4))
+    p = probabilities.flatten(2).transpose(1, 2)
+    m = torch.nn.functional.one_hot(reference.flatten(1), 3).float()
+    direct = ((p @ p.transpose(1, 2) - m @ m.transpose(1, 2)).square().sum((1, 2)) / 16**2).mean()
+    assert losses.alignment_loss(probabilities, reference).item() == pytest.approx(direct.item(), rel=1e-5)
+
+
+def test_hard_palette_output_has_at_most_k_colours():
+    images = torch.rand(3, 3, 10, 10)
+    network = PaletteNetwork(3, 5)
+    probabilities = network(images)
+    assert probabilities.shape == (3, 5, 10, 10)
+    torch.testing.assert_close(probabilities.sum(1), torch.ones(3, 10, 10))
+    palettes, indices = hard_quantize(images, probabilities)
+    quantised = palettes[torch.arange(3).view(3, 1, 1), indices]  # (3, H, W, 3)
+    for image in quantised:
+        assert len(torch.unique(image.reshape(-1, 3), dim=0)) <= 5
+    assert soft_quantize(images, probabilities).shape == images.shape
+
+
+def test_median_cut_quantises_to_k_colours():
+    quantised, indices = median_cut(torch.rand(2, 3, 16, 16), 8)
+    assert quantised.shape == (2, 3, 16, 16) and indices.max() < 8
+    for image in quantised:
+        assert len(torch.unique(image.reshape(3, -1).T, dim=0)) <= 8
+
+
+def small_problem():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.rand(300, 1, 12, 12, generator=generator)
+    labels = torch.arange(300) % 3
+    real[labels == 1, :, :6] += 0.5  # classes differ so matching has something to learn
+    real[labels == 2, :, 6:] += 0.5
+    real = real.clamp(0, 1)
+    init = torch.rand(6, 1, 12, 12, generator=generator)
+    return real, labels, init, torch.tensor([0, 0, 1, 1, 2, 2])
+
+
+def test_dm_reduces_its_loss_on_a_small_real_problem():
+    real, labels, init, init_labels = small_problem()
+    result = distill(real, labels, init, init_labels, 3, DistillSettings(method="dm", iterations=30, batch_real=64, dsa=False),
+                     torch.device("cpu"))
+    first, last = sum(result.history[:5]) / 5, sum(result.history[-5:]) / 5
+    assert last < 0.5 * first
+
+
+def test_batched_classes_equal_the_per_class_loop():
+    real, labels, init, init_labels = small_problem()
+    results = [distill(real, labels, init, init_labels, 3, DistillSettings(method="ddm", iterations=3, batch_real=16,
+                                                                           batched=batched, mixed_precision=False),
+                       torch.device("cpu")) for batched in (True, False)]
+    assert results[0].history == pytest.approx(results[1].history, rel=1e-4)
+    torch.testing.assert_close(results[0].images, results[1].images, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["dm", "autopalette"])
+def test_resuming_after_an_interruption_gives_the_uninterrupted_result(tmp_path, method):
+    real, labels, init, init_labels = small_problem()
+    settings = DistillSettings(method=method, iterations=6, batch_real=16, checkpoint_every=2, num_colors=4, align_every=3)
+    straight = distill(real, labels, init, init_labels, 3, settings, torch.device("cpu"), seed=5)
+
+    checkpoint = tmp_path / "checkpoint.pt"
+
+    def interrupt_after_four(fraction, message):
+        if fraction >= 4 / 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill(real, labels, init, init_labels, 3, settings, torch.device("cpu"), seed=5, checkpoint=checkpoint,
+                progress=interrupt_after_four)
+    resumed = distill(real, labels, init, init_labels, 3, settings, torch.device("cpu"), seed=5, checkpoint=checkpoint)
+    assert resumed.resumed_from == 4
+    assert resumed.history == pytest.approx(straight.history)
+    torch.testing.assert_close(resumed.images, straight.images)
+
+
+def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
+    real, labels, init, init_labels = small_problem()
+    checkpoint = tmp_path / "checkpoint.pt"
+    distill(real, labels, init, init_labels, 3, DistillSettings(iterations=2, batch_real=8), torch.device("cpu"), checkpoint=checkpoint)
+    other = distill(real, labels, init, init_labels, 3, DistillSettings(iterations=2, batch_real=8, lr_img=0.5),
+                    torch.device("cpu"), checkpoint=checkpoint)
+    assert other.resumed_from == 0 and math.isfinite(other.history[-1])

@@ -1,0 +1,87 @@
+"""Distillation end to end on real Fashion-MNIST PNGs: runs, synthetic samples, palette PNGs, resume."""
+
+import pytest
+from PIL import Image
+
+import fiftyone_condense as fc
+from fiftyone_condense.distill.engine import Distiller
+from fiftyone_condense.errors import CondensationError
+
+from test_operators import run
+from test_sdk import snapshot
+
+QUICK = dict(iterations=3, batch_real=8, teacher_epochs=1)
+
+
+def test_dm_from_a_selection_run_adds_synthetic_samples(dataset):
+    train = dataset.match_tags("train")
+    fc.select(train, method="herding", ipc=2, run_key="herd", teacher_epochs=1)
+    record = fc.distill(train, method="dm", ipc=2, init="herd", run_key="dm2", **QUICK)
+
+    synthetic = dataset.match_tags("condense:dm2")
+    assert len(synthetic) == 20 and set(synthetic.distinct("tags")) == {"condense:dm2", "synthetic"}
+    assert sorted(s[0] for s in synthetic.values("condense_sources")) == sorted(fc.load_run(dataset, "herd").results["selected_ids"])
+    with Image.open(synthetic.first().filepath) as image:
+        assert image.mode == "L" and image.size == (28, 28)
+    assert record.config["init"] == "herd" and record.config["kind"] == "distillation"
+    assert len(record.results["loss_history"]) == 3
+    assert fc.evaluate(run_key="dm2", dataset=dataset, epochs=1, num_models=1)["num_train"] == 20
+
+
+def test_ddm_from_noise_has_no_sources(dataset):
+    record = fc.distill(dataset.match_tags("train"), method="ddm", ipc=1, init="noise", run_key="noise", **QUICK)
+    assert record.view.values("condense_sources") == [[]] * 10
+
+
+def test_autopalette_stores_real_palette_pngs_with_at_most_k_colours(dataset):
+    record = fc.distill(dataset.match_tags("train"), method="autopalette", ipc=2, num_colors=8, run_key="ap", **QUICK)
+    assert record.config["init"] == "autopalette_init"
+    for path in record.view.values("filepath"):
+        with Image.open(path) as image:
+            assert image.mode == "P"
+            assert len(image.getcolors()) <= 8
+    assert record.results["bytes"] < record.results["bytes_8bit_rgb"]
+
+
+def test_equal_storage_spends_the_byte_budget_on_more_images(dataset):
+    record = fc.distill(dataset.match_tags("train"), method="autopalette", ipc=1, num_colors=4, equal_storage=True,
+                        run_key="ap_equal", **QUICK)
+    assert record.config["ipc"] == 4 and len(record.view) == 40  # 8 bits / 2 bits = 4 times as many
+
+
+def test_an_interrupted_distillation_changes_nothing_and_resumes(dataset, monkeypatch):
+    train = dataset.match_tags("train")
+    before = snapshot(dataset)
+    original_step = Distiller.step
+
+    def ctrl_c_at_iteration_two(self, iteration):
+        if iteration == 2:
+            raise KeyboardInterrupt
+        return original_step(self, iteration)
+
+    monkeypatch.setattr(Distiller, "step", ctrl_c_at_iteration_two)
+    with pytest.raises(KeyboardInterrupt):
+        fc.distill(train, method="dm", ipc=1, run_key="long", iterations=4, batch_real=8, checkpoint_every=1)
+    monkeypatch.undo()
+    assert snapshot(dataset) == before
+    record = fc.distill(train, method="dm", ipc=1, run_key="long", iterations=4, batch_real=8, checkpoint_every=1)
+    assert record.results["resumed_from"] == 2
+
+
+def test_bad_distillation_input_changes_nothing(dataset):
+    train = dataset.match_tags("train")
+    before = snapshot(dataset)
+    with pytest.raises(CondensationError, match="Unknown distillation method"):
+        fc.distill(train, method="magic", ipc=1)
+    with pytest.raises(CondensationError, match="init must be"):
+        fc.distill(train, method="dm", ipc=1, init="nowhere")
+    with pytest.raises(CondensationError, match="larger than some classes"):
+        fc.distill(train, method="dm", ipc=50)
+    assert snapshot(dataset) == before
+
+
+def test_distill_operator_end_to_end(dataset):
+    out = run("distill_dataset", dataset, method="autopalette", ipc=1, num_colors=4, iterations=2, batch_real=8,
+              split="train", run_key="op_ap", delegate=False)
+    assert out["run_key"] == "op_ap" and out["num_samples"] == 10 and out["bytes"] > 0
+    assert len(dataset.match_tags("synthetic")) == 10
