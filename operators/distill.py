@@ -50,9 +50,9 @@ class DistillDataset(foo.Operator):
         inputs.int("batch_real", default=256, min=1, label="Real batch per class", description="Real images per class per step")
         inputs.float("lr_img", default=1.0, min=0.0, label="Image learning rate", description="SGD step on pixels (momentum 0.5)")
         if method == "ddm" or (method == "autopalette" and ctx.params.get("task") == "ddm"):
-            inputs.float("moments_weight", default=1.0, min=0.0, label="Moments weight", description="Channel mean/std matching")
-            inputs.float("correlation_weight", default=1.0, min=0.0, label="Correlation weight", description="Gram matching")
-            inputs.float("diversity_weight", default=0.1, min=0.0, label="Diversity weight", description="kNN intra-class KL")
+            inputs.float("moments_weight", default=3.0, min=0.0, label="Moments weight", description="Channel mean/std matching")
+            inputs.float("correlation_weight", default=1000.0, min=0.0, label="Correlation weight", description="Gram matching")
+            inputs.float("diversity_weight", default=10.0, min=0.0, label="Diversity weight", description="kNN intra-class KL")
         if method == "autopalette":
             inputs.enum("task", ["dm", "ddm"], default="dm", label="Task loss", description="Distillation loss behind the palette")
             inputs.int("num_colors", default=64, min=2, max=256, label="Colours (K)", description="Colours per image")
@@ -73,8 +73,8 @@ class DistillDataset(foo.Operator):
             split_of(ctx, p.get("split")), method=method, ipc=int(p.get("ipc", 10)), init=p.get("init"),
             run_key=p.get("run_key"), label_field=p.get("label_field", "ground_truth"),
             iterations=int(p.get("iterations", 20000)), batch_real=int(p.get("batch_real", 256)),
-            lr_img=float(p.get("lr_img", 1.0)), moments_weight=float(p.get("moments_weight", 1.0)),
-            correlation_weight=float(p.get("correlation_weight", 1.0)), diversity_weight=float(p.get("diversity_weight", 0.1)),
+            lr_img=float(p.get("lr_img", 1.0)), moments_weight=float(p.get("moments_weight", 3.0)),
+            correlation_weight=float(p.get("correlation_weight", 1000.0)), diversity_weight=float(p.get("diversity_weight", 10.0)),
             task=p.get("task", "dm"), num_colors=int(p.get("num_colors", 64)), equal_storage=bool(p.get("equal_storage", False)),
             checkpoint_every=int(p.get("checkpoint_every", 500)), seed=int(p.get("seed", 0)),
             overwrite=bool(p.get("overwrite", False)), progress=progress_reporter(ctx),
