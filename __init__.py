@@ -1,8 +1,9 @@
 """FiftyOne plugin entry point for @condense/fiftyone-condense."""
 
 from .operators import OPERATORS
+from .panels import PANELS
 
 
 def register(p):
-    for operator in OPERATORS:
-        p.register(operator)
+    for plugin_class in OPERATORS + PANELS:
+        p.register(plugin_class)

@@ -1,0 +1,5 @@
+"""FiftyOne Python panels of the plugin."""
+
+from .condense_panel import CondensePanel
+
+PANELS = (CondensePanel,)
