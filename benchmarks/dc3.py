@@ -87,12 +87,12 @@ def main(argv=None) -> None:
     ]
     runs = []
     for method in ("random", "graph_cut", "dc3"):
-        key = f"bench_{method}_ipc{args.ipc}"
+        key = f"dc3bench_{method}_ipc{args.ipc}"
         record = fc.select(train, method=method, ipc=args.ipc, run_key=key, teacher_epochs=args.teacher_epochs, overwrite=True)
         runs.append((method, key, record.results["timings"]["total_s"]))
     for mode in args.modes.split(","):
-        key = f"bench_dc3_classical_{mode}_ipc{args.ipc}"
-        record = fc.compensate(dataset.load_saved_view(f"condense-bench_dc3_ipc{args.ipc}"), run_key=key,
+        key = f"dc3bench_dc3_classical_{mode}_ipc{args.ipc}"
+        record = fc.compensate(dataset.load_saved_view(f"condense-dc3bench_dc3_ipc{args.ipc}"), run_key=key,
                                backend="classical", combine_mode=mode, overwrite=True)
         runs.append((f"dc3 + classical {mode}", key, record.results["timings"]["total_s"]))
 
