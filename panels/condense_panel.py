@@ -71,7 +71,9 @@ class CondensePanel(foo.Panel):
     def _refresh(self, ctx):
         rows = reports.run_rows(ctx.dataset)
         ctx.panel.state.rows = rows
-        ctx.panel.data.accuracy = reports.accuracy_traces(ctx.dataset, "hard")
+        traces = reports.accuracy_traces(ctx.dataset, "hard")
+        ctx.panel.data.accuracy = traces
+        ctx.panel.state.has_accuracy = bool(traces)
         if ctx.panel.state.selected not in {row["key"] for row in rows}:
             ctx.panel.state.selected = None
 
@@ -79,7 +81,7 @@ class CondensePanel(foo.Panel):
     def render(self, ctx):
         panel = types.Object()
         rows = ctx.panel.get_state("rows") or []
-        panel.md(f"### Condensation runs ({len(rows)})", name="title")
+        panel.md(f"**Condensation runs ({len(rows)})** — open a run to see its images and colours", name="title")
         if not rows:
             panel.md("No runs yet: use **Condense: select coreset** (or distil) from the operator browser.", name="empty")
         table = types.TableView()
@@ -102,9 +104,11 @@ class CondensePanel(foo.Panel):
                     f"unique colours per image: {colors['unique_colors']['source']:.0f} → {colors['unique_colors']['run']:.0f}",
                     name="colors_md",
                 )
-                panel.plot("kde", layout={"title": "Pixel value density per channel (KDE)", "xaxis": {"title": "value"},
-                                          "height": 300})
-        panel.plot("accuracy", layout={"title": "Hard-protocol accuracy against IPC", "xaxis": {"title": "images per class"},
-                                       "yaxis": {"title": "accuracy %"}, "height": 320})
+                panel.plot("kde", layout={"title": {"text": "Pixel value density per channel (KDE)"},
+                                          "xaxis": {"title": {"text": "value"}}, "height": 300})
+        if ctx.panel.get_state("has_accuracy"):
+            panel.plot("accuracy", layout={"title": {"text": "Hard-protocol accuracy against IPC"},
+                                           "xaxis": {"title": {"text": "images per class"}},
+                                           "yaxis": {"title": {"text": "accuracy %"}}, "height": 320})
         panel.btn("refresh", label="Refresh", on_click=self.on_refresh, icon="refresh")
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=2))

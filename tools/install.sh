@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(dataset-fashion-mnist patchelf binutils gcc)
+APT_PACKAGES=(dataset-fashion-mnist patchelf binutils gcc chromium)
 
 missing_apt=()
 for package in "${APT_PACKAGES[@]}"; do
