@@ -11,11 +11,9 @@ between markers, with the command, the machine and the published numbers beside 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-import torch
-from common import command_line, machine, write_section
+from common import benchmark_parser, command_line, load_benchmark_dataset, machine, write_section
 
 import fiftyone_condense as fc
 
@@ -29,25 +27,17 @@ PUBLISHED_WHOLE = 93.5
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--ipc", default="1,10,50")
     parser.add_argument("--methods", default="random,herding,k_center,graph_cut,facility_location")
-    parser.add_argument("--epochs", type=int, default=1000)
-    parser.add_argument("--num-models", type=int, default=5)
     parser.add_argument("--teacher-epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--per-class", type=int, default=None, help="a smaller dataset (first N train and N/5 test per class), for smoke runs")
-    parser.add_argument("--no-write", action="store_true", help="print the table only")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(os.cpu_count() or 1)
-    dataset = fc.datasets.load_fashion_mnist(
-        name=args.dataset, train_per_class=args.per_class, test_per_class=args.per_class and max(args.per_class // 5, 1)
-    )
+    dataset = load_benchmark_dataset(args)
     train = dataset.match_tags("train")
     reduced = args.epochs < 1000 or args.num_models < 5
     lines = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
@@ -11,6 +12,27 @@ from pathlib import Path
 import torch
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def benchmark_parser(description: str) -> argparse.ArgumentParser:
+    """Options every benchmark takes: evaluation size, dataset, and whether to write the docs."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=1000, help="hard-protocol epochs per model (full: 1000)")
+    parser.add_argument("--num-models", type=int, default=5, help="models per evaluation (full: 5)")
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--per-class", type=int, default=None,
+                        help="a smaller dataset (first N train and N/5 test images per class), for smoke runs")
+    parser.add_argument("--no-write", action="store_true", help="print the tables only")
+    return parser
+
+
+def load_benchmark_dataset(args: argparse.Namespace):
+    import fiftyone_condense as fc
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    return fc.datasets.load_fashion_mnist(
+        name=args.dataset, train_per_class=args.per_class, test_per_class=args.per_class and max(args.per_class // 5, 1)
+    )
 
 
 def machine() -> str:

@@ -12,12 +12,11 @@ pipeline (GPU when present). Writes the tables into docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 
 import torch
-from common import command_line, machine, write_section
+from common import benchmark_parser, command_line, load_benchmark_dataset, machine, write_section
 
 import fiftyone_condense as fc
 from fiftyone_condense.color.diffusion import DiffusionSettings, load_pipeline, warm_and_cold
@@ -25,17 +24,12 @@ from fiftyone_condense.testing import save_tiny_instruct_pix2pix
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--ipc", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=1000, help="hard protocol epochs")
     parser.add_argument("--soft-epochs", type=int, default=300, help="soft protocol epochs")
-    parser.add_argument("--num-models", type=int, default=5)
     parser.add_argument("--teacher-epochs", type=int, default=2)
     parser.add_argument("--modes", default="gradient,random,grid,fourfold")
     parser.add_argument("--batch-sizes", default="1,4,16,64")
-    parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--per-class", type=int, default=None, help="a smaller dataset (first N train and N/5 test per class), for smoke runs")
-    parser.add_argument("--no-write", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -67,10 +61,7 @@ def diffusion_throughput(batch_sizes: list[int], images: int = 64, steps: int = 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(os.cpu_count() or 1)
-    dataset = fc.datasets.load_fashion_mnist(
-        name=args.dataset, train_per_class=args.per_class, test_per_class=args.per_class and max(args.per_class // 5, 1)
-    )
+    dataset = load_benchmark_dataset(args)
     train = dataset.match_tags("train")
     hard = dict(epochs=args.epochs, num_models=args.num_models)
     soft = dict(protocol="soft", epochs=args.soft_epochs, num_models=args.num_models, teacher_epochs=args.teacher_epochs)

@@ -12,11 +12,10 @@ batched DM step against the reference's per-class loop, in one run on the same m
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import torch
-from common import command_line, machine, write_section
+from common import benchmark_parser, command_line, load_benchmark_dataset, machine, write_section
 
 import fiftyone_condense as fc
 from fiftyone_condense.distill import DistillSettings
@@ -24,18 +23,13 @@ from fiftyone_condense.distill.engine import Distiller
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--ipc", default="1,10,50")
     parser.add_argument("--methods", default="dm,ddm,autopalette")
     parser.add_argument("--iterations", type=int, default=20000)
     parser.add_argument("--batch-real", type=int, default=256)
     parser.add_argument("--num-colors", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=1000)
-    parser.add_argument("--num-models", type=int, default=5)
     parser.add_argument("--speed-iterations", type=int, default=10)
-    parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--per-class", type=int, default=None, help="a smaller dataset, for smoke runs")
-    parser.add_argument("--no-write", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -66,10 +60,7 @@ def step_speed(real: torch.Tensor, labels: torch.Tensor, ipc: int, batch_real: i
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(os.cpu_count() or 1)
-    dataset = fc.datasets.load_fashion_mnist(
-        name=args.dataset, train_per_class=args.per_class, test_per_class=args.per_class and max(args.per_class // 5, 1)
-    )
+    dataset = load_benchmark_dataset(args)
     train = dataset.match_tags("train")
     reduced = args.iterations < 20000 or args.epochs < 1000 or args.num_models < 5
     lines = [

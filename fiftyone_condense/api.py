@@ -34,6 +34,7 @@ from .bridge.views import (
     labels_of,
     load_images,
     media_dir_beside,
+    read_images,
     require_samples,
     split_view,
     write_pngs,
@@ -611,14 +612,8 @@ def color_stats(view: Collection, label_field: Optional[str] = None, points: int
     colour homogenisation of a condensed set can be compared with its source.
     """
     require_samples(view)
-    images = torch.from_numpy(_read_view(view)).float().div_(255.0)
+    images = torch.from_numpy(read_images(view.values("filepath"))).float().div_(255.0)
     return image_color_stats(images, points)
-
-
-def _read_view(view: Collection) -> np.ndarray:
-    from .bridge.views import read_images
-
-    return read_images(view.values("filepath"))
 
 
 def compensate(

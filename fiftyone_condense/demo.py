@@ -11,7 +11,6 @@ import os
 import platform
 import time
 
-import fiftyone as fo
 import torch
 
 import fiftyone_condense as fc

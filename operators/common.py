@@ -38,6 +38,19 @@ def split_of(ctx, tag: str | None):
     return ctx.view if not tag or tag == ALL_SAMPLES else ctx.view.match_tags(tag)
 
 
+def ipc_input(ctx, inputs, label_field, split, what: str) -> None:
+    """IPC bounded by the split's smallest class, flagged as the user types."""
+    smallest = None
+    if label_field:
+        counts = split_of(ctx, split).count_values(f"{label_field}.label")
+        smallest = min(counts.values()) if counts else 0
+    default = min(10, smallest or 10)
+    prop = inputs.int("ipc", default=default, min=1, max=smallest, label="Images per class (IPC)",
+                      description=f"{what} per class (smallest class: {smallest})")
+    if smallest is not None and (ctx.params.get("ipc") or default) > smallest:
+        prop.invalid, prop.error_message = True, f"The smallest class has {smallest} samples"
+
+
 def embeddings_inputs(ctx, inputs) -> None:
     inputs.str("embeddings_field", default=DEFAULT_EMBEDDINGS_FIELD, label="Embeddings field",
                description="Sample field for penultimate features (reused when present)")

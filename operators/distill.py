@@ -6,8 +6,8 @@ import fiftyone.operators.types as types
 import fiftyone_condense as fc
 from fiftyone_condense.bridge.runs import run_config
 
-from .common import (execution_mode_input, finish, label_field_input, progress_reporter, run_key_input, split_input,
-                     split_of, wants_delegation)
+from .common import (execution_mode_input, finish, ipc_input, label_field_input, progress_reporter, run_key_input,
+                     split_input, split_of, wants_delegation)
 
 METHODS = {
     "dm": "Distribution matching: class-mean embeddings of fresh random ConvNets",
@@ -31,15 +31,8 @@ class DistillDataset(foo.Operator):
         method = ctx.params.get("method") or "dm"
         inputs.enum("method", list(METHODS), default="dm", label="Method", description=METHODS[method],
                     view=types.DropdownView())
-        smallest = None
-        if label_field:
-            counts = split_of(ctx, split).count_values(f"{label_field}.label")
-            smallest = min(counts.values()) if counts else 0
+        ipc_input(ctx, inputs, label_field, split, "Synthetic images")
         ipc = ctx.params.get("ipc") or 10
-        ipc_prop = inputs.int("ipc", default=10, min=1, max=smallest, label="Images per class (IPC)",
-                              description=f"Synthetic images per class (smallest class: {smallest})")
-        if smallest is not None and ipc > smallest:
-            ipc_prop.invalid, ipc_prop.error_message = True, f"The smallest class has {smallest} samples"
         selections = [k for k in fc.list_runs(ctx.dataset) if run_config(ctx.dataset, k).get("kind") == "selection"]
         inits = list(fc.SELECTION_METHODS) + ["noise"] + selections
         default_init = "autopalette_init" if method == "autopalette" else "random"

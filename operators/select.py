@@ -7,7 +7,7 @@ import fiftyone_condense as fc
 from fiftyone_condense.api import DEFAULT_VAE
 from fiftyone_condense.selection.submodular import GREEDY_VARIANTS
 
-from .common import (embeddings_inputs, execution_mode_input, finish, label_field_input, optional_str,
+from .common import (embeddings_inputs, execution_mode_input, finish, ipc_input, label_field_input, optional_str,
                      progress_reporter, run_key_input, split_input, split_of, wants_delegation)
 
 METHOD_HELP = {name: spec.description for name, spec in fc.SELECTION_METHODS.items()}
@@ -46,16 +46,8 @@ class SelectCoreset(foo.Operator):
         method = ctx.params.get("method") or "random"
         inputs.enum("method", list(METHOD_HELP), default="random", label="Method",
                     description=METHOD_HELP.get(method, ""), view=types.DropdownView())
-        smallest = None
-        if label_field:
-            counts = split_of(ctx, split).count_values(f"{label_field}.label")
-            smallest = min(counts.values()) if counts else 0
-        ipc_prop = inputs.int("ipc", default=min(10, smallest or 10), min=1, max=smallest,
-                              label="Images per class (IPC)",
-                              description=f"How many images to keep per class (smallest class: {smallest})")
-        ipc = ctx.params.get("ipc") or min(10, smallest or 10)
-        if smallest is not None and ipc > smallest:
-            ipc_prop.invalid, ipc_prop.error_message = True, f"The smallest class has {smallest} samples"
+        ipc_input(ctx, inputs, label_field, split, "Images to keep")
+        ipc = ctx.params.get("ipc") or 10
         run_key_input(ctx, inputs, f"{method}_ipc{ipc}")
         if method == "dc3":
             dc3_inputs(ctx, inputs)
@@ -80,7 +72,7 @@ class SelectCoreset(foo.Operator):
         p = ctx.params
         method = p.get("method", "random")
         record = fc.select(
-            split_of(ctx, p.get("split")), method=method, ipc=int(p["ipc"]), run_key=p.get("run_key"),
+            split_of(ctx, p.get("split")), method=method, ipc=int(p.get("ipc", 10)), run_key=p.get("run_key"),
             label_field=p.get("label_field", "ground_truth"),
             embeddings_field=p.get("embeddings_field") or "condense_embedding", model=p.get("model", "convnet3"),
             embedding=p.get("embedding"), weights=optional_str(p.get("weights")),

@@ -105,3 +105,18 @@ def tiny_vae_dir(session_dir) -> Path:
     from fiftyone_condense.testing import save_tiny_vae
 
     return save_tiny_vae(session_dir / "tiny-vae")
+
+
+@pytest.fixture
+def ctrl_c_while_saving_the_view(monkeypatch):
+    """Arms a Ctrl-C that arrives while a run writes its saved view (its last write)."""
+    original = fo.Dataset.save_view
+
+    def interrupt_once(self, *args, **kwargs):
+        monkeypatch.setattr(fo.Dataset, "save_view", original)
+        raise KeyboardInterrupt
+
+    def arm() -> None:
+        monkeypatch.setattr(fo.Dataset, "save_view", interrupt_once)
+
+    return arm

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import fiftyone as fo
 import fiftyone_condense as fc
 from fiftyone_condense.errors import CondensationError
 
@@ -108,15 +107,9 @@ def test_deleting_or_overwriting_a_compensation_run_removes_its_samples_and_medi
     assert not Path(before_delete[0]).parent.exists()
 
 
-def test_an_interrupted_compensation_leaves_no_samples_or_files(selected, monkeypatch):
+def test_an_interrupted_compensation_leaves_no_samples_or_files(selected, ctrl_c_while_saving_the_view):
     before = snapshot(selected)
-    original = fo.Dataset.save_view
-
-    def interrupt_once(self, *args, **kwargs):
-        monkeypatch.setattr(fo.Dataset, "save_view", original)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(fo.Dataset, "save_view", interrupt_once)
+    ctrl_c_while_saving_the_view()
     with pytest.raises(KeyboardInterrupt):
         fc.compensate(selected.load_saved_view("condense-dc3"), run_key="cut")
     assert snapshot(selected) == before

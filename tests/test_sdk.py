@@ -111,22 +111,15 @@ def test_delete_run_removes_everything_it_made(dataset):
         fc.delete_run(dataset, "gone")
 
 
-def test_an_interrupted_write_leaves_the_dataset_as_it_was(dataset, monkeypatch):
+def test_an_interrupted_write_leaves_the_dataset_as_it_was(dataset, ctrl_c_while_saving_the_view):
     fc.select(dataset.match_tags("train"), method="random", ipc=3, run_key="kept", seed=0)
     kept_ids = sorted(dataset.match_tags("condense:kept").values("id"))
     before = snapshot(dataset)
 
-    original = fo.Dataset.save_view
-
-    def interrupt_once(self, *args, **kwargs):
-        """Ctrl-C arrives while the run's saved view is being written (its last step)."""
-        monkeypatch.setattr(fo.Dataset, "save_view", original)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(fo.Dataset, "save_view", interrupt_once)
+    ctrl_c_while_saving_the_view()
     with pytest.raises(KeyboardInterrupt):
         fc.select(dataset.match_tags("train"), method="herding", ipc=2, run_key="new", teacher_epochs=1)
-    monkeypatch.setattr(fo.Dataset, "save_view", interrupt_once)
+    ctrl_c_while_saving_the_view()
     with pytest.raises(KeyboardInterrupt):  # an overwrite interrupted half-way restores the old run
         fc.select(dataset.match_tags("train"), method="random", ipc=2, run_key="kept", overwrite=True)
 
