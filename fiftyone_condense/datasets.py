@@ -104,7 +104,7 @@ def load_fashion_mnist(
     dataset = fo.Dataset(name)
     try:
         dataset.default_classes = FASHION_MNIST_CLASSES
-        dataset.add_samples(samples, progress=False)
+        dataset.add_samples(samples)
         dataset.info = {"condense_source": settings}
         dataset.persistent = persistent
         dataset.save()

@@ -201,3 +201,22 @@ def test_empty_view(dataset):
 def test_evaluating_on_training_images_is_refused(dataset):
     expect_error(dataset, "also tagged 'test'",
                  lambda: fc.evaluate(dataset.match_tags("test").limit(5), epochs=1, num_models=1, references=False))
+
+
+def test_resnet18_embeddings_from_a_local_torchvision_checkpoint(dataset, tmp_path):
+    import torch
+    import torchvision
+
+    weights = tmp_path / "resnet18.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), weights)  # a real checkpoint file, random weights
+    view = dataset.match_tags("train").limit(40)
+    fc.compute_embeddings(view, model="resnet18", weights=str(weights), embeddings_field="rn_embedding")
+    sample = view.first()
+    assert sample["rn_embedding"].shape == (512,) and sample["rn_embedding_logits"].shape == (10,)
+    assert dataset.get_field("rn_embedding").info["weights"] == str(weights)
+
+
+def test_resnet18_is_an_evaluation_architecture(dataset):
+    result = fc.evaluate(dataset.match_tags("train").limit(20), arch="resnet18", epochs=1, num_models=1, references=False)
+    assert result["protocol"]["arch"] == "resnet18" and 0.0 <= result["mean"] <= 1.0
