@@ -197,8 +197,14 @@ class Distiller:
         return self.normalizer(self.real[indices]).to(self.device), torch.cat(labels).to(self.device)
 
     def _augment_by_class(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor:
+        """DSA with one seed per class; class blocks are contiguous when labels are sorted (the usual
+        case), which avoids masked copies."""
         if self.augment is None:
             return images
+        if bool((labels[1:] >= labels[:-1]).all()):
+            counts = torch.bincount(labels, minlength=self.num_classes)[self.classes_present].tolist()
+            blocks = torch.split(images, counts)
+            return torch.cat([self.augment(block, seed=seed * 131 + c) for block, c in zip(blocks, self.classes_present)])
         out = torch.empty_like(images)
         for c in self.classes_present:
             rows = labels == c
