@@ -694,27 +694,20 @@ def compensate(
     with run_store.Transaction(dataset) as transaction:
         if run_key in run_store.list_runs(dataset):
             transaction.delete_run(run_key)
-        folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / f"{source_id}.png" for source_id in source.ids]
-        transaction.on_undo(lambda: run_store.remove_files(paths))
-        write_pngs(output, paths)
-        tag = run_store.run_tag(run_key)
-        samples = [
-            fo.Sample(filepath=str(path), tags=[tag, run_store.SYNTHETIC_TAG],
-                      **{label_field: fo.Classification(label=source.classes[int(label)]),
-                         run_store.RUN_FIELD: run_key, run_store.SOURCES_FIELD: [source_id]})
-            for path, source_id, label in zip(paths, source.ids, source.labels)
-        ]
-        transaction.add_samples(samples)
+        written = transaction.add_synthetic_samples(
+            run_key, label_field, paths, [source.classes[int(label)] for label in source.labels],
+            [[source_id] for source_id in source.ids], lambda files: write_pngs(output, files),
+        )
         results = {
-            "num_samples": len(samples),
-            "bytes": int(sum(path.stat().st_size for path in paths)),
+            "num_samples": len(paths),
+            "bytes": written,
             "timings": {"edit_s": edited - started, "total_s": time.perf_counter() - started},
             "color_stats": {"before": image_color_stats(images), "after": image_color_stats(output)},
             "evaluation": {},
         }
         transaction.register(view, run_key, config, results)
-        transaction.save_view(run_store.saved_view_name(run_key), dataset.match_tags(tag))
+        transaction.save_view(run_store.saved_view_name(run_key), dataset.match_tags(run_store.run_tag(run_key)))
     return run_store.load_run(dataset, run_key)
 
 
@@ -851,23 +844,20 @@ def distill(
     with run_store.Transaction(dataset) as transaction:
         if run_key in run_store.list_runs(dataset):
             transaction.delete_run(run_key)
-        folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / f"{method}_{classes[int(label)]}_{i:05d}.png".replace("/", "-") for i, label in enumerate(labels)]
-        transaction.on_undo(lambda: run_store.remove_files(paths))
-        if result.palettes is not None:
-            _write_palette_pngs(result.palettes, result.indices, images.shape[1], num_colors, paths)
-        else:
-            write_pngs(result.images, paths)
-        tag = run_store.run_tag(run_key)
-        transaction.add_samples([
-            fo.Sample(filepath=str(path), tags=[tag, run_store.SYNTHETIC_TAG],
-                      **{label_field: fo.Classification(label=classes[int(label)]),
-                         run_store.RUN_FIELD: run_key, run_store.SOURCES_FIELD: list(origin)})
-            for path, label, origin in zip(paths, labels, sources)
-        ])
+
+        def write_media(files: list) -> None:
+            if result.palettes is not None:
+                _write_palette_pngs(result.palettes, result.indices, images.shape[1], num_colors, files)
+            else:
+                write_pngs(result.images, files)
+
+        written = transaction.add_synthetic_samples(
+            run_key, label_field, paths, [classes[int(label)] for label in labels], sources, write_media,
+        )
         results = {
             "num_samples": len(paths),
-            "bytes": int(sum(path.stat().st_size for path in paths)),
+            "bytes": written,
             **_encoded_sizes(result.images),
             "loss_history": result.history[:: max(1, len(result.history) // 500)],
             "resumed_from": result.resumed_from,
@@ -876,7 +866,7 @@ def distill(
             "evaluation": {},
         }
         transaction.register(view, run_key, config, results)
-        transaction.save_view(run_store.saved_view_name(run_key), dataset.match_tags(tag))
+        transaction.save_view(run_store.saved_view_name(run_key), dataset.match_tags(run_store.run_tag(run_key)))
     shutil.rmtree(workdir, ignore_errors=True)
     return run_store.load_run(dataset, run_key)
 

@@ -167,6 +167,24 @@ class Transaction:
         self.on_undo(undo)
         return ids
 
+    def add_synthetic_samples(
+        self, run_key: str, label_field: str, paths: list[Path], labels: list[str], sources: list[list[str]],
+        write_media: Callable[[list[Path]], Any],
+    ) -> int:
+        """Write a run's new media with ``write_media(paths)`` and add one sample per file (label,
+        tags ``condense:<key>`` and ``synthetic``, ``condense_run``, ``condense_sources``); undo
+        removes both. Returns the bytes written."""
+        for folder in {path.parent for path in paths}:
+            folder.mkdir(parents=True, exist_ok=True)
+        self.on_undo(lambda: remove_files(paths))
+        write_media(paths)
+        self.add_samples([
+            fo.Sample(filepath=str(path), tags=[run_tag(run_key), SYNTHETIC_TAG],
+                      **{label_field: fo.Classification(label=label), RUN_FIELD: run_key, SOURCES_FIELD: list(origin)})
+            for path, label, origin in zip(paths, labels, sources)
+        ])
+        return int(sum(path.stat().st_size for path in paths))
+
     def delete_run(self, run_key: str) -> None:
         """Remove a run and everything it made; undo puts it all back."""
         record = load_run(self.dataset, run_key)
