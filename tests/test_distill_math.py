@@ -50,6 +50,25 @@ def test_max_colour_loss_of_a_one_hot_map_and_balance_of_a_uniform_map():
     assert losses.palette_balance_loss(single).item() == pytest.approx(1.0)
 
 
+def test_confidence_loss_is_zero_for_one_hot_pixels_and_one_for_uniform_pixels():
+    one_hot = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 3, 3)), 4).permute(0, 3, 1, 2).float()
+    assert losses.confidence_loss(one_hot).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.confidence_loss(torch.full((2, 4, 3, 3), 0.25)).item() == pytest.approx(1.0)
+
+
+def test_the_palette_network_keeps_its_colours_while_distilling():
+    """With the task loss normalised for the palette network, the colour losses keep most of the
+    K colours in use; fed the raw DM loss, the palette collapses to a few colours."""
+    real, labels, init, init_labels = small_problem()
+    used = {}
+    for normalised in (True, False):
+        settings = DistillSettings(method="autopalette", iterations=20, batch_real=32, num_colors=8,
+                                   palette_warmup=50, normalize_palette_task=normalised)
+        result = distill(real, labels, init, init_labels, 3, settings, torch.device("cpu"))
+        used[normalised] = sum(len(torch.unique(i)) for i in result.indices) / len(result.indices)
+    assert used[True] >= 6 and used[True] > used[False]
+
+
 def test_alignment_ignores_colour_order_and_matches_the_pixel_form():
     reference = torch.tensor([[[0, 0], [1, 2]]])
     permuted = torch.nn.functional.one_hot(torch.tensor([[[2, 2], [0, 1]]]), 3).permute(0, 3, 1, 2).float()

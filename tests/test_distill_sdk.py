@@ -41,6 +41,8 @@ def test_autopalette_stores_real_palette_pngs_with_at_most_k_colours(dataset):
             assert image.mode == "P"
             assert len(image.getcolors()) <= 8
     assert record.results["bytes"] < record.results["bytes_8bit_rgb"]
+    # Grey palettes read back as grey images, the shape the evaluation split has.
+    assert fc.api.load_images(record.view, "ground_truth").images.shape[1:] == (1, 28, 28)
 
 
 def test_equal_storage_spends_the_byte_budget_on_more_images(dataset):

@@ -110,9 +110,17 @@ def check_media(filepaths: list[str]) -> None:
         )
 
 
+def _is_grey(image: Image.Image) -> bool:
+    """Grey modes, and paletted images whose palette holds only greys (AutoPalette's grey output)."""
+    if image.mode == "P":
+        palette = image.getpalette() or []
+        return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))
+    return image.mode in GREY_MODES
+
+
 def _read_image(path: str) -> np.ndarray:
     with Image.open(path) as image:
-        image = image.convert("L" if image.mode in GREY_MODES else "RGB")
+        image = image.convert("L" if _is_grey(image) else "RGB")
         pixels = np.asarray(image, dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 

@@ -53,6 +53,8 @@ class DistillSettings:
     max_color_weight: float = 1.0
     balance_weight: float = 1.0
     alignment_weight: float = 3.0
+    confidence_weight: float = 1.0
+    normalize_palette_task: bool = True
     align_every: int = 100
     palette_warmup: int = 200
     # engine
@@ -169,10 +171,7 @@ class Distiller:
         raw = self.raw(self.synthetic).detach().clamp(0, 1)
         optimizer = torch.optim.Adam(self.palette.parameters(), lr=1e-2)
         for _ in range(settings.palette_warmup):
-            probabilities = self.palette(raw)
-            loss = (settings.alignment_weight * losses.alignment_loss(probabilities, self.reference)
-                    + settings.max_color_weight * losses.max_color_loss(probabilities)
-                    + settings.balance_weight * losses.palette_balance_loss(probabilities))
+            loss = self._colour_loss(self.palette(raw))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -224,23 +223,47 @@ class Distiller:
         real = self._augment_by_class(real, real_labels, it_seed)
         syn = self._augment_by_class(syn, self.syn_labels, it_seed)
 
-        loss = self._task_loss(net, recorder, real, real_labels, syn)
-        if probabilities is not None:
-            loss = loss + settings.max_color_weight * losses.max_color_loss(probabilities)
-            loss = loss + settings.balance_weight * losses.palette_balance_loss(probabilities)
-            loss = loss + settings.alignment_weight * losses.alignment_loss(probabilities, self.reference)
+        task = self._task_loss(net, recorder, real, real_labels, syn)
         self.image_optimizer.zero_grad(set_to_none=True)
-        if self.palette is not None:
-            self.palette_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.image_optimizer.step()
-        if self.palette is not None:
-            self.palette_optimizer.step()
-            if (iteration + 1) % settings.align_every == 0:
-                self.reference = self._median_cut_reference()
+        if probabilities is None:
+            task.backward()
+            self.image_optimizer.step()
+            loss = task
+        else:
+            loss = task + self._palette_step(iteration, task, probabilities)
         if recorder is not None:
             recorder.close()
         return float(loss.detach())
+
+    def _colour_loss(self, probabilities: torch.Tensor) -> torch.Tensor:
+        settings = self.settings
+        return (settings.max_color_weight * losses.max_color_loss(probabilities)
+                + settings.balance_weight * losses.palette_balance_loss(probabilities)
+                + settings.alignment_weight * losses.alignment_loss(probabilities, self.reference)
+                + settings.confidence_weight * losses.confidence_loss(probabilities))
+
+    def _palette_step(self, iteration: int, task: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+        """Update images and palette network from the task and colour losses.
+
+        The task loss reaches the palette network divided by its own value (the gradient of
+        log L_task) so that it and the O(1) colour losses keep the paper's relative weights on any
+        dataset: raw, a DM loss in the hundreds outweighs them ~250× and the palette collapses to
+        a handful of colours (measured; docs/benchmarks.md). Images get the task gradient as is.
+        """
+        self.palette_optimizer.zero_grad(set_to_none=True)
+        task.backward(retain_graph=True)
+        if self.settings.normalize_palette_task:
+            scale = 1.0 / max(float(task.detach()), 1e-8)
+            for parameter in self.palette.parameters():
+                if parameter.grad is not None:
+                    parameter.grad.mul_(scale)
+        colour = self._colour_loss(probabilities)
+        colour.backward()
+        self.image_optimizer.step()
+        self.palette_optimizer.step()
+        if (iteration + 1) % self.settings.align_every == 0:
+            self.reference = self._median_cut_reference()
+        return colour.detach()
 
     def _task_loss(self, net, recorder, real, real_labels, syn) -> torch.Tensor:
         settings, classes = self.settings, self.num_classes

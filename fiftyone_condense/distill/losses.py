@@ -75,6 +75,15 @@ def palette_balance_loss(probabilities: torch.Tensor) -> torch.Tensor:
     return 1.0 - (entropy / math.log(probabilities.shape[1])).mean()
 
 
+def confidence_loss(probabilities: torch.Tensor) -> torch.Tensor:
+    """Mean per-pixel entropy of the colour assignment / log K: 0 when every pixel is one-hot.
+
+    Not in the paper's text but in its reference code (``conf_loss``); it keeps the soft palette
+    used in training close to the hard (argmax) palette that is stored."""
+    entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(1)
+    return entropy.mean() / math.log(probabilities.shape[1])
+
+
 def alignment_loss(probabilities: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """AutoPalette alignment: ‖P Pᵀ − M Mᵀ‖²_F / (HW)² per image, P the soft and M the Median-Cut
     one-hot assignments (pixels × colours). Pixel co-assignment ignores colour order; the
