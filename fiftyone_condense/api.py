@@ -800,7 +800,8 @@ def distill(
     moments and Gram matching on every normalisation layer's input maps, and kNN intra-class
     diversity; ``*_weight``) or ``autopalette`` (a palette network reduces each image to
     ``num_colors`` colours; task loss ``task`` = dm or ddm, plus max-colour, balance and
-    Median-Cut alignment losses with weights 1, 1, 3; images stored as palette PNGs).
+    Median-Cut alignment losses with weights 1, 1, 3 and the reference code's per-pixel
+    confidence term; images stored as palette PNGs).
     ``init``: ``noise``, a selection method (default ``random``; ``autopalette_init`` for
     AutoPalette) or a selection run key. ``equal_storage`` (AutoPalette) keeps the byte budget
     of ``ipc`` 8-bit images and so distils ``ipc · 8 / ceil(log2 K)`` images per class.
