@@ -27,6 +27,7 @@ from . import losses
 from .palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
 
 DISTILL_METHODS = ("dm", "ddm", "autopalette")
+WARMUP_IMAGES = 64
 
 
 @dataclass(frozen=True)
@@ -166,12 +167,15 @@ class Distiller:
     def _warm_up_palette(self) -> None:
         """Fit the palette network to the Median-Cut assignment (with the colour-usage losses)
         before distillation, so its hard palette starts as a K-colour quantiser rather than
-        a collapsed one. Only the small 1×1-conv network runs, so this is cheap."""
+        a collapsed one. Each step uses ``WARMUP_IMAGES`` random images (the reference computes its
+        colour losses on 64), so the cost does not grow with the number of synthetic images."""
         settings = self.settings
         raw = self.raw(self.synthetic).detach().clamp(0, 1)
         optimizer = torch.optim.Adam(self.palette.parameters(), lr=1e-2)
+        generator = torch.Generator().manual_seed(self.seed)
         for _ in range(settings.palette_warmup):
-            loss = self._colour_loss(self.palette(raw))
+            rows = torch.randperm(len(raw), generator=generator)[:WARMUP_IMAGES].to(self.device)
+            loss = self._colour_loss(self.palette(raw[rows]), self.reference[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -235,11 +239,11 @@ class Distiller:
             recorder.close()
         return float(loss.detach())
 
-    def _colour_loss(self, probabilities: torch.Tensor) -> torch.Tensor:
+    def _colour_loss(self, probabilities: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         settings = self.settings
         return (settings.max_color_weight * losses.max_color_loss(probabilities)
                 + settings.balance_weight * losses.palette_balance_loss(probabilities)
-                + settings.alignment_weight * losses.alignment_loss(probabilities, self.reference)
+                + settings.alignment_weight * losses.alignment_loss(probabilities, reference)
                 + settings.confidence_weight * losses.confidence_loss(probabilities))
 
     def _palette_step(self, iteration: int, task: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
@@ -257,7 +261,7 @@ class Distiller:
             for parameter in self.palette.parameters():
                 if parameter.grad is not None:
                     parameter.grad.mul_(scale)
-        colour = self._colour_loss(probabilities)
+        colour = self._colour_loss(probabilities, self.reference)
         colour.backward()
         self.image_optimizer.step()
         self.palette_optimizer.step()
