@@ -38,8 +38,9 @@ def split_of(ctx, tag: str | None):
     return ctx.view if not tag or tag == ALL_SAMPLES else ctx.view.match_tags(tag)
 
 
-def ipc_input(ctx, inputs, label_field, split, what: str) -> None:
-    """IPC bounded by the split's smallest class, flagged as the user types."""
+def ipc_input(ctx, inputs, label_field, split, what: str) -> int:
+    """IPC bounded by the split's smallest class, flagged as the user types; returns the IPC in
+    effect (typed or default), for defaults that depend on it such as the run key."""
     smallest = None
     if label_field:
         counts = split_of(ctx, split).count_values(f"{label_field}.label")
@@ -47,8 +48,10 @@ def ipc_input(ctx, inputs, label_field, split, what: str) -> None:
     default = min(10, smallest or 10)
     prop = inputs.int("ipc", default=default, min=1, max=smallest, label="Images per class (IPC)",
                       description=f"{what} per class (smallest class: {smallest})")
-    if smallest is not None and (ctx.params.get("ipc") or default) > smallest:
+    ipc = ctx.params.get("ipc") or default
+    if smallest is not None and ipc > smallest:
         prop.invalid, prop.error_message = True, f"The smallest class has {smallest} samples"
+    return ipc
 
 
 def embeddings_inputs(ctx, inputs) -> None:

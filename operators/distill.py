@@ -31,8 +31,7 @@ class DistillDataset(foo.Operator):
         method = ctx.params.get("method") or "dm"
         inputs.enum("method", list(METHODS), default="dm", label="Method", description=METHODS[method],
                     view=types.DropdownView())
-        ipc_input(ctx, inputs, label_field, split, "Synthetic images")
-        ipc = ctx.params.get("ipc") or 10
+        ipc = ipc_input(ctx, inputs, label_field, split, "Synthetic images")
         selections = [k for k in fc.list_runs(ctx.dataset) if run_config(ctx.dataset, k).get("kind") == "selection"]
         inits = list(fc.SELECTION_METHODS) + ["noise"] + selections
         default_init = "autopalette_init" if method == "autopalette" else "random"

@@ -46,8 +46,7 @@ class SelectCoreset(foo.Operator):
         method = ctx.params.get("method") or "random"
         inputs.enum("method", list(METHOD_HELP), default="random", label="Method",
                     description=METHOD_HELP.get(method, ""), view=types.DropdownView())
-        ipc_input(ctx, inputs, label_field, split, "Images to keep")
-        ipc = ctx.params.get("ipc") or 10
+        ipc = ipc_input(ctx, inputs, label_field, split, "Images to keep")
         run_key_input(ctx, inputs, f"{method}_ipc{ipc}")
         if method == "dc3":
             dc3_inputs(ctx, inputs)

@@ -4,6 +4,8 @@ import fiftyone.operators as foo
 import fiftyone.plugins as fop
 from fiftyone.operators.executor import ExecutionContext
 
+from fiftyone import ViewField as F
+
 import fiftyone_condense as fc
 
 PLUGIN = "@condense/fiftyone-condense"
@@ -55,6 +57,11 @@ def test_select_form_bounds_ipc_by_the_smallest_class_and_flags_clashes(dataset)
     assert "embedding" in properties and "lambda_" not in properties
     assert "lambda_" in form("select_coreset", dataset, split="train", method="graph_cut")
     assert "model" not in form("select_coreset", dataset, split="train", method="random")
+
+    for label in dataset.distinct("ground_truth.label"):  # a split whose classes hold 4 images each
+        dataset.match_tags("test").match(F("ground_truth.label") == label).limit(4).tag_samples("few")
+    few = form("select_coreset", dataset, split="few")
+    assert few["ipc"].default == 4 and few["run_key"].default == "random_ipc4"
 
     fc.select(dataset.match_tags("train"), method="random", ipc=1, run_key="taken")
     assert form("select_coreset", dataset, split="train", run_key="taken")["run_key"].invalid
