@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import benchmark_parser, command_line, load_benchmark_dataset, machine, write_section
+from common import benchmark_parser, command_line, load_benchmark_dataset, machine, publish
 
 import fiftyone_condense as fc
 
@@ -70,10 +70,7 @@ def main(argv=None) -> None:
             full = result.get("full") or full
     whole = f"{100 * full['mean']:.1f} ± {100 * full['std']:.1f} ({args.full_epochs} epochs)" if full else "not trained"
     lines.append(f"| whole train split | 6000 | {whole} | {PUBLISHED_WHOLE} | – | – |")
-    table = "\n".join(lines)
-    print(table)
-    if not args.no_write:
-        write_section("baselines", table)
+    publish(args, "baselines", lines)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,14 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["python", str(script), *sys.argv[1:]])
 
 
+def publish(args: argparse.Namespace, name: str, lines: list[str]) -> None:
+    """Print a benchmark's table and, unless ``--no-write``, put it in its docs/benchmarks.md section."""
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_write:
+        write_section(name, table)
+
+
 def write_section(name: str, table: str) -> None:
     """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` (appending the section if new)."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

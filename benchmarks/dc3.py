@@ -16,7 +16,7 @@ import tempfile
 import time
 
 import torch
-from common import benchmark_parser, command_line, load_benchmark_dataset, machine, write_section
+from common import benchmark_parser, command_line, load_benchmark_dataset, machine, publish
 
 import fiftyone_condense as fc
 from fiftyone_condense.color.diffusion import DiffusionSettings, load_pipeline, warm_and_cold
@@ -107,10 +107,7 @@ def main(argv=None) -> None:
         "|---|---|---|",
         *diffusion_throughput([int(b) for b in args.batch_sizes.split(",")]),
     ]
-    table = "\n".join(lines + throughput)
-    print(table)
-    if not args.no_write:
-        write_section("dc3", table)
+    publish(args, "dc3", lines + throughput)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import argparse
 import time
 
 import torch
-from common import benchmark_parser, command_line, load_benchmark_dataset, machine, write_section
+from common import benchmark_parser, command_line, load_benchmark_dataset, machine, publish
 
 import fiftyone_condense as fc
 from fiftyone_condense.distill import DistillSettings
@@ -97,10 +97,7 @@ def main(argv=None) -> None:
         "|---|---|---|---|---|---|",
         *step_speed(images.floats(), images.labels, 10, args.batch_real, args.speed_iterations),
     ]
-    table = "\n".join(lines + speed)
-    print(table)
-    if not args.no_write:
-        write_section("distill", table)
+    publish(args, "distill", lines + speed)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import benchmark_parser, command_line, load_benchmark_dataset, machine, write_section
+from common import benchmark_parser, command_line, load_benchmark_dataset, machine, publish
 
 import fiftyone_condense as fc
 from fiftyone_condense.distill import DistillSettings
@@ -79,10 +79,7 @@ def main(argv=None) -> None:
         lines.append(f"| {name} | {used.mean():.1f} / {used.min():.0f} of {args.num_colors} | "
                      f"{float((soft - hard).abs().mean()):.4f} | {100 * result.mean:.1f} ± {100 * result.std:.1f} |")
         print(lines[-1], flush=True)
-    table = "\n".join(lines)
-    print(table)
-    if not args.no_write:
-        write_section("palette_ablation", table)
+    publish(args, "palette_ablation", lines)
 
 
 if __name__ == "__main__":
