@@ -1,168 +1,206 @@
-"""Differentiable Siamese Augmentation (DSA; Zhao & Bilen, ICML 2021), written here.
+"""Training-time augmentation, written to match the reference code draw for draw.
 
-The DSA paper's families and parameters: colour (brightness ±0.5, saturation ×[0, 2],
-contrast ×[0.5, 1.5]), crop (integer translation up to 12.5 % with zero fill), cutout (a
-zero square half the image side), horizontal flip, scale (×[1/1.2, 1.2] per axis) and
-rotation (±15°). As in the reference (``aug_mode='S'``) one family is drawn per call.
+* :class:`DSA` — Differentiable Siamese Augmentation (Zhao & Bilen, ICML 2021), as the
+  reference ``DiffAugment`` (VICO-UoE/DatasetCondensation ``utils.py``) runs it.
+* :class:`SoftAugment` and :func:`cutmix` — the soft-label protocol's transforms, as RDED's
+  ``validation/`` code (LINs-lab/RDED) runs them.
 
-Given a ``seed`` the draw is *Siamese*: every image of the batch, and every other batch
-augmented with the same seed, gets the same transform; this is how distribution matching
-augments real and synthetic batches alike. Without a seed each image draws its own.
-Every operation is differentiable with respect to the pixels.
+"The same draws" is literal: for the same seeds these functions return the reference's
+tensors (``tests/test_reference_parity.py``), so a result can be compared with the papers'.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import RandomResizedCrop
 
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
 
 
 @dataclass(frozen=True)
 class DSAParams:
+    """The reference's ``ParamDiffAug`` defaults."""
+
     scale: float = 1.2
     rotate_degrees: float = 15.0
     crop_pad: float = 0.125
     cutout: float = 0.5
+    flip: float = 0.5
     brightness: float = 1.0
     saturation: float = 2.0
     contrast: float = 0.5
 
 
-class DSA:
-    """Callable augmentation: ``DSA()(images, seed=None) -> images``."""
+class _Draws:
+    """The reference's random numbers: with a seed, every draw re-seeds with the next integer
+    (``set_seed_DiffAug``); without one, draws come from torch's global generators."""
 
-    def __init__(self, strategy: str = "_".join(FAMILIES), single: bool = True, params: DSAParams = DSAParams()):
+    def __init__(self, seed: Optional[int]):
+        self.next_seed = seed
+
+    @property
+    def siamese(self) -> bool:
+        return self.next_seed is not None
+
+    def _generator(self, device: torch.device) -> Optional[torch.Generator]:
+        if self.next_seed is None:
+            return None
+        generator = torch.Generator(device=device).manual_seed(self.next_seed)
+        self.next_seed += 1
+        return generator
+
+    def _shared(self, values: torch.Tensor) -> torch.Tensor:
+        """Siamese: every image takes the first image's draw (the reference's ``x[:] = x[0]``)."""
+        return values[:1] if self.siamese else values
+
+    def uniform(self, n: int, device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return self._shared(torch.rand(n, generator=self._generator(device), device=device, dtype=dtype))
+
+    def integers(self, low: int, high: int, n: int, device: torch.device) -> torch.Tensor:
+        return self._shared(torch.randint(low, high, (n,), generator=self._generator(device), device=device))
+
+
+class DSA:
+    """``DSA()(images, seed=None) -> images``: one family drawn per call, as the reference's
+    ``aug_mode='S'`` (colour is brightness, saturation and contrast together).
+
+    With a ``seed`` the transform is Siamese: every image of the batch, and every batch
+    augmented with the same seed, gets the same transform; this is how distribution matching
+    augments real and synthetic images alike. Without one, each image draws its own (the
+    evaluation protocol), from torch's global generator, so ``torch.manual_seed`` fixes it.
+    Every operation is differentiable with respect to the pixels.
+    """
+
+    def __init__(self, strategy: str = "_".join(FAMILIES), params: DSAParams = DSAParams()):
         self.families = tuple(strategy.split("_"))
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
             raise ValueError(f"Unknown DSA families {sorted(unknown)}; choose from {FAMILIES}")
-        self.single = single
         self.params = params
 
     def __call__(self, x: torch.Tensor, seed: Optional[int] = None) -> torch.Tensor:
-        generator = torch.Generator()
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(seed)
-        draws = 1 if seed is not None else x.shape[0]
-        if self.single:
-            chosen = [self.families[int(torch.randint(len(self.families), (1,), generator=generator))]]
-        else:
-            chosen = list(self.families)
-        for family in chosen:
-            x = getattr(self, f"_{family}")(x, generator, draws)
-        return x
+        draws = _Draws(seed)
+        family = self.families[int(draws.integers(0, len(self.families), 1, torch.device("cpu"))[0])]
+        return getattr(self, f"_{family}")(x, draws).contiguous()
 
-    @staticmethod
-    def _uniform(generator: torch.Generator, draws: int, like: torch.Tensor, *shape: int) -> torch.Tensor:
-        return torch.rand((draws, *shape), generator=generator).to(device=like.device, dtype=like.dtype)
-
-    def _color(self, x: torch.Tensor, generator: torch.Generator, draws: int) -> torch.Tensor:
-        p = self.params
-        x = x + (self._uniform(generator, draws, x, 1, 1, 1) - 0.5) * p.brightness
+    def _color(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
+        p, n = self.params, x.shape[0]
+        x = x + (draws.uniform(n, x.device, x.dtype).view(-1, 1, 1, 1) - 0.5) * p.brightness
         mean = x.mean(dim=1, keepdim=True)
-        x = (x - mean) * (self._uniform(generator, draws, x, 1, 1, 1) * p.saturation) + mean
+        x = (x - mean) * (draws.uniform(n, x.device, x.dtype).view(-1, 1, 1, 1) * p.saturation) + mean
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        return (x - mean) * (self._uniform(generator, draws, x, 1, 1, 1) + p.contrast) + mean
+        return (x - mean) * (draws.uniform(n, x.device, x.dtype).view(-1, 1, 1, 1) + p.contrast) + mean
 
-    def _crop(self, x: torch.Tensor, generator: torch.Generator, draws: int) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        shift_y, shift_x = int(height * self.params.crop_pad + 0.5), int(width * self.params.crop_pad + 0.5)
-        ty = torch.randint(-shift_y, shift_y + 1, (draws,), generator=generator)
-        tx = torch.randint(-shift_x, shift_x + 1, (draws,), generator=generator)
-        theta = torch.zeros(draws, 2, 3)
-        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-        # With align_corners=True a shift of k pixels is 2k/(size-1) in grid units: exact integer moves.
-        theta[:, 0, 2] = -2.0 * tx / max(width - 1, 1)
-        theta[:, 1, 2] = -2.0 * ty / max(height - 1, 1)
-        return _warp(x, theta)
+    def _crop(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
+        """Integer translation with zero fill, up to ``crop_pad`` of each side."""
+        n, channels, height, width = x.shape
+        shift_rows, shift_cols = int(height * self.params.crop_pad + 0.5), int(width * self.params.crop_pad + 0.5)
+        rows = draws.integers(-shift_rows, shift_rows + 1, n, x.device).view(-1, 1)
+        cols = draws.integers(-shift_cols, shift_cols + 1, n, x.device).view(-1, 1)
+        # Index a one-pixel zero border, clamping out-of-range positions onto it.
+        rows = (torch.arange(height, device=x.device) + rows + 1).clamp(0, height + 1).expand(n, height)
+        cols = (torch.arange(width, device=x.device) + cols + 1).clamp(0, width + 1).expand(n, width)
+        padded = F.pad(x, [1, 1, 1, 1])
+        picked_rows = padded.gather(2, rows.view(n, 1, height, 1).expand(n, channels, height, width + 2))
+        return picked_rows.gather(3, cols.view(n, 1, 1, width).expand(n, channels, height, width))
 
-    def _cutout(self, x: torch.Tensor, generator: torch.Generator, draws: int) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        cut_h, cut_w = int(height * self.params.cutout + 0.5), int(width * self.params.cutout + 0.5)
-        cy = torch.randint(0, height + (1 - cut_h % 2), (draws, 1, 1), generator=generator)
-        cx = torch.randint(0, width + (1 - cut_w % 2), (draws, 1, 1), generator=generator)
-        top, left = cy - cut_h // 2, cx - cut_w // 2
-        rows = torch.arange(height).view(1, -1, 1)
-        cols = torch.arange(width).view(1, 1, -1)
-        inside = (rows >= top) & (rows < top + cut_h) & (cols >= left) & (cols < left + cut_w)
-        keep = (~inside).to(device=x.device, dtype=x.dtype).unsqueeze(1)
-        return x * keep
+    def _cutout(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
+        """Zero a square of ``cutout`` × the side, centred at a random pixel (clipped at the edges)."""
+        n, _, height, width = x.shape
+        cut_rows, cut_cols = int(height * self.params.cutout + 0.5), int(width * self.params.cutout + 0.5)
+        top = draws.integers(0, height + (1 - cut_rows % 2), n, x.device).view(-1, 1, 1) - cut_rows // 2
+        left = draws.integers(0, width + (1 - cut_cols % 2), n, x.device).view(-1, 1, 1) - cut_cols // 2
+        rows = torch.arange(height, device=x.device).view(1, -1, 1)
+        cols = torch.arange(width, device=x.device).view(1, 1, -1)
+        inside = (rows >= top) & (rows < top + cut_rows) & (cols >= left) & (cols < left + cut_cols)
+        return x * (~inside).to(x.dtype).unsqueeze(1)
 
-    def _flip(self, x: torch.Tensor, generator: torch.Generator, draws: int) -> torch.Tensor:
-        flip = self._uniform(generator, draws, x, 1, 1, 1) < 0.5
+    def _flip(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
+        flip = draws.uniform(x.shape[0], x.device).view(-1, 1, 1, 1) < self.params.flip
         return torch.where(flip, x.flip(3), x)
 
-    def _scale(self, x: torch.Tensor, generator: torch.Generator, draws: int) -> torch.Tensor:
-        ratio = self.params.scale
-        factors = torch.rand(draws, 2, generator=generator) * (ratio - 1.0 / ratio) + 1.0 / ratio
-        theta = torch.zeros(draws, 2, 3)
-        theta[:, 0, 0], theta[:, 1, 1] = factors[:, 0], factors[:, 1]
+    def _scale(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
+        ratio, n = self.params.scale, x.shape[0]
+        sx = draws.uniform(n) * (ratio - 1.0 / ratio) + 1.0 / ratio
+        sy = draws.uniform(n) * (ratio - 1.0 / ratio) + 1.0 / ratio
+        theta = torch.zeros(len(sx), 2, 3)
+        theta[:, 0, 0], theta[:, 1, 1] = sx, sy
         return _warp(x, theta)
 
-    def _rotate(self, x: torch.Tensor, generator: torch.Generator, draws: int) -> torch.Tensor:
-        angle = (torch.rand(draws, generator=generator) - 0.5) * 2 * math.radians(self.params.rotate_degrees)
-        theta = torch.zeros(draws, 2, 3)
+    def _rotate(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
+        angle = (draws.uniform(x.shape[0]) - 0.5) * 2 * self.params.rotate_degrees / 180 * math.pi
+        theta = torch.zeros(len(angle), 2, 3)
         theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle), torch.sin(-angle)
         theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle), torch.cos(angle)
         return _warp(x, theta)
 
 
 def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Apply per-sample (or one shared, broadcast) affine transforms with zero fill."""
+    """Per-image (or one shared, broadcast) affine transforms, bilinear with zero fill, with
+    ``align_corners=False`` as the reference's ``affine_grid``/``grid_sample`` defaults."""
     theta = theta.to(device=x.device, dtype=x.dtype).expand(x.shape[0], 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=True)
-    return F.grid_sample(x, grid, align_corners=True, padding_mode="zeros")
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def shuffle_patches(x: torch.Tensor, factor: int = 2, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Cut each image into ``factor × factor`` patches and put them back in a random order (RDED)."""
-    n, c, height, width = x.shape
-    ph, pw = height // factor, width // factor
-    core = x[..., : ph * factor, : pw * factor]
-    patches = core.reshape(n, c, factor, ph, factor, pw).permute(0, 2, 4, 1, 3, 5).reshape(n, factor * factor, c, ph, pw)
-    order = torch.argsort(torch.rand(n, factor * factor, generator=generator), dim=1).to(x.device)
-    patches = patches[torch.arange(n, device=x.device).unsqueeze(1), order]
-    shuffled = patches.reshape(n, factor, factor, c, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(n, c, ph * factor, pw * factor)
-    out = x.clone()
-    out[..., : ph * factor, : pw * factor] = shuffled
-    return out
+# --------------------------------------------------------------------------- soft-label protocol (RDED)
 
 
-def random_resized_crop(x: torch.Tensor, scale: tuple[float, float] = (0.5, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Per image, a random crop of ``scale`` of the area and ``ratio`` aspect, resized back (bilinear)."""
-    n = x.shape[0]
-    area = torch.empty(n).uniform_(*scale, generator=generator)
-    log_ratio = torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
-    aspect = torch.exp(log_ratio)
-    crop_w = torch.sqrt(area * aspect).clamp(max=1.0)
-    crop_h = torch.sqrt(area / aspect).clamp(max=1.0)
-    centre_x = (torch.rand(n, generator=generator) * 2 - 1) * (1 - crop_w)
-    centre_y = (torch.rand(n, generator=generator) * 2 - 1) * (1 - crop_h)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 1, 1] = crop_w, crop_h
-    theta[:, 0, 2], theta[:, 1, 2] = centre_x, centre_y
-    return _warp(x, theta)
+def shuffle_strips(image: torch.Tensor, factor: int, rng: random.Random) -> torch.Tensor:
+    """RDED's ``ShufflePatches`` on one (C, H, W) image: cut it into ``factor`` vertical strips
+    and shuffle them, then the same with horizontal strips. As in RDED, pixels beyond
+    ``factor · (side // factor)`` are dropped (the resized crop that follows restores the size)."""
+    for dim in (2, 1):
+        strip = image.shape[dim] // factor
+        strips = [image.narrow(dim, i * strip, strip) for i in range(factor)]
+        rng.shuffle(strips)
+        image = torch.cat(strips, dim)
+    return image
 
 
 class SoftAugment:
-    """The soft protocol's augmentation: random-resized crop, horizontal flip, patch shuffle."""
+    """RDED's training transform, image by image: ShufflePatches(``factor``) →
+    RandomResizedCrop(image size, scale (1/``factor``, ``max_scale``), antialias) → horizontal flip.
 
-    def __init__(self, factor: int = 2, scale: tuple[float, float] = (0.5, 1.0), seed: int = 0):
+    The strip order comes from a seeded :class:`random.Random` (RDED: Python's ``random``), the
+    crop and flip from torch's global generator (as torchvision draws them).
+    """
+
+    def __init__(self, size: tuple[int, int], factor: int = 2, max_scale: float = 1.0, seed: int = 0):
         self.factor = factor
-        self.scale = scale
-        self.generator = torch.Generator().manual_seed(seed)
+        self.crop = RandomResizedCrop(size, scale=(1.0 / factor, max_scale), antialias=True)
+        self.rng = random.Random(seed)
+
+    def augment_one(self, image: torch.Tensor) -> torch.Tensor:
+        if self.factor > 1:
+            image = shuffle_strips(image, self.factor, self.rng)
+        image = self.crop(image)
+        return image.flip(-1) if torch.rand(1) < 0.5 else image
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = random_resized_crop(x, self.scale, generator=self.generator)
-        flip = (torch.rand(x.shape[0], generator=self.generator) < 0.5).to(x.device).view(-1, 1, 1, 1)
-        x = torch.where(flip, x.flip(3), x)
-        return shuffle_patches(x, self.factor, self.generator) if self.factor > 1 else x
+        return torch.stack([self.augment_one(image) for image in x])
+
+
+def cutmix(images: torch.Tensor, rng: np.random.RandomState, beta: float = 1.0) -> torch.Tensor:
+    """RDED's CutMix: one box, of area 1 − λ with λ ~ Beta(β, β), pasted from a permutation of the batch.
+
+    The permutation comes from torch's global generator, λ and the box from ``rng`` (RDED: numpy's
+    global generator), in RDED's order; the box is clipped at the borders as RDED's ``rand_bbox``.
+    """
+    order = torch.randperm(images.shape[0]).to(images.device)
+    lam = rng.beta(beta, beta)
+    rows, cols = images.shape[2], images.shape[3]
+    cut_rows, cut_cols = int(rows * np.sqrt(1.0 - lam)), int(cols * np.sqrt(1.0 - lam))
+    centre_row, centre_col = rng.randint(rows), rng.randint(cols)
+    top, bottom = np.clip(centre_row - cut_rows // 2, 0, rows), np.clip(centre_row + cut_rows // 2, 0, rows)
+    left, right = np.clip(centre_col - cut_cols // 2, 0, cols), np.clip(centre_col + cut_cols // 2, 0, cols)
+    mixed = images.clone()
+    mixed[:, :, top:bottom, left:right] = images[order, :, top:bottom, left:right]
+    return mixed

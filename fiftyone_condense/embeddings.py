@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -16,9 +17,9 @@ import torchvision
 
 from .models import build_model
 from .progress import ProgressFn, silent
-from .training import TrainConfig, predict, train_classifier
+from .training import ConvergenceConfig, TrainConfig, predict, train_classifier, train_to_convergence
 
-EMBEDDING_MODELS = ("convnet3", "resnet18")
+EMBEDDING_MODELS = ("convnet3", "resnet18", "imagenet_resnet18")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -50,15 +51,17 @@ class Normalizer:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """How an embedding teacher is trained on the source split (no augmentation, fast)."""
+    """How an embedding teacher is trained on the source split: no augmentation, the hard
+    protocol's SGD and schedule by default, or a constant learning rate (``decay=False``)."""
 
     arch: str = "convnet3"
     epochs: int = 2
     lr: float = 0.01
     batch_size: int = 256
+    decay: bool = True
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, decay=self.decay)
 
 
 def train_teacher(
@@ -76,6 +79,29 @@ def train_teacher(
     model = build_model(config.arch, images.shape[1], num_classes, tuple(images.shape[-2:]))
     model = train_classifier(model, normalizer(images), labels, config.train_config(), device, seed, progress=progress)
     return model.cpu(), normalizer
+
+
+def train_converged_teacher(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    arch: str,
+    config: ConvergenceConfig,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn = silent,
+) -> tuple[nn.Module, Normalizer, dict]:
+    """A teacher trained to convergence (the soft protocol's): a random tenth of ``images`` (at
+    most 5,000) is held out to decide when to stop, the rest trains it. Returns the network, its
+    normaliser and a record of the training (epochs, held-out accuracy)."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    held_out, train = order[: min(max(len(images) // 10, 1), 5000)], order[min(max(len(images) // 10, 1), 5000):]
+    normalizer = Normalizer.fit(images[train])
+    torch.manual_seed(seed)
+    model = build_model(arch, images.shape[1], num_classes, tuple(images.shape[-2:]))
+    model, record = train_to_convergence(model, normalizer(images[train]), labels[train],
+                                         (normalizer(images[held_out]), labels[held_out]), config, device, seed, progress)
+    return model.cpu(), normalizer, record
 
 
 def teacher_checkpoint(model: nn.Module, normalizer: Normalizer, config: TeacherConfig, meta: dict) -> dict:
@@ -117,6 +143,40 @@ class PretrainedResNet18(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))
+
+
+class ImageNetResNet18(nn.Module):
+    """DC3's gradient model: torchvision's ImageNet ResNet-18 at the images' own size, its
+    1000-way head replaced by a freshly initialised (untrained) one for the dataset's classes.
+
+    Takes the dataset-normalised images (grey ones repeated to three channels), in eval mode, as
+    the reference's ``ResNet(pretrained=True)`` with ``-se 0`` runs it.
+    """
+
+    def __init__(self, state_dict: dict, num_classes: int, seed: int = 0):
+        super().__init__()
+        self.backbone = torchvision.models.resnet18()
+        self.backbone.load_state_dict(state_dict)
+        self.backbone.fc = nn.Identity()
+        torch.manual_seed(seed)
+        self.classifier = nn.Linear(512, num_classes)
+        self.eval()
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+def imagenet_resnet18_weights(weights: Optional[str | Path] = None) -> Optional[dict]:
+    """ImageNet ResNet-18 weights from ``weights`` (a local file), else from torch's hub cache
+    (where ``torchvision.models.resnet18(weights="IMAGENET1K_V1")`` keeps them); None if absent."""
+    if weights is None:
+        url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+        weights = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    path = Path(weights)
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
 def fit_linear_probe(
@@ -164,12 +224,15 @@ class _Normalized(nn.Module):
 __all__ = [
     "EMBEDDING_MODELS",
     "Normalizer",
+    "ImageNetResNet18",
     "PretrainedResNet18",
     "TeacherConfig",
     "embed_images",
     "fit_linear_probe",
     "load_teacher",
     "teacher_checkpoint",
+    "imagenet_resnet18_weights",
+    "train_converged_teacher",
     "train_teacher",
 ]
 
@@ -196,17 +259,18 @@ def load_vae(model: str, device: torch.device):
 
 @torch.no_grad()
 def vae_latents(
-    vae: nn.Module, images: torch.Tensor, size: int, device: torch.device, batch_size: int = 32,
+    vae: nn.Module, images: torch.Tensor, normalizer: Normalizer, size: int, device: torch.device, batch_size: int = 32,
     progress: ProgressFn = silent,
 ) -> torch.Tensor:
-    """Flattened latent means of [0, 1] images resized to ``size`` (DC3 encodes at 512 px)."""
+    """Flattened latent means of images as DC3's ``get_bins.py`` encodes them: the dataset-normalised
+    images (grey ones repeated to three channels), nearest-neighbour resized to ``size`` (512)."""
     dtype = next(vae.parameters()).dtype
     latents = []
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size]
+        x = normalizer(images[start:start + batch_size])
         x = x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        posterior = vae.encode((x * 2 - 1).to(device=device, dtype=dtype)).latent_dist
+        x = F.interpolate(x, size=(size, size), mode="nearest")
+        posterior = vae.encode(x.to(device=device, dtype=dtype)).latent_dist
         latents.append(posterior.mean.float().flatten(1).cpu())
         progress(min(start + batch_size, len(images)) / len(images), "VAE latents")
     return torch.cat(latents)

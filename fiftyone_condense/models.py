@@ -1,7 +1,8 @@
 """Network builders used for embeddings, distillation and evaluation.
 
-Every network exposes ``embed(x)`` (the penultimate features) and ``classifier`` (the last
-linear layer), so gradient embeddings and feature matching work the same on all of them.
+Every network exposes ``embed(x)`` (the penultimate features), ``classifier`` (the last
+linear layer) and ``style_layers()`` (the modules whose outputs Decomposed DM matches), so
+gradient embeddings and feature and style matching work the same on all of them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class ConvNet3(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).flatten(1)
 
+    def style_layers(self) -> list[nn.Module]:
+        """Where Decomposed DM reads style: the activation after each normalisation layer
+        (the reference records each GroupNorm's output, which the in-place ReLU then overwrites)."""
+        return [m for m in self.features if isinstance(m, nn.ReLU)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))
 
@@ -60,6 +66,11 @@ class CifarResNet18(ResNet):
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
+
+    def style_layers(self) -> list[nn.Module]:
+        """Where Decomposed DM reads style: the stem's activation, ``layer1`` and ``layer2`` (the
+        reference's ``ResNet18_style``)."""
+        return [self.relu, self.layer1, self.layer2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

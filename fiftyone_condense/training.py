@@ -1,32 +1,52 @@
-"""Plain supervised training and inference loops shared by teachers and evaluation."""
+"""Training and inference loops: the hard protocol's, the soft protocol's, and the teachers'.
+
+Each loop follows its reference code step for step (what is drawn from which random generator
+included), so that a seed gives the reference's result: ``train_classifier`` is the DC/DSA/DM
+``evaluate_synset`` (VICO-UoE/DatasetCondensation), ``train_student`` is RDED's
+``validation/main.py`` (LINs-lab/RDED). ``tests/test_reference_parity.py`` checks both.
+"""
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
+from .augment import cutmix
 from .device import autocast
 from .progress import ProgressFn, chunks, silent
+
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+
+def shuffled_batches(count: int, batch_size: int) -> DataLoader:
+    """Index batches of one shuffled epoch per iteration, drawn as a ``DataLoader(shuffle=True)``
+    over the images draws them (so torch's global seed gives the reference's order)."""
+    return DataLoader(range(count), batch_size=batch_size, shuffle=True)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """SGD with a step decay: the DC/DSA/DM evaluation recipe by default."""
+    """The DC/DSA/DM evaluation recipe: SGD 0.01, momentum 0.9, weight decay 5e-4, batch 256, the
+    reference's step decay (``decay=False``: ``epochs`` passes at a constant learning rate)."""
 
     epochs: int
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 256
-    decay_at: float = 0.5  # the lr is multiplied by 0.1 once this fraction of epochs is done
-    mixed_precision: bool = True
+    decay: bool = True
+    mixed_precision: bool = False  # bf16 autocast: faster, not the reference's numbers
 
-
-Augment = Callable[[torch.Tensor], torch.Tensor]
+    def optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
 
 def train_classifier(
@@ -39,31 +59,35 @@ def train_classifier(
     augment: Optional[Augment] = None,
     progress: ProgressFn = silent,
 ) -> nn.Module:
-    """Train ``model`` on normalised ``images`` with cross-entropy; returns it in eval mode."""
+    """Train ``model`` on normalised ``images`` with cross-entropy; returns it in eval mode.
+
+    As the reference's ``evaluate_synset``: ``epochs + 1`` passes of shuffled batches, each
+    batch augmented; after pass ``epochs // 2 + 1`` a new SGD at a tenth of the learning rate
+    (so the momentum restarts). Without ``config.decay``: ``epochs`` passes at a constant rate.
+    ``seed`` seeds torch's global generator, which draws the batch order and the augmentation.
+    """
     torch.manual_seed(seed)
-    order = torch.Generator().manual_seed(seed)
     model = model.to(device).train()
     images, labels = images.to(device), labels.to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    decay_epoch = int(config.epochs * config.decay_at)
-    for epoch in range(config.epochs):
-        if epoch == decay_epoch and epoch > 0:
-            for group in optimizer.param_groups:
-                group["lr"] *= 0.1
-        permutation = torch.randperm(len(images), generator=order).to(device)
-        for start, stop in chunks(len(images), config.batch_size):
-            batch = permutation[start:stop]
+    lr = config.lr
+    optimizer = config.optimizer(model, lr)
+    decay_after, passes = (config.epochs // 2 + 1, config.epochs + 1) if config.decay else (None, config.epochs)
+    batches = shuffled_batches(len(images), config.batch_size)
+    for epoch in range(passes):
+        for step, batch in enumerate(batches):
+            batch = batch.to(device)
             x = images[batch]
             if augment is not None:
                 x = augment(x)
             with autocast(device, config.mixed_precision):
-                loss = F.cross_entropy(model(x), labels[batch])
+                loss = F.cross_entropy(model(x).float(), labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            progress((epoch + stop / len(images)) / config.epochs, f"epoch {epoch + 1}/{config.epochs}")
+            progress((epoch + (step + 1) / len(batches)) / passes, f"epoch {epoch + 1}/{passes}")
+        if epoch == decay_after:
+            lr *= 0.1
+            optimizer = config.optimizer(model, lr)
     return model.eval()
 
 
@@ -73,7 +97,7 @@ def predict(
     images: torch.Tensor,
     device: torch.device,
     batch_size: int = 1024,
-    mixed_precision: bool = True,
+    mixed_precision: bool = False,
     progress: ProgressFn = silent,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate features and logits of ``images`` (float32, on the CPU), in batches."""
@@ -90,6 +114,11 @@ def predict(
     return torch.cat(features), torch.cat(logits)
 
 
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
+    _, logits = predict(model, images, device)
+    return float((logits.argmax(1) == labels).float().mean())
+
+
 def per_class_accuracy(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Accuracy of each class (NaN for a class absent from ``labels``)."""
     correct = torch.zeros(num_classes).index_add_(0, labels, (predictions == labels).float())
@@ -97,53 +126,155 @@ def per_class_accuracy(predictions: torch.Tensor, labels: torch.Tensor, num_clas
     return correct / counts.where(counts > 0, torch.tensor(float("nan")))
 
 
-@dataclass(frozen=True)
-class DistillConfig:
-    """Knowledge distillation from a teacher's soft labels (RDED / DC3 validation)."""
+# --------------------------------------------------------------------------- teachers
 
-    epochs: int
+
+@dataclass(frozen=True)
+class ConvergenceConfig:
+    """Train until held-out accuracy stops improving: SGD (lr 0.01, momentum 0.9, wd 5e-4,
+    batch 256); after ``patience`` epochs without a new best the lr drops ×0.1, after
+    ``reductions`` drops training stops; at most ``max_epochs``; the best weights are kept."""
+
+    max_epochs: int = 50
+    patience: int = 2
+    reductions: int = 2
+    lr: float = 0.01
+    batch_size: int = 256
+
+
+def train_to_convergence(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    held_out: tuple[torch.Tensor, torch.Tensor],
+    config: ConvergenceConfig,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn = silent,
+) -> tuple[nn.Module, dict]:
+    """Train ``model`` on normalised ``images`` until ``held_out`` accuracy converges.
+
+    Returns the best model (eval mode) and a record: epochs run, best epoch, held-out accuracy.
+    """
+    torch.manual_seed(seed)
+    model = model.to(device).train()
+    images, labels = images.to(device), labels.to(device)
+    recipe = TrainConfig(epochs=config.max_epochs, lr=config.lr, batch_size=config.batch_size)
+    lr, optimizer = config.lr, recipe.optimizer(model, config.lr)
+    best, best_state, best_epoch, waited, reductions = -1.0, None, 0, 0, 0
+    batches = shuffled_batches(len(images), config.batch_size)
+    for epoch in range(config.max_epochs):
+        model.train()
+        for batch in batches:
+            batch = batch.to(device)
+            loss = F.cross_entropy(model(images[batch]), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        score = accuracy(model, *held_out, device)
+        progress((epoch + 1) / config.max_epochs, f"epoch {epoch + 1} held-out accuracy {score:.3f}")
+        if score > best:
+            best, best_state, best_epoch, waited = score, copy.deepcopy(model.state_dict()), epoch + 1, 0
+            continue
+        waited += 1
+        if waited >= config.patience:
+            if reductions == config.reductions:
+                break
+            lr, waited, reductions = lr * 0.1, 0, reductions + 1
+            optimizer = recipe.optimizer(model, lr)
+    model.load_state_dict(best_state)
+    return model.eval(), {"epochs": epoch + 1, "best_epoch": best_epoch, "held_out_accuracy": best}
+
+
+# --------------------------------------------------------------------------- soft-label protocol (RDED)
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """RDED's relabel-and-train recipe: AdamW (lr 1e-3, betas 0.9/0.999, weight decay 0.01 on
+    weight matrices only), RDED's cosine schedule stepped per epoch, CutMix (β = 1), KL loss at
+    temperature 20 (RDED's value with CutMix)."""
+
+    epochs: int = 300
+    batch_size: int = 100
     lr: float = 1e-3
     weight_decay: float = 0.01
-    batch_size: int = 256
-    temperature: float = 4.0
-    mixed_precision: bool = True
+    temperature: float = 20.0
+    cutmix_beta: float = 1.0
+    mixed_precision: bool = False
+
+
+def rded_batch_size(num_images: int, num_classes: int) -> int:
+    """RDED's ``re_batch_size`` (argument.py): 10 / 50 / 100 for IPC 1 / 10 / 50, doubled for 100
+    or more classes, at most the number of images. Other IPCs take the row of the largest listed
+    IPC not above them."""
+    ipc = num_images / max(num_classes, 1)
+    size = 100 if ipc >= 50 else 50 if ipc >= 10 else 10
+    return int(min(size * (2 if num_classes >= 100 else 1), num_images))
+
+
+def rded_schedule(epoch: int, epochs: int) -> float:
+    """RDED's lr factor after ``epoch`` epochs: a quarter cosine from 1 down to 0.5 at the end."""
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs / 2)) if epoch <= epochs else 0.0
+
+
+def weight_decay_groups(model: nn.Module) -> list[dict]:
+    """RDED's ``get_parameters``: weight decay on weight matrices and kernels, not on biases and norms."""
+    decayed = [p for name, p in model.named_parameters() if "weight" in name and p.dim() > 1]
+    ids = {id(p) for p in decayed}
+    return [{"params": decayed}, {"params": [p for p in model.parameters() if id(p) not in ids], "weight_decay": 0.0}]
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """RDED's loss: ``KLDivLoss(batchmean)(log_softmax(s / T), softmax(t / T))`` (no T² factor)."""
+    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.softmax(teacher_logits / temperature, dim=1),
+                    reduction="batchmean")
+
+
+def rded_validation_epochs(epochs: int) -> list[int]:
+    """The epochs after which RDED tests the student: every 10th (and the last) past 80 % of
+    training. The last epoch always counts (for runs of 5 epochs or fewer RDED tests none)."""
+    return [e for e in range(epochs) if ((e % 10 == 9 or e == epochs - 1) and e > epochs * 0.8) or e == epochs - 1]
 
 
 def train_student(
     student: nn.Module,
     teacher: nn.Module,
     images: torch.Tensor,
-    config: DistillConfig,
+    config: KDConfig,
     device: torch.device,
     augment: Augment,
     seed: int = 0,
     progress: ProgressFn = silent,
-) -> nn.Module:
-    """Train ``student`` to match ``teacher``'s temperature-softened outputs on augmented images.
+    validate: Optional[Callable[[nn.Module], float]] = None,
+) -> tuple[nn.Module, dict[int, float]]:
+    """Train ``student`` on the teacher's soft labels of augmented, CutMixed ``images``.
 
-    AdamW with a cosine schedule; the teacher labels each augmented batch afresh, so every
-    view of an image carries its own soft label. Loss: ``T² · KL(teacher_T || student_T)``.
+    As RDED's ``train``: each batch is augmented image by image, CutMixed, labelled by the
+    teacher at ``temperature`` and learnt with the KL loss. ``validate(student)`` is called after
+    the epochs RDED tests at; returns the student (eval mode) and those accuracies by epoch.
     """
     torch.manual_seed(seed)
-    order = torch.Generator().manual_seed(seed)
+    rng = np.random.RandomState(seed)
     student, teacher = student.to(device).train(), teacher.to(device).eval()
-    images = images.to(device)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * -(-len(images) // config.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    temperature = config.temperature
+    optimizer = torch.optim.AdamW(weight_decay_groups(student), lr=config.lr, betas=(0.9, 0.999),
+                                  weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: rded_schedule(epoch, config.epochs))
+    checkpoints = set(rded_validation_epochs(config.epochs)) if validate else set()
+    validations: dict[int, float] = {}
     for epoch in range(config.epochs):
-        permutation = torch.randperm(len(images), generator=order).to(device)
-        for start, stop in chunks(len(images), config.batch_size):
-            x = augment(images[permutation[start:stop]])
+        student.train()
+        for batch in shuffled_batches(len(images), config.batch_size):
+            mixed = cutmix(augment(images[batch]).to(device), rng, config.cutmix_beta)
             with torch.no_grad(), autocast(device, config.mixed_precision):
-                target = F.softmax(teacher(x).float() / temperature, dim=1)
+                target = teacher(mixed).float()
             with autocast(device, config.mixed_precision):
-                log_student = F.log_softmax(student(x).float() / temperature, dim=1)
-            loss = F.kl_div(log_student, target, reduction="batchmean") * temperature**2
+                loss = kd_loss(student(mixed).float(), target, config.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
+        if epoch in checkpoints:
+            validations[epoch + 1] = validate(student)
+        schedule.step()
         progress((epoch + 1) / config.epochs, f"epoch {epoch + 1}/{config.epochs}")
-    return student.eval()
+    return student.eval(), validations
