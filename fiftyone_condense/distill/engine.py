@@ -1,10 +1,13 @@
 """The distillation loop shared by DM, Decomposed DM and AutoPalette.
 
-Every iteration draws a fresh ConvNet-3 (DM's embedder), samples ``batch_real`` real images
-per class, applies DSA with one seed per class to that class's real and synthetic images,
-and sends *all classes* through the network in one forward pass (the reference loops over
-classes; instance norm makes the two identical). Randomness is derived from
-``(seed, iteration)``, so a run resumed from a checkpoint reproduces an uninterrupted one.
+Each iteration draws a fresh network (DM's embedder), samples ``batch_real`` real images per
+class, augments each class's real and synthetic images with DSA, and matches class means, as
+the reference loops do (``main_DM.py``; DM_Style_matching; AutoPalette's ``dm_quant.py``). The
+loss is the same; the work is organised for speed: real images go through the network without
+autograd, in chunks of whole classes (one class at a time on a CPU, where small batches stay in
+cache; many at once on a GPU) and are reduced to class statistics at once; the synthetic images
+of all classes go through one forward pass. Randomness is derived from ``(seed, iteration)``, so
+a run resumed from a checkpoint reproduces an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -27,12 +31,12 @@ from . import losses
 from .palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
 
 DISTILL_METHODS = ("dm", "ddm", "autopalette")
-WARMUP_IMAGES = 64
+GPU_CHUNK_IMAGES = 8192
 
 
 @dataclass(frozen=True)
 class DistillSettings:
-    """Hyper-parameters; defaults follow DM (lr 1, momentum 0.5, real batch 256, 20k iterations)."""
+    """Hyper-parameters; each default is the reference code's (see docs/benchmarks.md, fidelity)."""
 
     method: str = "dm"
     iterations: int = 20000
@@ -40,27 +44,31 @@ class DistillSettings:
     lr_img: float = 1.0
     momentum: float = 0.5
     dsa: bool = True
+    # One DSA draw per class shared by its real and synthetic images (main_DM.py, DM_Style_matching);
+    # None: shared for dm/ddm, independent for autopalette (its dm_quant.py draws them separately).
+    siamese: Optional[bool] = None
     arch: str = "convnet3"
-    # Decomposed DM (also AutoPalette with task="ddm"). Defaults put each term near 3–10 % of
-    # the DM term at initialisation on Fashion-MNIST (measured; see docs/benchmarks.md): with
-    # unit weights the moments term is ~3 %, the Gram term ~0.007 % and diversity ~0.3 %.
-    moments_weight: float = 3.0
-    correlation_weight: float = 1000.0
+    # Decomposed DM: the weights of the reference's README commands and its k.
+    moments_weight: float = 1e4
+    correlation_weight: float = 1e4
     diversity_weight: float = 10.0
-    # AutoPalette
+    neighbours: int = 2
+    # AutoPalette: dm_quant.py with the authors' commands (lr_quant 0.05, conf_ratio 0).
     task: str = "dm"
     num_colors: int = 64
     palette_lr: float = 0.05
+    palette_momentum: float = 0.5
+    palette_weight_decay: float = 5e-4
     max_color_weight: float = 1.0
     balance_weight: float = 1.0
     alignment_weight: float = 3.0
-    confidence_weight: float = 1.0
-    normalize_palette_task: bool = True
-    align_every: int = 100
-    palette_warmup: int = 200
+    confidence_weight: float = 0.0
+    colour_batch: int = 64
+    pixel_sample: float = 0.3
+    normalize_palette_task: bool = False  # ours: the palette network gets the task gradient / task value
     # engine
-    batched: bool = True
-    mixed_precision: bool = True
+    real_chunk: int = 0  # images per real forward, whole classes; 0: one class on a CPU, up to 8192 on a GPU
+    mixed_precision: bool = False  # bf16 autocast: faster, not the reference's numbers
     checkpoint_every: int = 500
 
     def __post_init__(self):
@@ -70,6 +78,10 @@ class DistillSettings:
             raise ValueError(f"AutoPalette's task loss must be 'dm' or 'ddm', got {self.task!r}")
         if self.iterations < 0 or self.batch_real < 1 or not 2 <= self.num_colors <= 256:
             raise ValueError("iterations >= 0, batch_real >= 1 and 2 <= num_colors <= 256 are required")
+        if not 0 < self.pixel_sample <= 1 or self.colour_batch < 1 or self.neighbours < 1:
+            raise ValueError("0 < pixel_sample <= 1, colour_batch >= 1 and neighbours >= 1 are required")
+        if self.siamese is None:
+            object.__setattr__(self, "siamese", self.method != "autopalette")
 
     @property
     def style(self) -> bool:
@@ -77,7 +89,7 @@ class DistillSettings:
 
     def key(self) -> str:
         """What a checkpoint must match to be resumed (everything but bookkeeping)."""
-        return digest({k: v for k, v in asdict(self).items() if k not in ("checkpoint_every", "iterations")})
+        return digest({k: v for k, v in asdict(self).items() if k not in ("checkpoint_every", "iterations", "real_chunk")})
 
 
 @dataclass
@@ -86,22 +98,24 @@ class DistillResult:
     labels: torch.Tensor
     history: list[float]
     seconds: float
-    palettes: Optional[torch.Tensor] = None  # AutoPalette: (N, K, C)
+    palettes: Optional[torch.Tensor] = None  # AutoPalette: (N, K, C) in [0, 1]
     indices: Optional[torch.Tensor] = None  # AutoPalette: (N, H, W)
     resumed_from: int = 0
     extra: dict = field(default_factory=dict)
 
 
 class StyleRecorder:
-    """Forward hooks on every normalisation layer that keep per-class moments and Gram means
-    of the layer's *input* maps (after instance norm they would be trivially equal)."""
+    """Forward hooks that keep the outputs of a network's ``style_layers()``."""
 
     def __init__(self, network: nn.Module):
-        self.handles = [m.register_forward_hook(self._hook) for m in network.modules() if isinstance(m, nn.GroupNorm)]
+        layers = network.style_layers()
+        if not layers:
+            raise ValueError(f"{type(network).__name__} has no style layers for Decomposed DM")
+        self.handles = [layer.register_forward_hook(self._hook) for layer in layers]
         self.maps: list[torch.Tensor] = []
 
     def _hook(self, module, inputs, output) -> None:
-        self.maps.append(inputs[0])
+        self.maps.append(output)
 
     def take(self) -> list[torch.Tensor]:
         maps, self.maps = self.maps, []
@@ -116,18 +130,29 @@ def _iteration_seed(seed: int, iteration: int) -> int:
     return (seed * 1_000_003 + iteration) % (2**62)
 
 
+def _class_seed(iteration_seed: int, label: int) -> int:
+    return (iteration_seed * 131 + label) % (2**62)
+
+
+def _class_sums(values: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
+    sums = torch.zeros((num_classes, *values.shape[1:]), dtype=values.dtype, device=values.device)
+    return sums.index_add_(0, classes, values)
+
+
 def _class_means(values: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Mean of ``values`` rows per class id (classes without rows give zeros)."""
-    sums = torch.zeros((num_classes, *values.shape[1:]), dtype=values.dtype, device=values.device)
-    sums.index_add_(0, classes, values)
     counts = torch.bincount(classes, minlength=num_classes).clamp_min(1).to(values.dtype)
-    return sums / counts.view(-1, *([1] * (values.dim() - 1)))
+    return _class_sums(values, classes, num_classes) / counts.view(-1, *([1] * (values.dim() - 1)))
 
 
-def _style_terms(maps: torch.Tensor, classes: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, ...]:
-    mean, std = losses.channel_moments(maps.float())
-    return (_class_means(mean, classes, num_classes), _class_means(std, classes, num_classes),
-            _class_means(losses.gram(maps.float()), classes, num_classes))
+@dataclass
+class ClassStatistics:
+    """Class means of what the losses compare: embeddings, and per style layer the mean map and
+    the mean Gram matrix."""
+
+    embedding: torch.Tensor  # (classes, D)
+    maps: list[torch.Tensor]  # per layer (classes, C, H, W)
+    grams: list[torch.Tensor]  # per layer (classes, C, C)
 
 
 class Distiller:
@@ -141,18 +166,20 @@ class Distiller:
         self.by_class = [torch.nonzero(real_labels == c).flatten() for c in range(num_classes)]
         self.syn_labels = init_labels.to(device)
         self.classes_present = sorted(set(init_labels.tolist()))
+        self.present = torch.tensor(self.classes_present, device=device)
         self.synthetic = self.normalizer(init.clone()).to(device).requires_grad_(True)
         self.image_optimizer = torch.optim.SGD([self.synthetic], lr=settings.lr_img, momentum=settings.momentum)
         self.augment = DSA() if settings.dsa else None
         self.shape = (real.shape[1], num_classes, tuple(real.shape[-2:]))
+        chunk = settings.real_chunk or (GPU_CHUNK_IMAGES if device.type == "cuda" else settings.batch_real)
+        self.classes_per_chunk = max(1, chunk // settings.batch_real)
         self.palette = None
         if settings.method == "autopalette":
             torch.manual_seed(seed)
             self.palette = PaletteNetwork(real.shape[1], settings.num_colors).to(device)
-            self.palette_optimizer = torch.optim.SGD(self.palette.parameters(), lr=settings.palette_lr, momentum=settings.momentum)
-            self.reference = self._median_cut_reference()
-            self._warm_up_palette()
-        self.k = losses.neighbour_count(int(torch.bincount(init_labels).max()))
+            self.palette_optimizer = torch.optim.SGD(self.palette.parameters(), lr=settings.palette_lr,
+                                                     momentum=settings.palette_momentum,
+                                                     weight_decay=settings.palette_weight_decay)
 
     # -- pixel space helpers
     def raw(self, normalised: torch.Tensor) -> torch.Tensor:
@@ -160,33 +187,12 @@ class Distiller:
         std = torch.tensor(self.normalizer.std, device=normalised.device).view(1, -1, 1, 1)
         return normalised * std + mean
 
-    def _median_cut_reference(self) -> torch.Tensor:
-        with torch.no_grad():
-            return median_cut(self.raw(self.synthetic).detach().cpu(), self.settings.num_colors)[1].to(self.device)
-
-    def _warm_up_palette(self) -> None:
-        """Fit the palette network to the Median-Cut assignment (with the colour-usage losses)
-        before distillation, so its hard palette starts as a K-colour quantiser rather than
-        a collapsed one. Each step uses ``WARMUP_IMAGES`` random images (the reference computes its
-        colour losses on 64), so the cost does not grow with the number of synthetic images."""
-        settings = self.settings
-        raw = self.raw(self.synthetic).detach().clamp(0, 1)
-        optimizer = torch.optim.Adam(self.palette.parameters(), lr=1e-2)
-        generator = torch.Generator().manual_seed(self.seed)
-        for _ in range(settings.palette_warmup):
-            rows = torch.randperm(len(raw), generator=generator)[:WARMUP_IMAGES].to(self.device)
-            loss = self._colour_loss(self.palette(raw[rows]), self.reference[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-    def task_images(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """The synthetic images the task loss sees (soft-quantised for AutoPalette)."""
+    def task_images(self) -> torch.Tensor:
+        """The synthetic images the task loss sees (AutoPalette: soft-quantised, as the reference,
+        by a palette network that reads the normalised images)."""
         if self.palette is None:
-            return self.synthetic, None
-        raw = self.raw(self.synthetic).clamp(0, 1)
-        probabilities = self.palette(raw)
-        return self.normalizer(soft_quantize(raw, probabilities)), probabilities
+            return self.synthetic
+        return soft_quantize(self.synthetic, self.palette(self.synthetic))
 
     # -- one iteration
     def _real_batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,132 +202,124 @@ class Distiller:
             chosen = members[torch.randperm(len(members), generator=generator)[: self.settings.batch_real]]
             picks.append(chosen)
             labels.append(torch.full((len(chosen),), c))
-        indices = torch.cat(picks)
-        return self.normalizer(self.real[indices]).to(self.device), torch.cat(labels).to(self.device)
+        return self.normalizer(self.real[torch.cat(picks)]), torch.cat(labels)
 
-    def _augment_by_class(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor:
-        """DSA with one seed per class; class blocks are contiguous when labels are sorted (the usual
-        case), which avoids masked copies."""
+    def _augment_by_class(self, images: torch.Tensor, labels: torch.Tensor, iteration_seed: int) -> torch.Tensor:
+        """DSA of each class's block (labels are sorted): with the class's seed when real and
+        synthetic images share draws, else each image draws its own from the global generator."""
         if self.augment is None:
             return images
-        if bool((labels[1:] >= labels[:-1]).all()):
-            counts = torch.bincount(labels, minlength=self.num_classes)[self.classes_present].tolist()
-            blocks = torch.split(images, counts)
-            return torch.cat([self.augment(block, seed=seed * 131 + c) for block, c in zip(blocks, self.classes_present)])
-        out = torch.empty_like(images)
-        for c in self.classes_present:
-            rows = labels == c
-            out[rows] = self.augment(images[rows], seed=seed * 131 + c)
-        return out
+        present = labels.unique_consecutive()
+        blocks = torch.split(images, torch.bincount(labels)[present].tolist())
+        seeds = [_class_seed(iteration_seed, int(c)) if self.settings.siamese else None for c in present.tolist()]
+        return torch.cat([self.augment(block, seed=seed) for block, seed in zip(blocks, seeds)])
+
+    def _real_statistics(self, net: nn.Module, recorder: Optional[StyleRecorder], real: torch.Tensor,
+                         labels: torch.Tensor, iteration_seed: int) -> ClassStatistics:
+        """Class statistics of the augmented real batch, chunk by chunk of whole classes, without autograd."""
+        settings, classes = self.settings, self.num_classes
+        counts = torch.bincount(labels, minlength=classes).clamp_min(1).to(self.device)
+        embedding, maps, grams = 0.0, None, None
+        for group in torch.split(torch.arange(len(self.classes_present)), self.classes_per_chunk):
+            rows = torch.isin(labels, self.present.cpu()[group])
+            chunk, chunk_labels = real[rows].to(self.device), labels[rows].to(self.device)
+            with torch.no_grad():
+                chunk = self._augment_by_class(chunk, chunk_labels, iteration_seed)
+                with autocast(self.device, settings.mixed_precision):
+                    features = net.embed(chunk).float()
+                embedding = embedding + _class_sums(features, chunk_labels, classes)
+                layer_maps = recorder.take() if recorder else []
+                map_sums = [_class_sums(m.float(), chunk_labels, classes) for m in layer_maps]
+                gram_sums = [_class_sums(losses.gram(m.float()), chunk_labels, classes) for m in layer_maps]
+            maps = map_sums if maps is None else [a + b for a, b in zip(maps, map_sums)]
+            grams = gram_sums if grams is None else [a + b for a, b in zip(grams, gram_sums)]
+
+        def mean(total: torch.Tensor) -> torch.Tensor:
+            return total / counts.view(-1, *([1] * (total.dim() - 1)))
+
+        return ClassStatistics(mean(embedding), [mean(m) for m in maps], [mean(g) for g in grams])
+
+    def _task_loss(self, net: nn.Module, recorder: Optional[StyleRecorder], real: torch.Tensor,
+                   real_labels: torch.Tensor, syn: torch.Tensor, iteration_seed: int) -> torch.Tensor:
+        """DM (+ Decomposed DM's style and diversity terms), summed over classes."""
+        settings, classes, present = self.settings, self.num_classes, self.present
+        target = self._real_statistics(net, recorder, real, real_labels, iteration_seed)
+        syn = self._augment_by_class(syn, self.syn_labels, iteration_seed)
+        with autocast(self.device, settings.mixed_precision):
+            syn_embedding = net.embed(syn).float()
+        loss = (target.embedding - _class_means(syn_embedding, self.syn_labels, classes))[present].square().sum()
+        if recorder is None:
+            return loss
+        syn_maps = [m.float() for m in recorder.take()]
+        moments = sum(losses.moments_distance(real_map[present], _class_means(syn_map, self.syn_labels, classes)[present])
+                      for real_map, syn_map in zip(target.maps, syn_maps)) / len(syn_maps)
+        correlation = sum(losses.gram_distance(real_gram[present], _class_means(losses.gram(syn_map), self.syn_labels, classes)[present])
+                          for real_gram, syn_map in zip(target.grams, syn_maps)) / len(syn_maps)
+        diversity = sum(losses.diversity_loss(syn_embedding[self.syn_labels == c], settings.neighbours)
+                        for c in self.classes_present)
+        return (loss + settings.moments_weight * moments.sum() + settings.correlation_weight * correlation.sum()
+                + settings.diversity_weight * diversity)
 
     def step(self, iteration: int) -> float:
         settings = self.settings
-        it_seed = _iteration_seed(self.seed, iteration)
-        torch.manual_seed(it_seed)
+        iteration_seed = _iteration_seed(self.seed, iteration)
+        torch.manual_seed(iteration_seed)  # the network's weights, and DSA draws that are not shared
         net = build_model(settings.arch, *self.shape).to(self.device).train()
         for parameter in net.parameters():
             parameter.requires_grad_(False)
         recorder = StyleRecorder(net) if settings.style else None
-        real, real_labels = self._real_batch(torch.Generator().manual_seed(it_seed))
-        syn, probabilities = self.task_images()
-        real = self._augment_by_class(real, real_labels, it_seed)
-        syn = self._augment_by_class(syn, self.syn_labels, it_seed)
-
-        task = self._task_loss(net, recorder, real, real_labels, syn)
+        real, real_labels = self._real_batch(torch.Generator().manual_seed(iteration_seed))
         self.image_optimizer.zero_grad(set_to_none=True)
-        if probabilities is None:
+        try:
+            task = self._task_loss(net, recorder, real, real_labels, self.task_images(), iteration_seed)
+        finally:
+            if recorder is not None:
+                recorder.close()
+        if self.palette is None:
             task.backward()
             self.image_optimizer.step()
-            loss = task
-        else:
-            loss = task + self._palette_step(iteration, task, probabilities)
-        if recorder is not None:
-            recorder.close()
-        return float(loss.detach())
+            return float(task.detach())
+        return self._palette_step(task / self.num_classes, iteration_seed)
 
-    def _colour_loss(self, probabilities: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def _colour_loss(self, iteration_seed: int) -> torch.Tensor:
+        """AutoPalette's colour losses, on ``colour_batch`` random synthetic images, detached (they
+        train the palette network only), against their Median-Cut quantisation."""
         settings = self.settings
+        generator = torch.Generator().manual_seed(iteration_seed)
+        subset = torch.randperm(len(self.synthetic), generator=generator)[: settings.colour_batch].to(self.device)
+        images = self.synthetic.detach()[subset]
+        probabilities = self.palette(images)
+        target = median_cut(self.raw(images).cpu(), settings.num_colors)[1]
+        rng = np.random.RandomState(iteration_seed % 2**32)
         return (settings.max_color_weight * losses.max_color_loss(probabilities)
                 + settings.balance_weight * losses.palette_balance_loss(probabilities)
-                + settings.alignment_weight * losses.alignment_loss(probabilities, reference)
-                + settings.confidence_weight * losses.confidence_loss(probabilities))
+                + settings.confidence_weight * losses.confidence_loss(probabilities)
+                + settings.alignment_weight * losses.pixel_similarity_loss(probabilities, target, rng, settings.pixel_sample))
 
-    def _palette_step(self, iteration: int, task: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
-        """Update images and palette network from the task and colour losses.
-
-        The task loss reaches the palette network divided by its own value (the gradient of
-        log L_task) so that it and the O(1) colour losses keep the paper's relative weights on any
-        dataset: raw, a DM loss in the hundreds outweighs them ~250× and the palette collapses to
-        a handful of colours (measured; docs/benchmarks.md). Images get the task gradient as is.
-        """
+    def _palette_step(self, task: torch.Tensor, iteration_seed: int) -> float:
+        """As ``dm_quant.py``: the task loss (per class, divided by the number of classes) trains
+        images and palette network; the colour losses then add to the palette network's gradient.
+        With ``normalize_palette_task`` the palette network gets the task gradient divided by the
+        task value instead (an option of ours)."""
         self.palette_optimizer.zero_grad(set_to_none=True)
-        task.backward(retain_graph=True)
+        task.backward()
         if self.settings.normalize_palette_task:
             scale = 1.0 / max(float(task.detach()), 1e-8)
             for parameter in self.palette.parameters():
                 if parameter.grad is not None:
                     parameter.grad.mul_(scale)
-        colour = self._colour_loss(probabilities, self.reference)
-        colour.backward()
         self.image_optimizer.step()
+        colour = self._colour_loss(iteration_seed)
+        colour.backward()
         self.palette_optimizer.step()
-        if (iteration + 1) % self.settings.align_every == 0:
-            self.reference = self._median_cut_reference()
-        return colour.detach()
-
-    def _task_loss(self, net, recorder, real, real_labels, syn) -> torch.Tensor:
-        settings, classes = self.settings, self.num_classes
-        if not settings.batched:
-            return self._task_loss_per_class(net, recorder, real, real_labels, syn)
-        with torch.no_grad(), autocast(self.device, settings.mixed_precision):
-            real_embedding = net.embed(real).float()
-        real_maps = recorder.take() if recorder else []
-        with autocast(self.device, settings.mixed_precision):
-            syn_embedding = net.embed(syn).float()
-        syn_maps = recorder.take() if recorder else []
-        present = torch.tensor(self.classes_present, device=self.device)
-        difference = (_class_means(real_embedding, real_labels, classes) - _class_means(syn_embedding, self.syn_labels, classes))[present]
-        loss = difference.square().sum()
-        if recorder is not None:
-            for real_map, syn_map in zip(real_maps, syn_maps):
-                with torch.no_grad():
-                    real_terms = _style_terms(real_map, real_labels, classes)
-                syn_terms = _style_terms(syn_map, self.syn_labels, classes)
-                moments = sum((r - s)[present].square().sum() for r, s in zip(real_terms[:2], syn_terms[:2]))
-                loss = loss + settings.moments_weight * moments
-                loss = loss + settings.correlation_weight * (real_terms[2] - syn_terms[2])[present].square().sum()
-            loss = loss + settings.diversity_weight * self._diversity(syn_embedding)
-        return loss
-
-    def _diversity(self, embedding: torch.Tensor) -> torch.Tensor:
-        return sum(losses.diversity_loss(embedding[self.syn_labels == c], self.k) for c in self.classes_present)
-
-    def _task_loss_per_class(self, net, recorder, real, real_labels, syn) -> torch.Tensor:
-        """The reference's formulation: one forward pass per class (for the benchmark)."""
-        settings, loss = self.settings, 0.0
-        for c in self.classes_present:
-            real_c, syn_c = real[real_labels == c], syn[self.syn_labels == c]
-            with torch.no_grad(), autocast(self.device, settings.mixed_precision):
-                real_embedding = net.embed(real_c).float()
-            real_maps = recorder.take() if recorder else []
-            with autocast(self.device, settings.mixed_precision):
-                syn_embedding = net.embed(syn_c).float()
-            syn_maps = recorder.take() if recorder else []
-            loss = loss + losses.mean_embedding_loss(real_embedding, syn_embedding)
-            for real_map, syn_map in zip(real_maps, syn_maps):
-                loss = loss + settings.moments_weight * losses.moments_loss(real_map.float(), syn_map.float())
-                loss = loss + settings.correlation_weight * losses.correlation_loss(real_map.float(), syn_map.float())
-            if recorder is not None:
-                loss = loss + settings.diversity_weight * losses.diversity_loss(syn_embedding, self.k)
-        return loss
+        return float(task.detach() + colour.detach())
 
     # -- checkpoints
     def state(self, iteration: int, history: list[float]) -> dict:
         state = {"iteration": iteration, "key": self.settings.key(), "seed": self.seed, "history": history,
                  "synthetic": self.synthetic.detach().cpu(), "image_optimizer": self.image_optimizer.state_dict()}
         if self.palette is not None:
-            state.update(palette=self.palette.state_dict(), palette_optimizer=self.palette_optimizer.state_dict(),
-                         reference=self.reference.cpu())
+            state.update(palette=self.palette.state_dict(), palette_optimizer=self.palette_optimizer.state_dict())
         return state
 
     def load(self, state: dict) -> tuple[int, list[float]]:
@@ -331,17 +329,17 @@ class Distiller:
         if self.palette is not None:
             self.palette.load_state_dict(state["palette"])
             self.palette_optimizer.load_state_dict(state["palette_optimizer"])
-            self.reference = state["reference"].to(self.device)
         return state["iteration"], list(state["history"])
 
     def result(self) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Images in [0, 1]; AutoPalette's are hard-quantised, with their palettes and indices."""
         with torch.no_grad():
-            raw = self.raw(self.synthetic).clamp(0, 1)
             if self.palette is None:
-                return raw.cpu(), None, None
-            palettes, indices = hard_quantize(raw, self.palette(raw))
-            images = torch.gather(palettes, 1, indices.flatten(1).unsqueeze(2).expand(-1, -1, raw.shape[1]))
-            images = images.transpose(1, 2).reshape(raw.shape)
+                return self.raw(self.synthetic).clamp(0, 1).cpu(), None, None
+            palettes, indices = hard_quantize(self.synthetic, self.palette(self.synthetic))
+            palettes = self.raw(palettes.transpose(1, 2).unsqueeze(-1)).squeeze(-1).transpose(1, 2).clamp(0, 1)
+            images = torch.gather(palettes, 1, indices.flatten(1).unsqueeze(2).expand(-1, -1, palettes.shape[2]))
+            images = images.transpose(1, 2).reshape(self.synthetic.shape)
             return images.cpu(), palettes.cpu(), indices.cpu()
 
 
@@ -357,12 +355,16 @@ def distill(
     checkpoint: Optional[Path] = None,
     progress: ProgressFn = silent,
 ) -> DistillResult:
-    """Optimise ``init`` images (floats in [0, 1]) so they match ``real`` under ``settings.method``.
+    """Optimise ``init`` images (floats in [0, 1], sorted by label) so they match ``real`` under
+    ``settings.method``.
 
     With ``checkpoint`` the state is saved every ``settings.checkpoint_every`` iterations and a
     matching checkpoint found there is resumed.
     """
     started = time.perf_counter()
+    order = torch.argsort(init_labels, stable=True)
+    if not torch.equal(order, torch.arange(len(order))):
+        raise ValueError("init images must be sorted by label")
     distiller = Distiller(real, real_labels, init, init_labels, num_classes, settings, device, seed)
     first, history = 0, []
     if checkpoint is not None and checkpoint.is_file():

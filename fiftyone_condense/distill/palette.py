@@ -1,4 +1,5 @@
-"""AutoPalette's palette network and Median-Cut colour quantisation."""
+"""AutoPalette's palette network and Median-Cut colour quantisation (as ``color_cnn.py: ColorCNN``
+and ``dm_quant.py: get_index_map`` of the reference code compute them)."""
 
 from __future__ import annotations
 
@@ -29,27 +30,32 @@ def soft_quantize(images: torch.Tensor, probabilities: torch.Tensor) -> torch.Te
     pixels, and each pixel the probability-weighted mix of colours (differentiable)."""
     weights = probabilities.flatten(2)  # (N, K, HW)
     pixels = images.flatten(2)  # (N, C, HW)
-    palette = (weights @ pixels.transpose(1, 2)) / weights.sum(2, keepdim=True).clamp_min(1e-8)  # (N, K, C)
+    palette = (weights @ pixels.transpose(1, 2)) / (weights.sum(2, keepdim=True) + 1e-8)  # (N, K, C)
     return (palette.transpose(1, 2) @ weights).view_as(images)
 
 
 def hard_quantize(images: torch.Tensor, probabilities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Final quantisation: each pixel takes its argmax colour, each colour the mean of its pixels.
 
-    Returns (palettes (N, K, C), indices (N, H, W)); an image then has at most K colours.
+    Returns (palettes (N, K, C), indices (N, H, W)); an image then has at most K colours, and
+    an unused colour is zero (as the reference's).
     """
     indices = probabilities.argmax(1)
-    onehot = torch.nn.functional.one_hot(indices.flatten(1), probabilities.shape[1]).float()  # (N, HW, K)
+    onehot = torch.nn.functional.one_hot(indices.flatten(1), probabilities.shape[1]).to(images.dtype)  # (N, HW, K)
     pixels = images.flatten(2)  # (N, C, HW)
-    palette = (pixels @ onehot) / onehot.sum(1, keepdim=True).clamp_min(1.0)  # (N, C, K)
-    return palette.transpose(1, 2).clamp(0, 1), indices
+    palette = (pixels @ onehot) / (onehot.sum(1, keepdim=True) + 1e-8)  # (N, C, K)
+    return palette.transpose(1, 2), indices
 
 
 def median_cut(images: torch.Tensor, num_colors: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Median-Cut (PIL) quantisation of [0, 1] images: (quantised images, colour indices (N, H, W))."""
+    """Median-Cut (PIL) quantisation of [0, 1] images: (quantised images, colour indices (N, H, W)).
+
+    As AutoPalette's ``get_index_map``, pixels become 8-bit by truncation (``ToPILImage``), and a
+    grey image is quantised as RGB with three equal channels.
+    """
     quantised, indices = [], []
     for image in images:
-        pixels = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        pixels = (image.clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
         rgb = Image.fromarray(np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels)
         paletted = rgb.quantize(colors=num_colors, method=Image.Quantize.MEDIANCUT)
         index = np.asarray(paletted, dtype=np.int64)
