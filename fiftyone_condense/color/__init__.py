@@ -6,9 +6,9 @@ a deterministic hue/temperature transform (``classical`` backend, the baseline D
 against, and the option without diffusion weights).
 """
 
-from .combine import COMBINE_MODES, combine
+from .combine import COMBINE_MODES, combine, plan_edits
 from .stats import color_stats
 
 BACKENDS = ("diffusion", "classical")
 
-__all__ = ["BACKENDS", "COMBINE_MODES", "color_stats", "combine"]
+__all__ = ["BACKENDS", "COMBINE_MODES", "color_stats", "combine", "plan_edits"]

@@ -15,16 +15,27 @@ import torch
 import torch.nn.functional as F
 
 
-def loss_gradients(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """dL/dlogits of cross-entropy for each row: softmax minus the one-hot label."""
+LOSSES = ("cross_entropy", "softmax_cross_entropy")
+
+
+def loss_gradients(logits: np.ndarray, labels: np.ndarray, loss: str = "cross_entropy") -> np.ndarray:
+    """dL/dlogits for each row. ``cross_entropy`` (BADGE): ``softmax(z) − onehot``.
+    ``softmax_cross_entropy``: cross-entropy applied to ``softmax(z)``, as DC3's reference code
+    computes it (``CrossEntropyLoss()(softmax(outputs), targets)``): with ``p = softmax(z)`` and
+    ``d = softmax(p) − onehot``, ``p ⊙ d − p·⟨p, d⟩``."""
+    if loss not in LOSSES:
+        raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}")
     probabilities = F.softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1)
     onehot = F.one_hot(torch.as_tensor(labels, dtype=torch.long), probabilities.shape[1]).double()
-    return (probabilities - onehot).numpy()
+    if loss == "cross_entropy":
+        return (probabilities - onehot).numpy()
+    d = F.softmax(probabilities, dim=1) - onehot
+    return (probabilities * d - probabilities * (probabilities * d).sum(1, keepdim=True)).numpy()
 
 
-def gradient_embeddings(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def gradient_embeddings(features: np.ndarray, logits: np.ndarray, labels: np.ndarray, loss: str = "cross_entropy") -> np.ndarray:
     """Explicit ``[g, e ⊗ g]`` rows (C·(D+1) wide); use for small sets or for checking."""
-    g = loss_gradients(logits, labels)
+    g = loss_gradients(logits, labels, loss)
     outer = np.einsum("nd,nc->ndc", features.astype(np.float64), g).reshape(len(features), -1)
     return np.concatenate([g, outer], axis=1)
 
@@ -35,9 +46,9 @@ def feature_gram(features: np.ndarray) -> np.ndarray:
     return (e @ e.T).double().numpy()
 
 
-def gradient_gram(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def gradient_gram(features: np.ndarray, logits: np.ndarray, labels: np.ndarray, loss: str = "cross_entropy") -> np.ndarray:
     """Gram of gradient embeddings without building them: ``(G Gᵀ) ∘ (1 + E Eᵀ)``."""
-    g = torch.as_tensor(loss_gradients(logits, labels))
+    g = torch.as_tensor(loss_gradients(logits, labels, loss))
     return ((g @ g.T) * (1.0 + torch.as_tensor(feature_gram(features)))).numpy()
 
 
