@@ -116,3 +116,8 @@ def finish(ctx) -> None:
 
 def optional_str(value):
     return value or None
+
+
+def optional_int(value):
+    """A form's int, or None (the SDK's per-method default) when absent."""
+    return None if value in (None, "") else int(value)

@@ -33,19 +33,20 @@ class CompensateColors(foo.Operator):
         choices = runs + [CURRENT_VIEW]
         inputs.enum("parent", choices, default=choices[0], label="Images to compensate",
                     description="A selection run's saved view, or the current view", view=types.DropdownView())
-        backend = ctx.params.get("backend") or "classical"
-        inputs.enum("backend", list(BACKENDS), default="classical", label="Backend",
-                    description="diffusion: InstructPix2Pix hue edits (DC3); classical: deterministic hue/temperature shift")
+        backend = ctx.params.get("backend") or "diffusion"
+        inputs.enum("backend", list(BACKENDS), default="diffusion", label="Backend",
+                    description="diffusion: InstructPix2Pix hue edits (DC3); classical: deterministic hue/temperature shift, no weights")
         if backend == "diffusion":
             inputs.view("diffusion_help", types.Notice(label=DIFFUSION_HELP))
             inputs.str("model", default=DEFAULT_MODEL, label="Model", description="Hub id or local pipeline directory")
-            inputs.int("steps", default=20, min=1, label="Steps", description="Denoising steps per edit")
+            inputs.int("steps", default=100, min=1, label="Steps", description="Denoising steps per edit (DC3: 100)")
             inputs.float("image_guidance", default=1.5, min=0.0, label="Image guidance",
                          description="How closely edits follow the input image")
-            inputs.int("edit_size", default=256, min=8, label="Edit size", description="Images are edited at this size (multiple of 8)")
             inputs.int("batch_size", default=8, min=1, label="Batch size", description="Images per pipeline call")
+        inputs.int("edit_size", default=256, min=8, label="Edit size",
+                   description="Images are edited and combined at this size (a multiple of 8; DC3: 256), then resized back")
         inputs.enum("combine_mode", list(COMBINE_MODES), default="gradient", label="Combine mode",
-                    description="How warm and cold edits merge: soft split, per-pixel, blocks, or 2×2 mosaic")
+                    description="How warm and cold edits merge: centre split with a 20 px ramp, per pixel, 8 px cells, or (ours) a 2×2 mosaic")
         parent = ctx.params.get("parent") or choices[0]
         run_key_input(ctx, inputs, f"{parent if parent != CURRENT_VIEW else 'view'}_{backend}_{ctx.params.get('combine_mode') or 'gradient'}")
         inputs.int("seed", default=0, label="Seed", description="Seed for styles, masks and diffusion noise")
@@ -60,9 +61,9 @@ class CompensateColors(foo.Operator):
         parent = p.get("parent") or CURRENT_VIEW
         view = ctx.view if parent == CURRENT_VIEW else ctx.dataset.load_saved_view(f"condense-{parent}")
         record = fc.compensate(
-            view, run_key=p.get("run_key"), backend=p.get("backend", "classical"),
+            view, run_key=p.get("run_key"), backend=p.get("backend", "diffusion"),
             combine_mode=p.get("combine_mode", "gradient"), parent=None if parent == CURRENT_VIEW else parent,
-            model=p.get("model") or DEFAULT_MODEL, steps=int(p.get("steps", 20)),
+            model=p.get("model") or DEFAULT_MODEL, steps=int(p.get("steps", 100)),
             image_guidance=float(p.get("image_guidance", 1.5)), edit_size=int(p.get("edit_size", 256)),
             batch_size=int(p.get("batch_size", 8)), seed=int(p.get("seed", 0)),
             overwrite=bool(p.get("overwrite", False)), progress=progress_reporter(ctx),

@@ -6,8 +6,8 @@ import fiftyone.operators.types as types
 import fiftyone_condense as fc
 from fiftyone_condense.bridge.runs import run_config
 
-from .common import (execution_mode_input, finish, ipc_input, label_field_input, progress_reporter, run_key_input,
-                     split_input, split_of, wants_delegation)
+from .common import (execution_mode_input, finish, ipc_input, label_field_input, optional_int, progress_reporter,
+                     run_key_input, split_input, split_of, wants_delegation)
 
 METHODS = {
     "dm": "Distribution matching: class-mean embeddings of fresh random ConvNets",
@@ -42,14 +42,17 @@ class DistillDataset(foo.Operator):
         inputs.int("batch_real", default=256, min=1, label="Real batch per class", description="Real images per class per step")
         inputs.float("lr_img", default=1.0, min=0.0, label="Image learning rate", description="SGD step on pixels (momentum 0.5)")
         if method == "ddm" or (method == "autopalette" and ctx.params.get("task") == "ddm"):
-            inputs.float("moments_weight", default=3.0, min=0.0, label="Moments weight", description="Channel mean/std matching")
-            inputs.float("correlation_weight", default=1000.0, min=0.0, label="Correlation weight", description="Gram matching")
-            inputs.float("diversity_weight", default=10.0, min=0.0, label="Diversity weight", description="kNN intra-class KL")
+            inputs.float("moments_weight", default=1e4, min=0.0, label="Moments weight", description="Channel mean/std matching (reference: 1e4)")
+            inputs.float("correlation_weight", default=1e4, min=0.0, label="Correlation weight", description="Gram matching (reference: 1e4)")
+            inputs.float("diversity_weight", default=10.0, min=0.0, label="Diversity weight", description="kNN intra-class KL (reference: 10)")
         if method == "autopalette":
             inputs.enum("task", ["dm", "ddm"], default="dm", label="Task loss", description="Distillation loss behind the palette")
             inputs.int("num_colors", default=64, min=2, max=256, label="Colours (K)", description="Colours per image")
-            inputs.bool("equal_storage", default=False, label="Equal storage",
-                        description="Spend the 8-bit byte budget on more low-colour images (8 / ceil(log2 K) times as many)")
+            inputs.enum("budget", ["paper", "bits", "count"], default="paper", label="Storage budget",
+                        description="Images per class: paper = IPC × 2^(8 − ceil(log2 K)) (the reference's), "
+                        "bits = IPC × 8 / ceil(log2 K) (the bytes of IPC 8-bit images), count = IPC")
+            inputs.int("teacher_epochs", default=50, min=1, label="Selection network epochs",
+                       description="Colour-guided initialisation: epochs of ConvNet-3 on Median-Cut images")
         inputs.int("checkpoint_every", default=500, min=1, label="Checkpoint every", description="Iterations between checkpoints (resume)")
         inputs.int("seed", default=0, label="Seed", description="Seed for networks, batches and augmentation")
         execution_mode_input(ctx, inputs, True)
@@ -65,9 +68,10 @@ class DistillDataset(foo.Operator):
             split_of(ctx, p.get("split")), method=method, ipc=int(p.get("ipc", 10)), init=p.get("init"),
             run_key=p.get("run_key"), label_field=p.get("label_field", "ground_truth"),
             iterations=int(p.get("iterations", 20000)), batch_real=int(p.get("batch_real", 256)),
-            lr_img=float(p.get("lr_img", 1.0)), moments_weight=float(p.get("moments_weight", 3.0)),
-            correlation_weight=float(p.get("correlation_weight", 1000.0)), diversity_weight=float(p.get("diversity_weight", 10.0)),
-            task=p.get("task", "dm"), num_colors=int(p.get("num_colors", 64)), equal_storage=bool(p.get("equal_storage", False)),
+            lr_img=float(p.get("lr_img", 1.0)), moments_weight=float(p.get("moments_weight", 1e4)),
+            correlation_weight=float(p.get("correlation_weight", 1e4)), diversity_weight=float(p.get("diversity_weight", 10.0)),
+            task=p.get("task", "dm"), num_colors=int(p.get("num_colors", 64)), budget=p.get("budget", "paper"),
+            teacher_epochs=optional_int(p.get("teacher_epochs")),
             checkpoint_every=int(p.get("checkpoint_every", 500)), seed=int(p.get("seed", 0)),
             overwrite=bool(p.get("overwrite", False)), progress=progress_reporter(ctx),
         )

@@ -22,12 +22,14 @@ class EvaluateCondensed(foo.Operator):
         if run_choice_input(ctx, inputs, "Condensation run whose output to train on") is None:
             return types.Property(inputs)
         inputs.enum("protocol", ["hard", "soft"], default="hard", label="Protocol",
-                    description="hard: DC/DM standard (SGD, DSA, lr ×0.1 at half); soft: RDED/DC3 teacher soft labels (KD, AdamW)")
+                    description="hard: DC/DSA/DM's evaluate_synset (SGD, DSA, lr ×0.1 at half); soft: RDED's (DC3's) teacher soft labels (KD, CutMix, AdamW)")
         if ctx.params.get("protocol") == "soft":
-            inputs.float("temperature", default=4.0, min=0.1, label="KD temperature", description="Softens teacher and student outputs")
+            inputs.float("temperature", default=20.0, min=0.1, label="KD temperature",
+                         description="Softens teacher and student outputs (RDED with CutMix: 20)")
             inputs.enum("teacher_arch", ["convnet3", "resnet18"], default="convnet3", label="Teacher",
-                        description="Network trained on the source split (cached) that gives the soft labels")
-            inputs.int("teacher_epochs", default=2, min=1, label="Teacher epochs", description="Epochs to train the teacher")
+                        description="Network trained to convergence on the source split (cached) that gives the soft labels")
+            inputs.int("teacher_epochs", default=50, min=1, label="Teacher epochs (at most)",
+                       description="Training stops earlier when held-out accuracy converges")
         inputs.enum("arch", ["convnet3", "resnet18"], default="convnet3", label="Architecture",
                     description="Network trained from scratch on the condensed set")
         inputs.int("epochs", default=1000 if ctx.params.get("protocol", "hard") == "hard" else 300, min=1, label="Epochs",
@@ -50,8 +52,8 @@ class EvaluateCondensed(foo.Operator):
             run_key=p["run_key"], dataset=ctx.dataset, protocol=p.get("protocol", "hard"),
             arch=p.get("arch", "convnet3"), epochs=int(p.get("epochs", 1000)), num_models=int(p.get("num_models", 5)),
             eval_split=p.get("eval_split", "test"), references=bool(p.get("references", True)),
-            include_full=bool(p.get("include_full", False)), temperature=float(p.get("temperature", 4.0)),
-            teacher_arch=p.get("teacher_arch", "convnet3"), teacher_epochs=int(p.get("teacher_epochs", 2)),
+            include_full=bool(p.get("include_full", False)), temperature=float(p.get("temperature", 20.0)),
+            teacher_arch=p.get("teacher_arch", "convnet3"), teacher_epochs=int(p.get("teacher_epochs", 50)),
             progress=progress_reporter(ctx),
         )
         finish(ctx)
