@@ -57,6 +57,7 @@ os.environ["FIFTYONE_DEFAULT_DATASET_DIR"] = str(_SESSION_DIR / "datasets")
 os.environ["FIFTYONE_CONDENSE_CACHE_DIR"] = str(_SESSION_DIR / "cache")
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the network: hub ids resolve from the local cache or fail at once
 # The checkout is the plugin: expose it to FiftyOne through a private plugins directory.
 (_SESSION_DIR / "plugins").mkdir()
 (_SESSION_DIR / "plugins" / "fiftyone-condense").symlink_to(Path(__file__).resolve().parents[1])

@@ -4,57 +4,57 @@ import numpy as np
 import pytest
 import torch
 
-from fiftyone_condense.color import combine, color_stats
+from fiftyone_condense.color import color_stats, combine, plan_edits
 from fiftyone_condense.color.classical import warm_and_cold
-from fiftyone_condense.color.combine import gradient_mask
 from fiftyone_condense.color.stats import colorfulness, unique_colors
 
-WARM, COLD = torch.ones(6, 3, 20, 20), torch.zeros(6, 3, 20, 20)
+WARM, COLD = torch.ones(6, 3, 64, 64), torch.zeros(6, 3, 64, 64)
 
 
 def generator(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def test_gradient_takes_each_side_from_one_edit_outside_the_ramp():
-    mask = gradient_mask(50, 40, 40, generator(), ramp=0.2)
-    out = combine(torch.ones(50, 3, 40, 40), torch.zeros(50, 3, 40, 40), "gradient", generator(), ramp=0.2)
-    torch.testing.assert_close(out[:, :1], mask)  # warm = 1, cold = 0: the output is the warm weight
-    for weights in mask[:, 0]:
-        along_x = not torch.allclose(weights[:, 0], weights[:, -1])
-        profile = weights[0] if along_x else weights[:, 0]
-        assert profile[0] == 1 and profile[-1] == 0, "one edit at each end"
-        blended = ((profile > 0) & (profile < 1)).sum()
-        assert blended <= int(0.2 * 40) + 1, "only the ramp is blended"
+def test_gradient_is_warm_then_cold_with_a_20_pixel_ramp_at_the_centre():
+    out = combine(WARM, COLD, plan_edits(6, "gradient", (64, 64), seed=0))
+    for image in out[:, 0]:
+        rows_vary = not torch.equal(image[0], image[-1])
+        profile = image[:, 0] if rows_vary else image[0]
+        assert profile[0] == 1 and profile[-1] == 0, "warm first, cold last"
+        assert int(((profile > 0) & (profile < 1)).sum()) == 18, "only the ramp is blended"
         assert torch.all(profile[1:] <= profile[:-1]), "a monotone ramp"
+        assert profile[31] > 0.5 > profile[32], "split at the centre"
 
 
-def test_random_mode_picks_each_pixel_from_one_edit():
-    out = combine(WARM, COLD, "random", generator())
+def test_random_mode_picks_each_pixel_and_channel_from_one_edit():
+    out = combine(WARM, COLD, plan_edits(6, "random", (64, 64), seed=0))
     assert set(out.unique().tolist()) == {0.0, 1.0}
     assert 0.35 < out.mean() < 0.65
-    assert torch.equal(out[:, 0], out[:, 1]), "the mask is shared by the channels"
+    assert not torch.equal(out[:, 0], out[:, 1]), "each channel draws its own"
 
 
-def test_grid_mode_fills_whole_blocks_from_one_edit():
-    out = combine(WARM, COLD, "grid", generator(), blocks=4)
-    blocks = out[:, 0].reshape(6, 4, 5, 4, 5)
-    assert torch.all(blocks.amax(dim=(2, 4)) == blocks.amin(dim=(2, 4)))
+def test_grid_mode_fills_whole_8_pixel_cells_from_one_edit():
+    out = combine(WARM, COLD, plan_edits(6, "grid", (64, 64), seed=0))
+    cells = out[:, 0].reshape(6, 8, 8, 8, 8)
+    assert torch.all(cells.amax(dim=(2, 4)) == cells.amin(dim=(2, 4)))
 
 
 def test_fourfold_is_a_two_by_two_mosaic_of_half_size_views():
     warm = torch.rand(2, 3, 16, 16)
     cold = torch.rand(2, 3, 16, 16)
-    out = combine(warm, cold, "fourfold", generator())
+    out = combine(warm, cold, plan_edits(2, "fourfold", (16, 16), seed=0))
     half = torch.nn.functional.interpolate(warm, size=(8, 8), mode="bilinear", antialias=True, align_corners=False)
     torch.testing.assert_close(out[..., :8, :8], half)
     torch.testing.assert_close(out[..., 8:, 8:], half)
     assert not torch.allclose(out[..., :8, 8:], half)
 
 
-def test_unknown_combine_mode_is_refused():
+def test_a_seed_fixes_styles_and_masks_and_an_unknown_mode_is_refused():
+    first, again = plan_edits(4, "grid", (32, 32), seed=3), plan_edits(4, "grid", (32, 32), seed=3)
+    assert first.warm == again.warm and first.cold == again.cold
+    assert all(torch.equal(a, b) for a, b in zip(first.masks, again.masks))
     with pytest.raises(ValueError, match="Unknown combine mode"):
-        combine(WARM, COLD, "spiral", generator())
+        plan_edits(1, "spiral", (8, 8), seed=0)
 
 
 def test_classical_backend_is_deterministic_for_a_seed_and_warm_is_warmer_than_cold():

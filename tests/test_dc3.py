@@ -10,7 +10,7 @@ from fiftyone_condense.selection.dc3 import allocate, encoder_bins, pick_dc3
 @pytest.mark.parametrize("sizes, budget, expected", [
     ([5, 5, 5], 6, [2, 2, 2]),           # a multiple of K: IPC/K each
     ([9, 7, 5], 5, [2, 2, 1]),           # the remainder goes to the largest bins
-    ([9, 7, 5, 3], 2, [1, 1, 0, 0]),     # IPC < K: one each for the largest bins
+    ([9, 7, 5, 3], 2, [1, 1, 1, 1]),     # IPC < K: one each (the reference's), IPC of them kept
     ([10, 1, 1], 6, [4, 1, 1]),          # a small bin passes its excess on
 ])
 def test_budget_per_bin(sizes, budget, expected):
@@ -28,6 +28,13 @@ def test_bins_come_from_kmeans_on_pca_features():
     labels = encoder_bins(clusters, bins=3, pca_dim=5, seed=0)
     assert len(set(labels[:15])) == len(set(labels[15:30])) == len(set(labels[30:])) == 1
     assert len(set(labels)) == 3
+
+
+def test_below_k_picks_one_per_bin_then_keeps_a_random_ipc_of_them():
+    rng = np.random.default_rng(2)
+    encoder = np.concatenate([rng.normal(loc=c * 10, size=(10, 8)) for c in range(4)])
+    picks = pick_dc3(40, 2, np.random.default_rng(0), gram=feature_gram(rng.normal(size=(40, 5))), encoder=encoder, bins=4)
+    assert len(set(picks.tolist())) == 2 and len(set((picks // 10).tolist())) == 2
 
 
 def test_dc3_spreads_picks_over_bins_and_uses_graph_cut_inside_them():

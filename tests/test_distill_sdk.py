@@ -34,21 +34,23 @@ def test_ddm_from_noise_has_no_sources(dataset):
 
 
 def test_autopalette_stores_real_palette_pngs_with_at_most_k_colours(dataset):
-    record = fc.distill(dataset.match_tags("train"), method="autopalette", ipc=2, num_colors=8, run_key="ap", **QUICK)
+    record = fc.distill(dataset.match_tags("train"), method="autopalette", ipc=1, num_colors=16, run_key="ap", **QUICK)
     assert record.config["init"] == "autopalette_init"
+    assert record.config["ipc"] == 16 and len(record.view) == 160  # the reference's budget: IPC × 2^(8 − 4) at K = 16
     for path in record.view.values("filepath"):
         with Image.open(path) as image:
             assert image.mode == "P"
-            assert len(image.getcolors()) <= 8
+            assert len(image.getcolors()) <= 16
     assert record.results["bytes"] < record.results["bytes_8bit_rgb"]
     # Grey palettes read back as grey images, the shape the evaluation split has.
     assert fc.api.load_images(record.view, "ground_truth").images.shape[1:] == (1, 28, 28)
 
 
-def test_equal_storage_spends_the_byte_budget_on_more_images(dataset):
-    record = fc.distill(dataset.match_tags("train"), method="autopalette", ipc=1, num_colors=4, equal_storage=True,
-                        run_key="ap_equal", **QUICK)
-    assert record.config["ipc"] == 4 and len(record.view) == 40  # 8 bits / 2 bits = 4 times as many
+@pytest.mark.parametrize("budget, per_class", [("bits", 4), ("count", 1)])
+def test_autopalette_budget_options(dataset, budget, per_class):
+    record = fc.distill(dataset.match_tags("train"), method="autopalette", ipc=1, num_colors=4, budget=budget,
+                        run_key="ap_budget", **QUICK)
+    assert record.config["ipc"] == per_class and len(record.view) == 10 * per_class  # bits: 8 bits / 2 bits = 4×
 
 
 def test_an_interrupted_distillation_changes_nothing_and_resumes(dataset, monkeypatch):
@@ -83,7 +85,7 @@ def test_bad_distillation_input_changes_nothing(dataset):
 
 
 def test_distill_operator_end_to_end(dataset):
-    out = run("distill_dataset", dataset, method="autopalette", ipc=1, num_colors=4, iterations=2, batch_real=8,
-              split="train", run_key="op_ap", delegate=False)
-    assert out["run_key"] == "op_ap" and out["num_samples"] == 10 and out["bytes"] > 0
-    assert len(dataset.match_tags("synthetic")) == 10
+    out = run("distill_dataset", dataset, method="autopalette", ipc=1, num_colors=64, iterations=2, batch_real=8,
+              split="train", run_key="op_ap", teacher_epochs=1, delegate=False)
+    assert out["run_key"] == "op_ap" and out["num_samples"] == 40 and out["bytes"] > 0  # K = 64: 4 × IPC
+    assert len(dataset.match_tags("synthetic")) == 40

@@ -93,8 +93,10 @@ def test_dc3_then_compensate_then_soft_evaluation_through_operators(dataset):
 
 def test_forms_show_method_and_backend_specific_parameters(dataset):
     dc3 = form("select_coreset", dataset, split="train", method="dc3")
-    assert {"bins", "pca_dim", "gradient_model", "lambda_"} <= set(dc3) and "vae_model" not in dc3
-    assert "vae_model" in form("select_coreset", dataset, split="train", method="dc3", model="vae")
+    assert {"bins", "pca_dim", "gradient_model", "lambda_", "vae_model"} <= set(dc3)  # DC3 bins VAE latents by default
+    assert dc3["gradient_model"].default == "imagenet_resnet18"
+    assert "vae_model" not in form("select_coreset", dataset, split="train", method="dc3", model="convnet3")
+    assert form("compensate_colors", dataset)["backend"].default == "diffusion"
     classical = form("compensate_colors", dataset, backend="classical")
     assert "steps" not in classical and "combine_mode" in classical
     diffusion = form("compensate_colors", dataset, backend="diffusion")

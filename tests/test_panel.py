@@ -12,7 +12,7 @@ def test_run_rows_list_every_run_with_its_accuracy_and_parent(dataset):
     train = dataset.match_tags("train")
     fc.select(train, method="random", ipc=2, run_key="rand")
     fc.evaluate(run_key="rand", dataset=dataset, epochs=1, num_models=1)
-    fc.compensate(dataset.load_saved_view("condense-rand"), run_key="warmcold")
+    fc.compensate(dataset.load_saved_view("condense-rand"), run_key="warmcold", backend="classical", edit_size=32)
     rows = {row["key"]: row for row in reports.run_rows(dataset)}
     assert set(rows) == {"rand", "warmcold"}
     assert rows["rand"]["method"] == "random" and rows["rand"]["ipc"] == 2 and rows["rand"]["hard"] is not None
