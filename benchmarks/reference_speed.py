@@ -94,6 +94,7 @@ def our_iterations_per_second(images: torch.Tensor, labels: torch.Tensor, ipc: i
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    command = command_line()  # before main_DM.main() takes sys.argv
     images, labels = fashion_mnist()
     speeds: dict[str, list[float]] = {"reference main_DM.py": [], "ours (fp32, default)": []}
     if args.mixed_precision:
@@ -107,7 +108,7 @@ def main(argv=None) -> None:
         print(f"round {round_ + 1}: " + ", ".join(f"{name} {values[-1]:.3f} it/s" for name, values in speeds.items()), flush=True)
     reference = statistics.median(speeds["reference main_DM.py"])
     lines = [
-        f"Command: `{command_line()}`  ",
+        f"Command: `{command}`  ",
         f"Machine: {machine()}  ",
         f"DM on Fashion-MNIST, IPC {args.ipc}, real batch {args.batch_real} per class, DSA, a fresh ConvNet-3 per iteration; "
         f"{args.rounds} alternating rounds of {args.iterations} timed iterations (median).",

@@ -4,9 +4,9 @@ Each iteration draws a fresh network (DM's embedder), samples ``batch_real`` rea
 class, augments each class's real and synthetic images with DSA, and matches class means, as
 the reference loops do (``main_DM.py``; DM_Style_matching; AutoPalette's ``dm_quant.py``). The
 loss is the same; the work is organised for speed: real images go through the network without
-autograd, in chunks of whole classes (one class at a time on a CPU, where small batches stay in
-cache; many at once on a GPU) and are reduced to class statistics at once; the synthetic images
-of all classes go through one forward pass. Randomness is derived from ``(seed, iteration)``, so
+autograd, in chunks (small on a CPU, where the maps then stay in cache; large on a GPU), and are
+reduced to class statistics at once; the synthetic images of all classes go through one forward
+pass. Randomness is derived from ``(seed, iteration)``, so
 a run resumed from a checkpoint reproduces an uninterrupted one.
 """
 
@@ -32,6 +32,7 @@ from .palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
 
 DISTILL_METHODS = ("dm", "ddm", "autopalette")
 GPU_CHUNK_IMAGES = 8192
+CPU_CHUNK_IMAGES = 32  # on a CPU, 32-image forwards keep the 128×32×32 maps in cache: 1.6× faster than 256 (measured)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class DistillSettings:
     pixel_sample: float = 0.3
     normalize_palette_task: bool = False  # ours: the palette network gets the task gradient / task value
     # engine
-    real_chunk: int = 0  # images per real forward, whole classes; 0: one class on a CPU, up to 8192 on a GPU
+    real_chunk: int = 0  # images per real forward; 0: 32 on a CPU, 8192 on a GPU
     mixed_precision: bool = False  # bf16 autocast: faster, not the reference's numbers
     checkpoint_every: int = 500
 
@@ -171,8 +172,8 @@ class Distiller:
         self.image_optimizer = torch.optim.SGD([self.synthetic], lr=settings.lr_img, momentum=settings.momentum)
         self.augment = DSA() if settings.dsa else None
         self.shape = (real.shape[1], num_classes, tuple(real.shape[-2:]))
-        chunk = settings.real_chunk or (GPU_CHUNK_IMAGES if device.type == "cuda" else settings.batch_real)
-        self.classes_per_chunk = max(1, chunk // settings.batch_real)
+        self.real_chunk = settings.real_chunk or (GPU_CHUNK_IMAGES if device.type == "cuda" else CPU_CHUNK_IMAGES)
+        self.classes_per_group = max(1, self.real_chunk // settings.batch_real)
         self.palette = None
         if settings.method == "autopalette":
             torch.manual_seed(seed)
@@ -216,23 +217,25 @@ class Distiller:
 
     def _real_statistics(self, net: nn.Module, recorder: Optional[StyleRecorder], real: torch.Tensor,
                          labels: torch.Tensor, iteration_seed: int) -> ClassStatistics:
-        """Class statistics of the augmented real batch, chunk by chunk of whole classes, without autograd."""
+        """Class statistics of the augmented real batch, without autograd: classes are augmented
+        in groups and go through the network ``real_chunk`` images at a time, reduced to sums at once."""
         settings, classes = self.settings, self.num_classes
         counts = torch.bincount(labels, minlength=classes).clamp_min(1).to(self.device)
         embedding, maps, grams = 0.0, None, None
-        for group in torch.split(torch.arange(len(self.classes_present)), self.classes_per_chunk):
+        for group in torch.split(torch.arange(len(self.classes_present)), self.classes_per_group):
             rows = torch.isin(labels, self.present.cpu()[group])
-            chunk, chunk_labels = real[rows].to(self.device), labels[rows].to(self.device)
+            group_labels = labels[rows].to(self.device)
             with torch.no_grad():
-                chunk = self._augment_by_class(chunk, chunk_labels, iteration_seed)
-                with autocast(self.device, settings.mixed_precision):
-                    features = net.embed(chunk).float()
-                embedding = embedding + _class_sums(features, chunk_labels, classes)
-                layer_maps = recorder.take() if recorder else []
-                map_sums = [_class_sums(m.float(), chunk_labels, classes) for m in layer_maps]
-                gram_sums = [_class_sums(losses.gram(m.float()), chunk_labels, classes) for m in layer_maps]
-            maps = map_sums if maps is None else [a + b for a, b in zip(maps, map_sums)]
-            grams = gram_sums if grams is None else [a + b for a, b in zip(grams, gram_sums)]
+                augmented = self._augment_by_class(real[rows].to(self.device), group_labels, iteration_seed)
+                for chunk, chunk_labels in zip(torch.split(augmented, self.real_chunk), torch.split(group_labels, self.real_chunk)):
+                    with autocast(self.device, settings.mixed_precision):
+                        features = net.embed(chunk).float()
+                    embedding = embedding + _class_sums(features, chunk_labels, classes)
+                    layer_maps = recorder.take() if recorder else []
+                    map_sums = [_class_sums(m.float(), chunk_labels, classes) for m in layer_maps]
+                    gram_sums = [_class_sums(losses.gram(m.float()), chunk_labels, classes) for m in layer_maps]
+                    maps = map_sums if maps is None else [a + b for a, b in zip(maps, map_sums)]
+                    grams = gram_sums if grams is None else [a + b for a, b in zip(grams, gram_sums)]
 
         def mean(total: torch.Tensor) -> torch.Tensor:
             return total / counts.view(-1, *([1] * (total.dim() - 1)))
