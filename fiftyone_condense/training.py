@@ -26,6 +26,27 @@ from .progress import ProgressFn, chunks, silent
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
+CPU_MICRO_BATCH = 16
+
+
+def micro_batch(model: nn.Module, device: torch.device) -> Optional[int]:
+    """Images per forward/backward pass within a batch: on a CPU, 16 for a network without batch
+    norm (its samples are normalised one by one, so a batch's gradient is the sum of its parts'),
+    which keeps the feature maps in cache: ConvNet-3 trains 1.45× faster than in one 256-image pass
+    (measured, fp32, 2 cores). None (the whole batch at once) elsewhere."""
+    batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return CPU_MICRO_BATCH if device.type == "cpu" and not batch_norm else None
+
+
+def cross_entropy_backward(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, device: torch.device,
+                           mixed_precision: bool = False, parts: Optional[int] = None) -> None:
+    """Back-propagate the batch-mean cross-entropy, ``parts`` images per pass (all at once if None)."""
+    for x_part, labels_part in zip(torch.split(x, parts or len(x)), torch.split(labels, parts or len(x))):
+        with autocast(device, mixed_precision):
+            loss = F.cross_entropy(model(x_part).float(), labels_part, reduction="sum") / len(x)
+        loss.backward()
+
+
 def shuffled_batches(count: int, batch_size: int) -> DataLoader:
     """Index batches of one shuffled epoch per iteration, drawn as a ``DataLoader(shuffle=True)``
     over the images draws them (so torch's global seed gives the reference's order)."""
@@ -72,17 +93,15 @@ def train_classifier(
     lr = config.lr
     optimizer = config.optimizer(model, lr)
     decay_after, passes = (config.epochs // 2 + 1, config.epochs + 1) if config.decay else (None, config.epochs)
-    batches = shuffled_batches(len(images), config.batch_size)
+    batches, parts = shuffled_batches(len(images), config.batch_size), micro_batch(model, device)
     for epoch in range(passes):
         for step, batch in enumerate(batches):
             batch = batch.to(device)
             x = images[batch]
             if augment is not None:
                 x = augment(x)
-            with autocast(device, config.mixed_precision):
-                loss = F.cross_entropy(model(x).float(), labels[batch])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            cross_entropy_backward(model, x, labels[batch], device, config.mixed_precision, parts)
             optimizer.step()
             progress((epoch + (step + 1) / len(batches)) / passes, f"epoch {epoch + 1}/{passes}")
         if epoch == decay_after:
@@ -162,14 +181,13 @@ def train_to_convergence(
     recipe = TrainConfig(epochs=config.max_epochs, lr=config.lr, batch_size=config.batch_size)
     lr, optimizer = config.lr, recipe.optimizer(model, config.lr)
     best, best_state, best_epoch, waited, reductions = -1.0, None, 0, 0, 0
-    batches = shuffled_batches(len(images), config.batch_size)
+    batches, parts = shuffled_batches(len(images), config.batch_size), micro_batch(model, device)
     for epoch in range(config.max_epochs):
         model.train()
         for batch in batches:
             batch = batch.to(device)
-            loss = F.cross_entropy(model(images[batch]), labels[batch])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            cross_entropy_backward(model, images[batch], labels[batch], device, parts=parts)
             optimizer.step()
         score = accuracy(model, *held_out, device)
         progress((epoch + 1) / config.max_epochs, f"epoch {epoch + 1} held-out accuracy {score:.3f}")
