@@ -57,7 +57,7 @@ def main(argv=None) -> None:
     train = fc.api.load_images(dataset.match_tags("train"), "ground_truth")
     test = fc.api.load_images(dataset.match_tags("test"), "ground_truth")
     real, labels = train.floats(), train.labels
-    picks = random_init(labels, fc.api._images_per_class(args.ipc, "autopalette", args.budget, args.num_colors))
+    picks = random_init(labels, fc.api.images_per_class(args.ipc, "autopalette", args.budget, args.num_colors))
     protocol = HardProtocol(epochs=args.epochs, num_models=args.num_models)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     lines = [

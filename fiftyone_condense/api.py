@@ -902,7 +902,7 @@ def _write_palette_pngs(palettes: torch.Tensor, indices: torch.Tensor, channels:
 BUDGETS = ("paper", "bits", "count")
 
 
-def _images_per_class(ipc: int, method: str, budget: str, num_colors: int) -> int:
+def images_per_class(ipc: int, method: str, budget: str, num_colors: int) -> int:
     """Synthetic images per class: AutoPalette's storage budget (``paper``: IPC × 2^(8 − ⌈log₂K⌉),
     as its reference code; ``bits``: IPC × 8 / ⌈log₂K⌉, the same bytes as IPC 8-bit images;
     ``count``: IPC), IPC for the other methods."""
@@ -977,8 +977,14 @@ def distill(
         )
     except ValueError as error:
         raise CondensationError(str(error)) from None
-    per_class = _images_per_class(ipc, method, budget, num_colors)
+    per_class = images_per_class(ipc, method, budget, num_colors)
     classes = class_names(view, label_field)
+    smallest = int(np.bincount(labels_of(view, label_field, classes), minlength=len(classes)).min())
+    if per_class != ipc and init != "noise" and per_class > smallest:
+        raise CondensationError(
+            f"AutoPalette's budget {budget!r} distils {per_class} images per class at ipc={ipc} and K={num_colors}, "
+            f"each initialised from a real image, but the smallest class has {smallest}. Choose a smaller ipc, "
+            "budget='count' (ipc images), or init='noise'.")
     check_class_budget(labels_of(view, label_field, classes), per_class if init != "noise" else 1, classes)
     reporter = _progress(progress)
     started = time.perf_counter()

@@ -16,6 +16,16 @@ METHODS = {
 }
 
 
+def flag_budget(ctx, prop, label_field, split, ipc: int) -> None:
+    """Flag an AutoPalette budget that needs more real images per class than the split has."""
+    per_class = fc.api.images_per_class(ipc, "autopalette", ctx.params.get("budget") or "paper",
+                                        int(ctx.params.get("num_colors") or 64))
+    counts = split_of(ctx, split).count_values(f"{label_field}.label") if label_field else {}
+    if counts and per_class > min(counts.values()) and ctx.params.get("init") != "noise":
+        prop.invalid = True
+        prop.error_message = f"{per_class} images per class needed; the smallest class has {min(counts.values())}"
+
+
 class DistillDataset(foo.Operator):
     @property
     def config(self):
@@ -48,9 +58,10 @@ class DistillDataset(foo.Operator):
         if method == "autopalette":
             inputs.enum("task", ["dm", "ddm"], default="dm", label="Task loss", description="Distillation loss behind the palette")
             inputs.int("num_colors", default=64, min=2, max=256, label="Colours (K)", description="Colours per image")
-            inputs.enum("budget", ["paper", "bits", "count"], default="paper", label="Storage budget",
-                        description="Images per class: paper = IPC × 2^(8 − ceil(log2 K)) (the reference's), "
-                        "bits = IPC × 8 / ceil(log2 K) (the bytes of IPC 8-bit images), count = IPC")
+            budget = inputs.enum("budget", ["paper", "bits", "count"], default="paper", label="Storage budget",
+                                 description="Images per class: paper = IPC × 2^(8 − ceil(log2 K)) (the reference's), "
+                                 "bits = IPC × 8 / ceil(log2 K) (the bytes of IPC 8-bit images), count = IPC")
+            flag_budget(ctx, budget, label_field, split, ipc)
             inputs.int("teacher_epochs", default=50, min=1, label="Selection network epochs",
                        description="Colour-guided initialisation: epochs of ConvNet-3 on Median-Cut images")
         inputs.int("checkpoint_every", default=500, min=1, label="Checkpoint every", description="Iterations between checkpoints (resume)")

@@ -81,7 +81,17 @@ def test_bad_distillation_input_changes_nothing(dataset):
         fc.distill(train, method="dm", ipc=1, init="nowhere")
     with pytest.raises(CondensationError, match="larger than some classes"):
         fc.distill(train, method="dm", ipc=50)
+    with pytest.raises(CondensationError, match="budget 'paper' distils 40 images per class at ipc=10"):
+        fc.distill(train, method="autopalette", ipc=10)  # 4 × IPC at K = 64, but 20 per class
     assert snapshot(dataset) == before
+
+
+def test_the_distill_form_flags_a_budget_larger_than_the_classes(dataset):
+    from test_operators import form
+
+    properties = form("distill_dataset", dataset, split="train", method="autopalette", ipc=10)
+    assert properties["budget"].invalid and "40 images per class" in properties["budget"].error_message
+    assert not form("distill_dataset", dataset, split="train", method="autopalette", ipc=10, budget="count")["budget"].invalid
 
 
 def test_distill_operator_end_to_end(dataset):

@@ -386,10 +386,10 @@ def test_colour_guided_initialisation_picks_as_the_reference_graph_cut():
 
 @pytest.mark.parametrize("colours, per_class", [(2, 1280), (4, 640), (8, 320), (16, 160), (32, 80), (64, 40), (128, 20), (256, 10)])
 def test_autopalette_storage_budget_is_the_reference_at_ipc_10(colours, per_class):
-    from fiftyone_condense.api import _images_per_class
+    from fiftyone_condense.api import images_per_class
 
     # dm_quant.py: args.ipc = args.ipc * 2 ** (8 - ceil(log2(num_colors)))
-    assert _images_per_class(10, "autopalette", "paper", colours) == per_class
+    assert images_per_class(10, "autopalette", "paper", colours) == per_class
 
 
 # --------------------------------------------------------------------------- DC3 (golden values)
