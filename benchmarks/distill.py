@@ -26,6 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-real", type=int, default=256)
     parser.add_argument("--num-colors", type=int, default=64)
     parser.add_argument("--budget", default="paper", help="AutoPalette's images per class: paper, bits or count")
+    parser.add_argument("--mixed-precision", action="store_true", help="distil with bf16 autocast (an option of ours)")
     parser.add_argument("--init-epochs", type=int, default=50,
                         help="epochs of AutoPalette's selection network on Median-Cut images (reference: 50)")
     return parser.parse_args(argv)
@@ -49,10 +50,10 @@ def main(argv=None) -> None:
     ]
     for ipc in [int(v) for v in args.ipc.split(",")]:
         for method in args.methods.split(","):
-            key = f"bench_{method}_ipc{ipc}"
+            key = f"bench_{method}_ipc{ipc}{'_bf16' if args.mixed_precision else ''}_{args.budget}"
             record = fc.distill(train, method=method, ipc=ipc, run_key=key, iterations=args.iterations,
                                 batch_real=args.batch_real, num_colors=args.num_colors, budget=args.budget,
-                                teacher_epochs=args.init_epochs, overwrite=True)
+                                teacher_epochs=args.init_epochs, mixed_precision=args.mixed_precision, overwrite=True)
             result = fc.evaluate(run_key=key, dataset=dataset, epochs=args.epochs, num_models=args.num_models)
             lines.append(
                 f"| {method} | {ipc} | {record.config['ipc']} | {100 * result['mean']:.1f} ± {100 * result['std']:.1f} | "
