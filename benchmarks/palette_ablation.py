@@ -5,7 +5,8 @@ Distils the same initial images (a random selection, the reference's storage bud
 palette network trained (a) as the reference code does (task loss / number of classes, no
 confidence term: the authors' runs), (b) with the task gradient it gets normalised by the task
 value (``normalize_palette_task``, ours), (c) with the per-pixel confidence term (weight 1, the
-reference's argparse default that the authors' runs set to 0), (d) both. For each: colours the
+reference's argparse default that the authors' runs set to 0), (d) both, (e) with the reference's
+optional warm-up (2 epochs over the real images before distilling). For each: colours the
 stored (hard, argmax) images use, how far they are from the soft images the task loss saw, and
 hard-protocol accuracy of the stored images.
 
@@ -30,6 +31,7 @@ VARIANTS = {
     "+ normalised task gradient (ours)": dict(normalize_palette_task=True, confidence_weight=0.0),
     "+ confidence term (weight 1)": dict(normalize_palette_task=False, confidence_weight=1.0),
     "+ both": dict(normalize_palette_task=True, confidence_weight=1.0),
+    "+ warm-up, 2 epochs on the real images (the reference's option)": dict(palette_warmup=2),
 }
 
 
@@ -74,6 +76,8 @@ def main(argv=None) -> None:
         settings = DistillSettings(method="autopalette", iterations=args.iterations, batch_real=args.batch_real,
                                    num_colors=args.num_colors, **overrides)
         distiller = Distiller(real, labels, real[picks], labels[picks], len(train.classes), settings, device, seed=0)
+        if settings.palette_warmup:
+            distiller.warm_up_palette()
         for iteration in range(args.iterations):
             distiller.step(iteration)
         hard, _, indices = distiller.result()

@@ -933,6 +933,7 @@ def distill(
     palette_lr: float = 0.05,
     confidence_weight: float = 0.0,
     normalize_palette_task: bool = False,
+    palette_warmup: int = 0,
     budget: str = "paper",
     mixed_precision: bool = False,
     checkpoint_every: int = 500,
@@ -955,8 +956,10 @@ def distill(
     plus maximum-colour, balance and Median-Cut pixel-similarity losses with weights 1, 1, 3 on
     64 detached images per iteration; images stored as palette PNGs). AutoPalette distils
     ``budget`` = ``paper`` (IPC × 2^(8 − ⌈log₂K⌉): 4 × IPC at K = 64), ``bits`` or ``count``
-    images per class. Options of ours: ``confidence_weight`` (the reference code's per-pixel
-    confidence term, 0 in the authors' runs), ``normalize_palette_task``, ``mixed_precision``.
+    images per class. ``palette_warmup``: epochs fitting the palette network to the real images
+    first (the reference's ``--use_warmup``, off by default as in its CIFAR-10 runs). Options of
+    ours: ``confidence_weight`` (the reference code's per-pixel confidence term, 0 in the authors'
+    runs), ``normalize_palette_task``, ``mixed_precision``.
     ``init``: ``noise``, a selection method (default ``random``; ``autopalette_init`` for
     AutoPalette) or a selection run key. Checkpoints every ``checkpoint_every`` iterations let
     an interrupted run resume.
@@ -972,7 +975,7 @@ def distill(
             method=method, iterations=iterations, batch_real=batch_real, lr_img=lr_img, momentum=momentum,
             moments_weight=moments_weight, correlation_weight=correlation_weight, diversity_weight=diversity_weight,
             task=task, num_colors=num_colors, palette_lr=palette_lr, confidence_weight=confidence_weight,
-            normalize_palette_task=normalize_palette_task, mixed_precision=mixed_precision,
+            normalize_palette_task=normalize_palette_task, palette_warmup=palette_warmup, mixed_precision=mixed_precision,
             checkpoint_every=max(1, checkpoint_every),
         )
     except ValueError as error:

@@ -64,6 +64,8 @@ class DistillDataset(foo.Operator):
             flag_budget(ctx, budget, label_field, split, ipc)
             inputs.int("teacher_epochs", default=50, min=1, label="Selection network epochs",
                        description="Colour-guided initialisation: epochs of ConvNet-3 on Median-Cut images")
+            inputs.int("palette_warmup", default=0, min=0, label="Palette warm-up epochs",
+                       description="Fit the palette network to the real images first (the reference's option; off for CIFAR-10)")
         inputs.int("checkpoint_every", default=500, min=1, label="Checkpoint every", description="Iterations between checkpoints (resume)")
         inputs.int("seed", default=0, label="Seed", description="Seed for networks, batches and augmentation")
         execution_mode_input(ctx, inputs, True)
@@ -82,7 +84,7 @@ class DistillDataset(foo.Operator):
             lr_img=float(p.get("lr_img", 1.0)), moments_weight=float(p.get("moments_weight", 1e4)),
             correlation_weight=float(p.get("correlation_weight", 1e4)), diversity_weight=float(p.get("diversity_weight", 10.0)),
             task=p.get("task", "dm"), num_colors=int(p.get("num_colors", 64)), budget=p.get("budget", "paper"),
-            teacher_epochs=optional_int(p.get("teacher_epochs")),
+            teacher_epochs=optional_int(p.get("teacher_epochs")), palette_warmup=int(p.get("palette_warmup", 0)),
             checkpoint_every=int(p.get("checkpoint_every", 500)), seed=int(p.get("seed", 0)),
             overwrite=bool(p.get("overwrite", False)), progress=progress_reporter(ctx),
         )

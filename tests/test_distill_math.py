@@ -117,6 +117,16 @@ def test_dm_reduces_its_loss_on_a_small_real_problem():
     assert last < 0.5 * first
 
 
+def test_the_palette_warm_up_fits_the_network_to_the_real_images_before_distilling():
+    real, labels, init, init_labels = small_problem()
+    settings = DistillSettings(method="autopalette", batch_real=16, num_colors=8, palette_warmup=3)
+    distiller = Distiller(real, labels, init, init_labels, 3, settings, torch.device("cpu"), seed=0)
+    probe = distiller.normalizer(real[:64])
+    before = distiller._colour_loss(probe, np.random.RandomState(0), confidence=False).item()
+    distiller.warm_up_palette()
+    assert distiller._colour_loss(probe, np.random.RandomState(0), confidence=False).item() < before
+
+
 def test_real_images_in_chunks_of_classes_give_the_per_class_result():
     real, labels, init, init_labels = small_problem()
     results = [distill(real, labels, init, init_labels, 3, DistillSettings(method="ddm", iterations=3, batch_real=16,

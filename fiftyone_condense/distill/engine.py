@@ -32,6 +32,7 @@ from .palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
 
 DISTILL_METHODS = ("dm", "ddm", "autopalette")
 GPU_CHUNK_IMAGES = 8192
+WARMUP_BATCH = 256  # the reference's batch_train
 CPU_CHUNK_IMAGES = 32  # on a CPU, 32-image forwards keep the 128×32×32 maps in cache: 1.6× faster than 256 (measured)
 
 
@@ -67,6 +68,9 @@ class DistillSettings:
     colour_batch: int = 64
     pixel_sample: float = 0.3
     normalize_palette_task: bool = False  # ours: the palette network gets the task gradient / task value
+    # The reference's --use_warmup: epochs over the real images fitting the palette network alone
+    # before distilling (off in the authors' CIFAR-10 runs, 2 in their Tiny-ImageNet and ImageNet ones).
+    palette_warmup: int = 0
     # engine
     real_chunk: int = 0  # images per real forward; 0: 32 on a CPU, 8192 on a GPU
     mixed_precision: bool = False  # bf16 autocast: faster, not the reference's numbers
@@ -284,20 +288,30 @@ class Distiller:
             return float(task.detach())
         return self._palette_step(task / self.num_classes, iteration_seed)
 
-    def _colour_loss(self, iteration_seed: int) -> torch.Tensor:
-        """AutoPalette's colour losses, on ``colour_batch`` random synthetic images, detached (they
-        train the palette network only), against their Median-Cut quantisation."""
+    def _colour_loss(self, images: torch.Tensor, rng: np.random.RandomState, confidence: bool = True) -> torch.Tensor:
+        """AutoPalette's colour losses of the palette network on normalised, detached ``images``,
+        against their Median-Cut quantisation (they train the palette network only)."""
         settings = self.settings
-        generator = torch.Generator().manual_seed(iteration_seed)
-        subset = torch.randperm(len(self.synthetic), generator=generator)[: settings.colour_batch].to(self.device)
-        images = self.synthetic.detach()[subset]
         probabilities = self.palette(images)
         target = median_cut(self.raw(images).cpu(), settings.num_colors)[1]
-        rng = np.random.RandomState(iteration_seed % 2**32)
-        return (settings.max_color_weight * losses.max_color_loss(probabilities)
+        loss = (settings.max_color_weight * losses.max_color_loss(probabilities)
                 + settings.balance_weight * losses.palette_balance_loss(probabilities)
-                + settings.confidence_weight * losses.confidence_loss(probabilities)
                 + settings.alignment_weight * losses.pixel_similarity_loss(probabilities, target, rng, settings.pixel_sample))
+        return loss + settings.confidence_weight * losses.confidence_loss(probabilities) if confidence else loss
+
+    def warm_up_palette(self, progress: ProgressFn = silent) -> None:
+        """The reference's optional warm-up: ``palette_warmup`` epochs over the real images in
+        batches of 256, the palette network learning the colour losses alone (no confidence term)."""
+        generator = torch.Generator().manual_seed(self.seed)
+        rng = np.random.RandomState(self.seed % 2**32)
+        batches = [torch.randperm(len(self.real), generator=generator).split(WARMUP_BATCH)
+                   for _ in range(self.settings.palette_warmup)]
+        for step, batch in enumerate(b for epoch in batches for b in epoch):
+            loss = self._colour_loss(self.normalizer(self.real[batch]).to(self.device), rng, confidence=False)
+            self.palette_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.palette_optimizer.step()
+            progress(0.0, f"palette warm-up {step + 1}/{sum(len(epoch) for epoch in batches)}")
 
     def _palette_step(self, task: torch.Tensor, iteration_seed: int) -> float:
         """As ``dm_quant.py``: the task loss (per class, divided by the number of classes) trains
@@ -312,7 +326,9 @@ class Distiller:
                 if parameter.grad is not None:
                     parameter.grad.mul_(scale)
         self.image_optimizer.step()
-        colour = self._colour_loss(iteration_seed)
+        generator = torch.Generator().manual_seed(iteration_seed)
+        subset = torch.randperm(len(self.synthetic), generator=generator)[: self.settings.colour_batch].to(self.device)
+        colour = self._colour_loss(self.synthetic.detach()[subset], np.random.RandomState(iteration_seed % 2**32))
         colour.backward()
         self.palette_optimizer.step()
         return float(task.detach() + colour.detach())
@@ -375,6 +391,8 @@ def distill(
         if state.get("key") == settings.key() and state.get("seed") == seed:
             first, history = distiller.load(state)
     resumed_from = first
+    if first == 0 and distiller.palette is not None and settings.palette_warmup:
+        distiller.warm_up_palette(progress)
     for iteration in range(first, settings.iterations):
         history.append(distiller.step(iteration))
         done = iteration + 1
