@@ -50,7 +50,9 @@ class DistillDataset(foo.Operator):
         run_key_input(ctx, inputs, f"{method}_ipc{ipc}")
         inputs.int("iterations", default=20000, min=0, label="Iterations", description="Optimisation steps (DM protocol: 20000)")
         inputs.int("batch_real", default=256, min=1, label="Real batch per class", description="Real images per class per step")
-        inputs.float("lr_img", default=1.0, min=0.0, label="Image learning rate", description="SGD step on pixels (momentum 0.5)")
+        lr_default = 10.0 if method == "autopalette" and ipc >= 50 else 1.0
+        inputs.float("lr_img", default=lr_default, min=0.0, label="Image learning rate",
+                     description="SGD step on pixels (momentum 0.5; AutoPalette's paper: 10 from IPC 50)")
         if method == "ddm" or (method == "autopalette" and ctx.params.get("task") == "ddm"):
             inputs.float("moments_weight", default=1e4, min=0.0, label="Moments weight", description="Channel mean/std matching (reference: 1e4)")
             inputs.float("correlation_weight", default=1e4, min=0.0, label="Correlation weight", description="Gram matching (reference: 1e4)")
@@ -81,7 +83,7 @@ class DistillDataset(foo.Operator):
             split_of(ctx, p.get("split")), method=method, ipc=int(p.get("ipc", 10)), init=p.get("init"),
             run_key=p.get("run_key"), label_field=p.get("label_field", "ground_truth"),
             iterations=int(p.get("iterations", 20000)), batch_real=int(p.get("batch_real", 256)),
-            lr_img=float(p.get("lr_img", 1.0)), moments_weight=float(p.get("moments_weight", 1e4)),
+            lr_img=float(p["lr_img"]) if p.get("lr_img") is not None else None, moments_weight=float(p.get("moments_weight", 1e4)),
             correlation_weight=float(p.get("correlation_weight", 1e4)), diversity_weight=float(p.get("diversity_weight", 10.0)),
             task=p.get("task", "dm"), num_colors=int(p.get("num_colors", 64)), budget=p.get("budget", "paper"),
             teacher_epochs=optional_int(p.get("teacher_epochs")), palette_warmup=int(p.get("palette_warmup", 0)),
