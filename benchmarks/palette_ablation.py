@@ -76,8 +76,7 @@ def main(argv=None) -> None:
         settings = DistillSettings(method="autopalette", iterations=args.iterations, batch_real=args.batch_real,
                                    num_colors=args.num_colors, **overrides)
         distiller = Distiller(real, labels, real[picks], labels[picks], len(train.classes), settings, device, seed=0)
-        if settings.palette_warmup:
-            distiller.warm_up_palette()
+        distiller.warm_up_palette()  # no-op unless the variant sets palette_warmup
         for iteration in range(args.iterations):
             distiller.step(iteration)
         hard, _, indices = distiller.result()

@@ -902,6 +902,11 @@ def _write_palette_pngs(palettes: torch.Tensor, indices: torch.Tensor, channels:
 BUDGETS = ("paper", "bits", "count")
 
 
+def default_lr_img(method: str, ipc: int) -> float:
+    """The image learning rate of the method's reference: 1, AutoPalette 10 from IPC 50 (its paper's Table 9)."""
+    return 10.0 if method == "autopalette" and ipc >= 50 else 1.0
+
+
 def images_per_class(ipc: int, method: str, budget: str, num_colors: int) -> int:
     """Synthetic images per class: AutoPalette's storage budget (``paper``: IPC × 2^(8 − ⌈log₂K⌉),
     as its reference code; ``bits``: IPC × 8 / ⌈log₂K⌉, the same bytes as IPC 8-bit images;
@@ -971,7 +976,7 @@ def distill(
     require_samples(view)
     check_label_field(view, label_field)
     run_store.check_run_key(dataset, run_key, overwrite)
-    lr_img = lr_img if lr_img is not None else (10.0 if method == "autopalette" and ipc >= 50 else 1.0)
+    lr_img = lr_img if lr_img is not None else default_lr_img(method, ipc)
     try:
         settings = DistillSettings(
             method=method, iterations=iterations, batch_real=batch_real, lr_img=lr_img, momentum=momentum,

@@ -50,8 +50,7 @@ class DistillDataset(foo.Operator):
         run_key_input(ctx, inputs, f"{method}_ipc{ipc}")
         inputs.int("iterations", default=20000, min=0, label="Iterations", description="Optimisation steps (DM protocol: 20000)")
         inputs.int("batch_real", default=256, min=1, label="Real batch per class", description="Real images per class per step")
-        lr_default = 10.0 if method == "autopalette" and ipc >= 50 else 1.0
-        inputs.float("lr_img", default=lr_default, min=0.0, label="Image learning rate",
+        inputs.float("lr_img", default=fc.api.default_lr_img(method, ipc), min=0.0, label="Image learning rate",
                      description="SGD step on pixels (momentum 0.5; AutoPalette's paper: 10 from IPC 50)")
         if method == "ddm" or (method == "autopalette" and ctx.params.get("task") == "ddm"):
             inputs.float("moments_weight", default=1e4, min=0.0, label="Moments weight", description="Channel mean/std matching (reference: 1e4)")

@@ -304,14 +304,14 @@ class Distiller:
         batches of 256, the palette network learning the colour losses alone (no confidence term)."""
         generator = torch.Generator().manual_seed(self.seed)
         rng = np.random.RandomState(self.seed % 2**32)
-        batches = [torch.randperm(len(self.real), generator=generator).split(WARMUP_BATCH)
-                   for _ in range(self.settings.palette_warmup)]
-        for step, batch in enumerate(b for epoch in batches for b in epoch):
+        batches = [batch for _ in range(self.settings.palette_warmup)
+                   for batch in torch.randperm(len(self.real), generator=generator).split(WARMUP_BATCH)]
+        for step, batch in enumerate(batches):
             loss = self._colour_loss(self.normalizer(self.real[batch]).to(self.device), rng, confidence=False)
             self.palette_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.palette_optimizer.step()
-            progress(0.0, f"palette warm-up {step + 1}/{sum(len(epoch) for epoch in batches)}")
+            progress(0.0, f"palette warm-up {step + 1}/{len(batches)}")
 
     def _palette_step(self, task: torch.Tensor, iteration_seed: int) -> float:
         """As ``dm_quant.py``: the task loss (per class, divided by the number of classes) trains
