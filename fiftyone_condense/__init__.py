@@ -12,13 +12,21 @@ __version__ = "0.1.0"
 
 from . import datasets  # noqa: E402
 from .api import (  # noqa: E402
-    color_stats, compensate, compute_embeddings, delete_run, distill, evaluate, list_runs, load_run, select,
+    color_stats, compensate, compute_embeddings, delete_run, distill, evaluate, list_runs, load_run,
+    method_parameters, rename_run, select,
+)
+from .bridge.runs import (  # noqa: E402
+    CompensationRun, CompensationRunConfig, DistillationRun, DistillationRunConfig, SelectionRun, SelectionRunConfig,
 )
 from .errors import CondensationError  # noqa: E402
 from .selection import METHODS as SELECTION_METHODS  # noqa: E402
 
 __all__ = [
+    "CompensationRun",
+    "CompensationRunConfig",
     "CondensationError",
+    "DistillationRun",
+    "DistillationRunConfig",
     "SELECTION_METHODS",
     "color_stats",
     "compensate",
@@ -29,5 +37,9 @@ __all__ = [
     "evaluate",
     "list_runs",
     "load_run",
+    "method_parameters",
+    "rename_run",
     "select",
+    "SelectionRun",
+    "SelectionRunConfig",
 ]

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from .images import as_rgb
 from .models import build_model
 from .progress import ProgressFn, silent
 from .training import ConvergenceConfig, TrainConfig, predict, train_classifier, train_to_convergence
@@ -47,6 +48,12 @@ class Normalizer:
         mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
         return (images - mean) / std
+
+    def inverse(self, normalised: torch.Tensor) -> torch.Tensor:
+        """Raw [0, 1] pixels of standardised images."""
+        mean = torch.tensor(self.mean, device=normalised.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=normalised.device).view(1, -1, 1, 1)
+        return normalised * std + mean
 
 
 @dataclass(frozen=True)
@@ -135,8 +142,7 @@ class PretrainedResNet18(nn.Module):
         self.imagenet = Normalizer(IMAGENET_MEAN, IMAGENET_STD)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 1:
-            x = x.repeat(1, 3, 1, 1)
+        x = as_rgb(x)
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         return self.backbone(self.imagenet(x))
@@ -163,7 +169,7 @@ class ImageNetResNet18(nn.Module):
         self.eval()
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x)
+        return self.backbone(as_rgb(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))
@@ -268,7 +274,7 @@ def vae_latents(
     latents = []
     for start in range(0, len(images), batch_size):
         x = normalizer(images[start:start + batch_size])
-        x = x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
+        x = as_rgb(x)
         x = F.interpolate(x, size=(size, size), mode="nearest")
         posterior = vae.encode(x.to(device=device, dtype=dtype)).latent_dist
         latents.append(posterior.mean.float().flatten(1).cpu())

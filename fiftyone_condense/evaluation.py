@@ -105,11 +105,10 @@ class Renormalized(nn.Module):
     def __init__(self, teacher_on_raw: nn.Module, student_normalizer: Normalizer):
         super().__init__()
         self.teacher = teacher_on_raw
-        self.mean = torch.tensor(student_normalizer.mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(student_normalizer.std).view(1, -1, 1, 1)
+        self.student_normalizer = student_normalizer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.teacher(x * self.std.to(x) + self.mean.to(x))
+        return self.teacher(self.student_normalizer.inverse(x))
 
 
 @dataclass

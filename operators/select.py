@@ -4,7 +4,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
-from fiftyone_condense.api import DEFAULT_VAE
+from fiftyone_condense.selection.dc3 import DEFAULT_VAE
 from fiftyone_condense.selection.submodular import GREEDY_VARIANTS
 
 from .common import (embeddings_inputs, execution_mode_input, finish, ipc_input, label_field_input, optional_int,

@@ -1,8 +1,13 @@
-"""Condensation runs on a dataset: records (FiftyOne runs), tags, saved views, all-or-nothing.
+"""Condensation runs as FiftyOne runs: typed configs, and a run class that cleans up after itself.
 
 A run ``key`` leaves: a FiftyOne run record (config + results), the tag ``condense:<key>`` on
-the selected real samples, and the saved view ``condense-<key>``. :class:`Transaction` undoes
-every write of a run that fails or is interrupted, so the dataset is left as it was.
+its output samples, the saved view ``condense-<key>``, and for compensation and distillation
+new samples (tags ``condense:<key>`` and ``synthetic``, field ``condense_run``) with media on
+disk. Each kind has its own config class (:class:`SelectionRunConfig`,
+:class:`CompensationRunConfig`, :class:`DistillationRunConfig`) paired by FiftyOne's naming
+rule with a run class whose :meth:`~CondensationRun.cleanup`, :meth:`~CondensationRun.rename`
+and :meth:`~CondensationRun.get_fields` keep FiftyOne's own ``dataset.delete_run()``,
+``delete_runs()`` and ``rename_run()`` consistent with :func:`fiftyone_condense.delete_run`.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import fiftyone as fo
 from fiftyone.core.runs import Run, RunConfig, RunResults
@@ -21,18 +26,7 @@ PLUGIN = "fiftyone-condense"
 SYNTHETIC_TAG = "synthetic"
 RUN_FIELD = "condense_run"
 SOURCES_FIELD = "condense_sources"
-
-
-class CondensationRunConfig(RunConfig):
-    """A FiftyOne run config marked as belonging to this plugin."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("plugin", PLUGIN)
-        super().__init__(**kwargs)
-
-
-class CondensationRun(Run):
-    """The FiftyOne run class paired with :class:`CondensationRunConfig`."""
+KINDS = ("selection", "compensation", "distillation")
 
 
 def run_tag(run_key: str) -> str:
@@ -43,9 +37,120 @@ def saved_view_name(run_key: str) -> str:
     return f"condense-{run_key}"
 
 
+# --------------------------------------------------------------------------- run classes
+
+
+class CondensationRun(Run):
+    """What every condensation run made, found from its key; FiftyOne calls these on delete/rename."""
+
+    def get_fields(self, samples, key):
+        fields = [f for f in (getattr(self.config, "embeddings_field", None),) if f]
+        if getattr(self.config, "kind", None) in ("compensation", "distillation"):
+            fields += [self.config.label_field, RUN_FIELD, SOURCES_FIELD]
+        return fields
+
+    def cleanup(self, samples, key):
+        """Remove the run's synthetic samples and media, its tag and its saved view (what is there)."""
+        dataset = samples._root_dataset
+        synthetic = synthetic_samples(dataset, key)
+        if len(synthetic):
+            media = [Path(p) for p in synthetic.values("filepath")]
+            dataset.delete_samples(synthetic)
+            remove_files(media)
+        tag = run_tag(key)
+        dataset.match_tags(tag).untag_samples(tag)
+        if dataset.has_saved_view(saved_view_name(key)):
+            dataset.delete_saved_view(saved_view_name(key))
+
+    def rename(self, samples, key, new_key):
+        """Move the tag, ``condense_run`` values, saved view and other runs' references to ``new_key``."""
+        dataset = samples._root_dataset
+        old_tag, new_tag = run_tag(key), run_tag(new_key)
+        tagged = dataset.match_tags(old_tag)
+        tagged.tag_samples(new_tag)
+        tagged.untag_samples(old_tag)
+        synthetic = synthetic_samples(dataset, key)
+        if len(synthetic):
+            synthetic.set_values(RUN_FIELD, [new_key] * len(synthetic))
+        if dataset.has_saved_view(saved_view_name(key)):
+            dataset.delete_saved_view(saved_view_name(key))
+        dataset.save_view(saved_view_name(new_key), dataset.match_tags(new_tag))
+        for other in list_runs(dataset):
+            config = dataset.get_run_info(other).config
+            for reference in ("parent", "init"):
+                if getattr(config, reference, None) == key:
+                    setattr(config, reference, new_key)
+                    Run.update_run_config(dataset, other, config)
+
+
+class SelectionRun(CondensationRun):
+    """Real samples picked per class (tagged, no new samples)."""
+
+
+class CompensationRun(CondensationRun):
+    """Colour-compensated copies of a selection (new samples and media)."""
+
+
+class DistillationRun(CondensationRun):
+    """Synthetic images optimised from real ones (new samples and media)."""
+
+
+RUN_CLASSES = {"selection": SelectionRun, "compensation": CompensationRun, "distillation": DistillationRun}
+
+
+class CondensationRunConfig(RunConfig):
+    """Config of a condensation run; the kind's subclass says which run class handles it.
+
+    Runs recorded before the typed configs existed were stored with this class and a ``kind``
+    attribute; they load as this class and are handled by their kind's run class.
+    """
+
+    kind: Optional[str] = None
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("plugin", PLUGIN)
+        if type(self).kind is not None:
+            kwargs["kind"] = type(self).kind
+        super().__init__(**kwargs)
+
+    @property
+    def run_cls(self):
+        return RUN_CLASSES.get(getattr(self, "kind", None), CondensationRun)
+
+
+class SelectionRunConfig(CondensationRunConfig):
+    """A selection: method, ipc, label field, method parameters, embeddings used, seed, classes."""
+
+    kind = "selection"
+
+
+class CompensationRunConfig(CondensationRunConfig):
+    """A colour compensation of the ``parent`` selection: backend, combine mode, parameters."""
+
+    kind = "compensation"
+
+
+class DistillationRunConfig(CondensationRunConfig):
+    """A distillation: method, images per class, ``init``, engine settings, output folder."""
+
+    kind = "distillation"
+
+
+CONFIG_CLASSES = {"selection": SelectionRunConfig, "compensation": CompensationRunConfig,
+                  "distillation": DistillationRunConfig}
+
+
+def config_for(kind: str, **config) -> CondensationRunConfig:
+    """The typed run config of ``kind`` holding ``config``."""
+    return CONFIG_CLASSES[kind](**config)
+
+
+# --------------------------------------------------------------------------- records
+
+
 @dataclass
 class RunRecord:
-    """What :func:`load_run` returns: the run's config, results and output view."""
+    """What :func:`load_run` returns: the run's config and results (plain data) and output view."""
 
     key: str
     config: dict
@@ -57,10 +162,18 @@ class RunRecord:
     def method(self) -> str:
         return self.config.get("method")
 
+    @property
+    def kind(self) -> str:
+        return self.config.get("kind")
 
-def list_runs(dataset: fo.Dataset) -> list[str]:
-    """Keys of this plugin's runs on the dataset."""
-    return sorted(dataset.list_runs(plugin=PLUGIN))
+
+def list_runs(dataset: fo.Dataset, kind: Optional[str] = None) -> list[str]:
+    """Keys of this plugin's runs on the dataset, optionally of one ``kind``."""
+    if kind is None:
+        return sorted(dataset.list_runs(plugin=PLUGIN))
+    if kind not in RUN_CLASSES:
+        raise CondensationError(f"Unknown run kind {kind!r}; choose one of {KINDS}")
+    return sorted(dataset.list_runs(type=RUN_CLASSES[kind]))
 
 
 def check_run_key(dataset: fo.Dataset, run_key: str, overwrite: bool) -> None:
@@ -79,151 +192,24 @@ def require_run(dataset: fo.Dataset, run_key: str) -> None:
 
 
 def run_config(dataset: fo.Dataset, run_key: str) -> dict:
-    """A run's config alone (cheap: no results are read)."""
+    """A run's config alone as plain data (cheap: no results are read)."""
     return {k: v for k, v in dataset.get_run_info(run_key).config.serialize().items() if k not in ("cls", "type")}
 
 
 def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
     require_run(dataset, run_key)
     info = dataset.get_run_info(run_key)
-    config = run_config(dataset, run_key)
     results = dataset.load_run_results(run_key, cache=False)
     payload = {name: getattr(results, name) for name in results.attributes() if name != "cls"} if results else {}
     view_name = saved_view_name(run_key)
     view = dataset.load_saved_view(view_name) if dataset.has_saved_view(view_name) else None
-    return RunRecord(run_key, config, payload, info.timestamp, view)
+    return RunRecord(run_key, run_config(dataset, run_key), payload, info.timestamp, view)
 
 
 def save_results(dataset: fo.Dataset, run_key: str, results: dict) -> None:
     """Replace a run's stored results (config and outputs stay)."""
     info = dataset.get_run_info(run_key)
     dataset.save_run_results(run_key, RunResults(dataset, info.config, run_key, **results), overwrite=True, cache=False)
-
-
-class Transaction:
-    """Collects undo steps for each write; on any exception (or Ctrl-C) undoes them in reverse."""
-
-    def __init__(self, dataset: fo.Dataset):
-        self.dataset = dataset
-        self._undo: list[Callable[[], Any]] = []
-        self._commit: list[Callable[[], Any]] = []
-
-    def __enter__(self) -> "Transaction":
-        return self
-
-    def __exit__(self, kind, error, traceback) -> bool:
-        if kind is not None:
-            for step in reversed(self._undo):
-                try:
-                    step()
-                except Exception:  # keep undoing the rest; the original error is what matters
-                    pass
-            self.dataset.reload()
-        else:
-            for step in self._commit:
-                step()
-        return False
-
-    def on_undo(self, step: Callable[[], Any]) -> None:
-        self._undo.append(step)
-
-    def tag(self, sample_ids: list[str], tag: str) -> None:
-        self.dataset.select(sample_ids).tag_samples(tag)
-        self.on_undo(lambda: self.dataset.select(sample_ids).untag_samples(tag))
-
-    def save_view(self, name: str, view: fo.DatasetView) -> None:
-        self.dataset.save_view(name, view)
-        self.on_undo(lambda: self.dataset.delete_saved_view(name))
-
-    def register(self, source: fo.core.collections.SampleCollection, run_key: str, config: dict, results: dict) -> None:
-        """Record the run on ``source`` (FiftyOne keeps the source view's stages with it)."""
-        source.register_run(run_key, CondensationRunConfig(**config))
-        self.on_undo(lambda: self.dataset.delete_run(run_key))
-        save_results(self.dataset, run_key, results)
-
-    def set_field(self, view: fo.core.collections.SampleCollection, field: str, values: list, info: dict) -> None:
-        """Write per-sample values; undo restores the previous values or removes a new field."""
-        existed = self.dataset.has_sample_field(field)
-        previous = view.values(field) if existed else None
-        ids = view.values("id")
-        view.set_values(field, values)
-        self.dataset.get_field(field).info = info
-        self.dataset.get_field(field).save()
-        if existed:
-            self.on_undo(lambda: self.dataset.select(ids, ordered=True).set_values(field, previous))
-        else:
-            self.on_undo(lambda: self.dataset.delete_sample_field(field))
-
-    def add_samples(self, samples: list[fo.Sample]) -> list[str]:
-        """Add new samples; undo deletes them and any field they added to the schema."""
-        fields_before = set(self.dataset.get_field_schema())
-
-        def undo() -> None:
-            self.dataset.delete_samples(ids)
-            for field in set(self.dataset.get_field_schema()) - fields_before:
-                self.dataset.delete_sample_field(field)
-
-        ids = self.dataset.add_samples(samples, progress=False)
-        self.on_undo(undo)
-        return ids
-
-    def add_synthetic_samples(
-        self, run_key: str, label_field: str, paths: list[Path], labels: list[str], sources: list[list[str]],
-        write_media: Callable[[list[Path]], Any],
-    ) -> int:
-        """Write a run's new media with ``write_media(paths)`` and add one sample per file (label,
-        tags ``condense:<key>`` and ``synthetic``, ``condense_run``, ``condense_sources``); undo
-        removes both. Returns the bytes written."""
-        for folder in {path.parent for path in paths}:
-            folder.mkdir(parents=True, exist_ok=True)
-        self.on_undo(lambda: remove_files(paths))
-        write_media(paths)
-        self.add_samples([
-            fo.Sample(filepath=str(path), tags=[run_tag(run_key), SYNTHETIC_TAG],
-                      **{label_field: fo.Classification(label=label), RUN_FIELD: run_key, SOURCES_FIELD: list(origin)})
-            for path, label, origin in zip(paths, labels, sources)
-        ])
-        return int(sum(path.stat().st_size for path in paths))
-
-    def delete_run(self, run_key: str) -> None:
-        """Remove a run and everything it made; undo puts it all back."""
-        record = load_run(self.dataset, run_key)
-        info = self.dataset.get_run_info(run_key)
-        source_view = self.dataset.load_run_view(run_key)
-        tag = run_tag(run_key)
-        tagged = self.dataset.match_tags(tag).values("id")
-        self._set_aside_synthetic(run_key)
-        remove_run(self.dataset, run_key)
-
-        def restore() -> None:
-            source_view.register_run(run_key, info.config)
-            save_results(self.dataset, run_key, record.results)
-            self.dataset.select(tagged).tag_samples(tag)
-            if record.view is not None:
-                self.dataset.save_view(saved_view_name(run_key), record.view)
-
-        self.on_undo(restore)
-
-
-    def _set_aside_synthetic(self, run_key: str) -> None:
-        """Remove a run's synthetic samples, keeping their media aside until the transaction ends."""
-        synthetic = synthetic_samples(self.dataset, run_key)
-        if not len(synthetic):
-            return
-        documents = [sample.to_dict() for sample in synthetic]
-        media = [Path(p) for p in synthetic.values("filepath")]
-        kept = [path.with_name(path.name + ".condense-undo") for path in media]
-        for path, aside in zip(media, kept):
-            path.replace(aside)
-        self.dataset.delete_samples(synthetic)
-
-        def restore() -> None:
-            for path, aside in zip(media, kept):
-                aside.replace(path)
-            self.dataset.add_samples([fo.Sample.from_dict(d) for d in documents], progress=False)
-
-        self.on_undo(restore)
-        self._commit.append(lambda: remove_files(kept))
 
 
 def synthetic_samples(dataset: fo.Dataset, run_key: str) -> fo.DatasetView:
@@ -234,23 +220,9 @@ def synthetic_samples(dataset: fo.Dataset, run_key: str) -> fo.DatasetView:
 
 
 def remove_files(paths: list[Path]) -> None:
+    """Delete files that are there, then their folders left empty."""
     for path in paths:
         Path(path).unlink(missing_ok=True)
     for folder in {Path(p).parent for p in paths}:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-
-
-def remove_run(dataset: fo.Dataset, run_key: str) -> None:
-    """Delete a run's synthetic samples and their media, its tags, saved view and record."""
-    synthetic = synthetic_samples(dataset, run_key)
-    if len(synthetic):
-        media = [Path(p) for p in synthetic.values("filepath")]
-        dataset.delete_samples(synthetic)
-        remove_files(media)
-    tag = run_tag(run_key)
-    dataset.match_tags(tag).untag_samples(tag)
-    name = saved_view_name(run_key)
-    if dataset.has_saved_view(name):
-        dataset.delete_saved_view(name)
-    dataset.delete_run(run_key)

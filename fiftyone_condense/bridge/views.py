@@ -42,8 +42,20 @@ class ImageSet:
 
 
 def require_samples(view: fo.core.collections.SampleCollection, what: str = "view") -> None:
+    """The view must be an image collection with samples."""
+    require_images(view)
     if len(view) == 0:
         raise CondensationError(f"The {what} is empty: there is nothing to condense or evaluate.")
+
+
+def require_images(collection: fo.core.collections.SampleCollection) -> None:
+    """Only image datasets are condensed: video, grouped and 3D datasets are refused up front."""
+    media_type = collection.media_type
+    if media_type != fo.core.media.IMAGE:
+        raise CondensationError(
+            f"{collection._dataset.name!r} is a {media_type} dataset; fiftyone-condense works on image datasets only "
+            "(for a grouped dataset, pass one image slice: dataset.select_group_slices('<slice>'))."
+        )
 
 
 def classification_fields(view: fo.core.collections.SampleCollection) -> list[str]:

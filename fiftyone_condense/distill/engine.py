@@ -188,9 +188,7 @@ class Distiller:
 
     # -- pixel space helpers
     def raw(self, normalised: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.normalizer.mean, device=normalised.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.normalizer.std, device=normalised.device).view(1, -1, 1, 1)
-        return normalised * std + mean
+        return self.normalizer.inverse(normalised)
 
     def task_images(self) -> torch.Tensor:
         """The synthetic images the task loss sees (AutoPalette: soft-quantised, as the reference,

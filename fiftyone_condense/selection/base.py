@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
 from ..errors import CondensationError
+from ..params import Param
 from ..progress import ProgressFn, silent
 
 # ``pick(n, budget, rng, **inputs, **params)`` returns ``budget`` local indices of one class of n.
@@ -19,14 +21,45 @@ INPUTS = ("gram", "encoder")
 
 @dataclass(frozen=True)
 class SelectionMethod:
+    """A registered method: its per-class ``pick``, the inputs it needs and its declared parameters."""
+
     name: str
     pick: Picker
     needs: tuple[str, ...]
     description: str
+    params: tuple[Param, ...] = ()
 
     @property
     def needs_embeddings(self) -> bool:
         return bool(self.needs)
+
+    def pick_params(self, values: dict) -> dict:
+        """The parameters ``pick`` itself takes (the rest say how its inputs are made)."""
+        accepted = inspect.signature(self.pick).parameters
+        return {name: value for name, value in values.items() if name in accepted}
+
+
+def embedding_params(model_default: str = "convnet3", teacher_epochs: int = 2, loss: str = "cross_entropy",
+                     models: tuple[str, ...] = ("convnet3", "resnet18")) -> tuple[Param, ...]:
+    """Parameters of methods that compare embeddings: which field, model, kind and training."""
+    return (
+        Param("embeddings_field", str, "condense_embedding", "Sample field of penultimate features: reused when it "
+              "holds this model's embeddings; any existing embeddings field (e.g. from fiftyone.brain) is used as is",
+              label="Embeddings field"),
+        Param("model", str, model_default, "Network embedding the images: trained on the source (cached), "
+              "or a torch / FiftyOne model object you already have", label="Embedding model", choices=models,
+              objects=True),
+        Param("embedding", str, "features", "Penultimate features, or last-layer gradient embeddings [g, e⊗g]",
+              label="Embedding", choices=("features", "gradients")),
+        Param("gradient_loss", str, loss, "Loss whose last-layer gradient embeds an image (gradients only)",
+              label="Gradient loss", choices=("cross_entropy", "softmax_cross_entropy"),
+              when={"embedding": "gradients"}),
+        Param("weights", str, None, "Local torchvision ResNet-18 ImageNet checkpoint (linear probe fitted on the "
+              "source) instead of training", label="ResNet-18 weights (optional)", optional=True,
+              when={"model": "resnet18"}),
+        Param("teacher_epochs", int, teacher_epochs, "Epochs training the embedding network on the source",
+              label="Teacher epochs", min=1),
+    )
 
 
 METHODS: dict[str, SelectionMethod] = {}

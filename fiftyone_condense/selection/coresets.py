@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import SelectionMethod, register
+from .base import SelectionMethod, embedding_params, register
 
 
 def pick_random(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
@@ -54,5 +54,6 @@ def pick_k_center(n: int, budget: int, rng: np.random.Generator, gram: np.ndarra
 
 
 register(SelectionMethod("random", pick_random, (), "uniform random sample per class"))
-register(SelectionMethod("herding", pick_herding, ("gram",), "running mean closest to the class mean"))
-register(SelectionMethod("k_center", pick_k_center, ("gram",), "greedy farthest-first cover of the class"))
+register(SelectionMethod("herding", pick_herding, ("gram",), "running mean closest to the class mean", embedding_params()))
+register(SelectionMethod("k_center", pick_k_center, ("gram",), "greedy farthest-first cover of the class",
+                         embedding_params()))

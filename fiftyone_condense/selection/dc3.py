@@ -15,8 +15,11 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
+from ..params import Param
 from .base import SelectionMethod, register
-from .submodular import pick_graph_cut
+from .submodular import LAMBDA, OPTIMIZER, pick_graph_cut
+
+DEFAULT_VAE = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # DC3 encodes with the SD v1.5 pipeline's VAE
 
 
 def encoder_bins(encoder: np.ndarray, bins: int = 10, pca_dim: int = 50, seed: int = 0) -> np.ndarray:
@@ -63,5 +66,28 @@ def pick_dc3(
     return picks if len(picks) == budget else rng.choice(picks, size=budget, replace=False)
 
 
+DC3_PARAMS = (
+    Param("model", str, "vae", "Features K-means bins: the Stable Diffusion VAE (DC3), or a trained ConvNet-3 / "
+          "ResNet-18 (the VAE falls back to ConvNet-3 when missing, recorded on the run)", label="Bin encoder",
+          choices=("vae", "convnet3", "resnet18")),
+    Param("vae_model", str, DEFAULT_VAE, "VAE hub id (from the local Hugging Face cache offline) or local directory",
+          label="VAE weights", when={"model": "vae"}),
+    Param("vae_size", int, 512, "Images are resized to this for the VAE (DC3: 512)", label="VAE input size", min=8,
+          when={"model": "vae"}),
+    Param("bins", int, 10, "K-means clusters per class; each gets max(1, IPC/K) picks", label="Bins (K)", min=1),
+    Param("pca_dim", int, 50, "Principal components kept before K-means", label="PCA dimensions", min=1),
+    Param("gradient_model", str, "imagenet_resnet18", "Network whose last-layer gradient embeddings GraphCut "
+          "compares (DC3: ImageNet ResNet-18, untrained head; a trained ConvNet-3 when its weights are missing)",
+          label="Gradient model", choices=("imagenet_resnet18", "convnet3", "resnet18")),
+    Param("gradient_loss", str, "softmax_cross_entropy", "Loss of the gradient embeddings (DC3: cross-entropy of "
+          "the softmax)", label="Gradient loss", choices=("cross_entropy", "softmax_cross_entropy")),
+    Param("weights", str, None, "Local torchvision ImageNet ResNet-18 checkpoint; empty looks in torch's hub cache",
+          label="ImageNet ResNet-18 weights (optional)", optional=True),
+    Param("embeddings_field", str, "condense_embedding", "Sample field for the gradient model's features "
+          "(reused when it holds this model's embeddings)", label="Embeddings field"),
+    Param("teacher_epochs", int, 2, "Epochs training a ConvNet-3 / ResNet-18 on the source when one is used",
+          label="Teacher epochs", min=1),
+    LAMBDA, OPTIMIZER,
+)
 register(SelectionMethod("dc3", pick_dc3, ("gram", "encoder"),
-                         "DC3: GraphCut on gradient embeddings inside K-means bins of encoder features"))
+                         "DC3: GraphCut on gradient embeddings inside K-means bins of encoder features", DC3_PARAMS))

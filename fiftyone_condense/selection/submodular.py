@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 from submodlib import FacilityLocationFunction, GraphCutFunction
 
-from .base import SelectionMethod, register
+from ..params import Param
+from .base import SelectionMethod, embedding_params, register
 from .gram import similarity_from_gram
 
 GREEDY_VARIANTS = ("NaiveGreedy", "LazyGreedy", "StochasticGreedy", "LazierThanLazyGreedy")
+OPTIMIZER = Param("optimizer", str, "NaiveGreedy", "submodlib greedy variant maximising the function",
+                  label="Greedy variant", choices=GREEDY_VARIANTS)
+LAMBDA = Param("lambda_", float, 1.0, "GraphCut trade-off: larger values favour diverse picks", label="λ (diversity)",
+               min=0.0)
 
 
 def maximize(function, n: int, budget: int, optimizer: str) -> np.ndarray:
@@ -47,8 +52,10 @@ def pick_facility_location(
     return maximize(function, n, budget, optimizer)
 
 
-register(SelectionMethod("graph_cut", pick_graph_cut, ("gram",), "submodular GraphCut (λ=1) with submodlib"))
-register(SelectionMethod("facility_location", pick_facility_location, ("gram",), "submodular facility location with submodlib"))
+register(SelectionMethod("graph_cut", pick_graph_cut, ("gram",), "submodular GraphCut (λ=1) with submodlib",
+                         (*embedding_params(), LAMBDA, OPTIMIZER)))
+register(SelectionMethod("facility_location", pick_facility_location, ("gram",),
+                         "submodular facility location with submodlib", (*embedding_params(), OPTIMIZER)))
 
 
 def pick_autopalette_init(
@@ -64,5 +71,12 @@ def pick_autopalette_init(
     return pick_graph_cut(n, budget, rng, gram, lambda_, optimizer)
 
 
+AUTOPALETTE_INIT_PARAMS = (
+    Param("num_colors", int, 64, "Median-Cut colours per image", label="Colours (K)", min=2, max=256),
+    Param("teacher_epochs", int, 50, "Epochs training ConvNet-3 on the Median-Cut images (AutoPalette: 50)",
+          label="Selection network epochs", min=1),
+    LAMBDA, OPTIMIZER,
+)
 register(SelectionMethod("autopalette_init", pick_autopalette_init, ("gram",),
-                         "AutoPalette init: GraphCut conditional gain on Median-Cut-quantised images"))
+                         "AutoPalette init: GraphCut conditional gain on Median-Cut-quantised images",
+                         AUTOPALETTE_INIT_PARAMS))

@@ -1,0 +1,188 @@
+"""Distillation runs: optimise synthetic images against a view's real ones, write them as new samples."""
+
+from __future__ import annotations
+
+import io
+import math
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import fiftyone as fo
+import numpy as np
+import torch
+from PIL import Image
+
+from ..bridge import runs as run_store
+from ..bridge.views import ImageSet, class_names, labels_of, load_images, media_dir_beside, write_pngs
+from ..cache import cache_dir
+from ..color import color_stats as image_color_stats
+from ..device import resolve_device
+from ..distill import DistillSettings
+from ..distill import distill as distill_images
+from ..distill.palette import palette_png
+from ..distill.params import BUDGETS, DISTILL_PARAMS
+from ..errors import CondensationError
+from ..images import as_rgb
+from ..params import resolve
+from ..progress import Progress
+from ..selection import METHODS, check_class_budget
+from . import selection
+from .lifecycle import begin, record, versions
+
+Collection = fo.core.collections.SampleCollection
+SETTINGS_PARAMS = {"budget", "teacher_epochs"}  # declared parameters that are not engine settings
+
+
+def default_lr_img(method: str, ipc: int) -> float:
+    """The image learning rate of the method's reference: 1, AutoPalette 10 from IPC 50 (its paper's Table 9)."""
+    return 10.0 if method == "autopalette" and ipc >= 50 else 1.0
+
+
+def images_per_class(ipc: int, method: str, budget: str, num_colors: int) -> int:
+    """Synthetic images per class: AutoPalette's storage budget (``paper``: IPC × 2^(8 − ⌈log₂K⌉),
+    as its reference code; ``bits``: IPC × 8 / ⌈log₂K⌉, the same bytes as IPC 8-bit images;
+    ``count``: IPC), IPC for the other methods."""
+    if budget not in BUDGETS:
+        raise CondensationError(f"budget must be one of {BUDGETS}, got {budget!r}")
+    bits = math.ceil(math.log2(num_colors))
+    if method != "autopalette" or budget == "count":
+        return ipc
+    return ipc * 2 ** (8 - bits) if budget == "paper" else ipc * 8 // bits
+
+
+def method_params(method: str, ipc: int, given: dict) -> dict:
+    """The method's declared parameters, checked, with ``lr_img`` resolved from the method and IPC."""
+    if method not in DISTILL_PARAMS:
+        raise CondensationError(f"Unknown distillation method {method!r}; choose one of {sorted(DISTILL_PARAMS)}")
+    params = resolve(method, DISTILL_PARAMS[method], given)
+    if params["lr_img"] is None:
+        params["lr_img"] = default_lr_img(method, ipc)
+    return params
+
+
+def settings_of(method: str, params: dict) -> DistillSettings:
+    try:
+        engine = {k: v for k, v in params.items() if k not in SETTINGS_PARAMS}
+        return DistillSettings(method=method, **engine)
+    except ValueError as error:
+        raise CondensationError(str(error)) from None
+
+
+def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: str, label_field: str,
+        output_dir: Optional[str], seed: int, device: str, overwrite: bool, progress: Progress,
+        given: dict) -> run_store.RunRecord:
+    """Validate, distil (resumable), then write the images as samples and record the run (all-or-nothing)."""
+    dataset = view._dataset
+    init = init or ("autopalette_init" if method == "autopalette" else "random")
+    begin(view, run_key, label_field, overwrite)
+    params = method_params(method, ipc, given)
+    settings = settings_of(method, params)
+    per_class = images_per_class(ipc, method, params.get("budget", "paper"), settings.num_colors)
+    classes = class_names(view, label_field)
+    check_budget(view, label_field, classes, ipc, per_class, init, params)
+    started = time.perf_counter()
+    source = load_images(view, label_field, classes, progress.stage("loading real images", 0.0, 0.05))
+    images, labels, sources = initial_images(view, source, init, per_class, label_field, params, seed, device,
+                                             progress.sub(0.05, 0.15))
+    workdir = cache_dir() / "runs" / str(dataset._doc.id) / run_key  # checkpoints while in progress
+    result = distill_images(source.floats(), source.labels, images, labels, len(classes), settings,
+                            resolve_device(device), seed, workdir / "checkpoint.pt",
+                            progress.stage(f"distilling ({method})", 0.15, 0.95))
+    folder = Path(output_dir) / run_key if output_dir else media_dir_beside(view, run_key)
+    config = run_store.config_for(
+        "distillation", method=method, ipc=per_class, init=init, label_field=label_field,
+        params={**asdict(settings), "budget": params.get("budget", "paper"), "requested_ipc": ipc,
+                "teacher_epochs": params["teacher_epochs"]},
+        seed=seed, classes=classes, output_dir=str(folder), versions=versions(),
+    )
+
+    def write(transaction) -> dict:
+        paths = [folder / f"{method}_{classes[int(label)]}_{i:05d}.png".replace("/", "-") for i, label in enumerate(labels)]
+        written = transaction.add_synthetic_samples(
+            run_key, label_field, paths, [classes[int(label)] for label in labels], sources,
+            lambda files: write_media(result, images.shape[1], settings.num_colors, files))
+        return {"num_samples": len(paths), "bytes": written, **encoded_sizes(result.images),
+                "loss_history": result.history[:: max(1, len(result.history) // 500)],
+                "resumed_from": result.resumed_from,
+                "timings": {"distill_s": result.seconds, "total_s": time.perf_counter() - started},
+                "color_stats": {"after": image_color_stats(result.images)}}
+
+    recorded = record(view, run_key, config, write)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return recorded
+
+
+def check_budget(view, label_field, classes, ipc: int, per_class: int, init: str, params: dict) -> None:
+    """Every class must hold the images an initialisation from real images needs."""
+    labels = labels_of(view, label_field, classes)
+    smallest = int(np.bincount(labels, minlength=len(classes)).min())
+    if per_class != ipc and init != "noise" and per_class > smallest:
+        raise CondensationError(
+            f"AutoPalette's budget {params['budget']!r} distils {per_class} images per class at ipc={ipc} and "
+            f"K={params['num_colors']}, each initialised from a real image, but the smallest class has {smallest}. "
+            "Choose a smaller ipc, budget='count' (ipc images), or init='noise'.")
+    check_class_budget(labels, per_class if init != "noise" else 1, classes)
+
+
+def initial_images(view, source: ImageSet, init: str, ipc: int, label_field: str, params: dict, seed: int,
+                   device: str, progress: Progress) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """(images, labels, source ids per image) to start distillation from."""
+    if init == "noise":
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.arange(len(source.classes)).repeat_interleave(ipc)
+        labels = labels[torch.isin(labels, source.labels.unique())]
+        images = torch.rand((len(labels), *source.images.shape[1:]), generator=generator)
+        return images, labels, [[] for _ in range(len(labels))]
+    ids = initial_ids(view, init, ipc, label_field, params, seed, device, progress)
+    position = {sample_id: i for i, sample_id in enumerate(source.ids)}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise CondensationError(f"{len(missing)} initial samples are not in the view being distilled")
+    rows = torch.tensor([position[i] for i in ids])
+    order = torch.argsort(source.labels[rows], stable=True)  # the engine takes classes as contiguous blocks
+    rows = rows[order]
+    return source.floats()[rows], source.labels[rows], [[ids[i]] for i in order.tolist()]
+
+
+def initial_ids(view, init: str, ipc: int, label_field: str, params: dict, seed: int, device: str,
+                progress: Progress) -> list[str]:
+    """Sample ids of an existing selection run, or of a selection ``init`` method made now (with the
+    distillation's ``num_colors`` and ``teacher_epochs`` where that method takes them)."""
+    dataset = view._dataset
+    if init in run_store.list_runs(dataset, kind="selection"):
+        ids = run_store.load_run(dataset, init).results.get("selected_ids") or []
+        if not ids:
+            raise CondensationError(f"Run {init!r} selected no real samples to initialise from")
+        return ids
+    if init not in METHODS:
+        raise CondensationError(f"init must be 'noise', a selection method {sorted(METHODS)} or a selection run key "
+                                f"{run_store.list_runs(dataset, kind='selection')}")
+    declared = {p.name for p in METHODS[init].params}
+    shared = {k: params[k] for k in ("num_colors", "teacher_epochs") if k in declared and params.get(k) is not None}
+    return selection.plan_selection(view, init, ipc, label_field, seed, device, progress, shared).ids
+
+
+def write_media(result, channels: int, num_colors: int, paths: list) -> None:
+    """Palette PNGs (AutoPalette: K colours on disk) or 8-bit PNGs."""
+    if result.palettes is None:
+        write_pngs(result.images, paths)
+        return
+    bits = next(b for b in (1, 2, 4, 8) if 2**b >= num_colors)
+    for palette, index, path in zip(result.palettes, result.indices, paths):
+        palette_png(palette, index, channels).save(path, bits=bits, optimize=False)
+
+
+def encoded_sizes(images: torch.Tensor) -> dict:
+    """PNG bytes of the same images stored as 8-bit (their own channels) and as 8-bit RGB."""
+    def png_bytes(batch: torch.Tensor) -> int:
+        total = 0
+        for array in (batch.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy():
+            buffer = io.BytesIO()
+            Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="PNG")
+            total += buffer.tell()
+        return total
+
+    return {"bytes_8bit": png_bytes(images), "bytes_8bit_rgb": png_bytes(as_rgb(images))}

@@ -1,0 +1,248 @@
+"""Evaluation: train fresh models on a condensed set, test them, and compare with cached references."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import fiftyone as fo
+import numpy as np
+import torch
+
+from ..bridge import runs as run_store
+from ..bridge.views import DEFAULT_LABEL_FIELD, ImageSet, check_label_field, class_names, labels_of, load_images, require_samples, split_view
+from ..cache import cached_path, digest, save_atomically
+from ..device import resolve_device
+from ..embeddings import Normalizer, TeacherConfig, load_teacher, teacher_checkpoint, train_converged_teacher
+from ..errors import CondensationError
+from ..evaluation import PROTOCOLS, HardProtocol, Protocol, SoftProtocol, evaluate_images
+from ..images import with_channels
+from ..progress import Progress, ProgressFn
+from ..selection.coresets import pick_random
+from ..training import accuracy
+
+Collection = fo.core.collections.SampleCollection
+REFERENCES_KEY = "condense_references"  # dataset.info entry caching reference results
+
+
+@dataclass
+class Request:
+    """What to evaluate and how (the public function's arguments, resolved)."""
+
+    protocol: str
+    arch: str
+    epochs: int
+    num_models: int
+    eval_split: str
+    source_split: str
+    references: bool
+    include_full: bool
+    full_epochs: int
+    soft: dict
+    seed: int
+    device: str
+
+
+def protocol_settings(request: Request, epochs: Optional[int] = None) -> Protocol:
+    """The hard or soft protocol's settings (``epochs`` overrides, for the whole-split reference)."""
+    epochs = request.epochs if epochs is None else epochs
+    try:
+        if request.protocol == "hard":
+            return HardProtocol(arch=request.arch, epochs=epochs, num_models=request.num_models)
+        if request.protocol == "soft":
+            return SoftProtocol(arch=request.arch, epochs=epochs, num_models=request.num_models, **request.soft)
+    except ValueError as error:
+        raise CondensationError(str(error)) from None
+    raise CondensationError(f"Unknown protocol {request.protocol!r}; choose one of {PROTOCOLS}")
+
+
+def run(view: Optional[Collection], run_key: Optional[str], dataset: Optional[fo.Dataset], label_field: Optional[str],
+        request: Request, progress: Progress) -> dict:
+    """Evaluate ``view`` (or run ``run_key``'s output); store the result on the run when there is one."""
+    if view is None and dataset is None:
+        raise CondensationError("Pass a view to evaluate, or run_key with dataset=")
+    dataset = dataset if dataset is not None else view._dataset
+    source = None
+    if run_key is not None:
+        record = run_store.load_run(dataset, run_key)
+        view, source = record.view, source_of(dataset, run_key)
+        label_field = label_field or record.config.get("label_field")
+    label_field = label_field or DEFAULT_LABEL_FIELD
+    require_samples(view, "condensed set")
+    check_label_field(view, label_field)
+    settings = protocol_settings(request)
+    test_view = split_view(dataset, request.eval_split)
+    check_label_field(test_view, label_field)
+    overlap = set(view.values("id")) & set(test_view.values("id"))
+    if overlap:
+        raise CondensationError(f"{len(overlap)} samples of the condensed set are also tagged {request.eval_split!r}; "
+                                "evaluation would test on training images.")
+    if request.references or request.protocol == "soft":
+        source = source if source is not None else split_view(dataset, request.source_split)
+    evaluator = Evaluator(dataset, view, test_view, source, label_field, settings, request, progress)
+    output = evaluator.with_references() if request.references else evaluator.alone()
+    if run_key is not None:
+        record = run_store.load_run(dataset, run_key)
+        evaluations = {**(record.results.get("evaluation") or {}), request.protocol: output}
+        run_store.save_results(dataset, run_key, {**record.results, "evaluation": evaluations})
+    progress.stage("done", 0.99, 1.0)(1.0)
+    return output
+
+
+class Evaluator:
+    """One evaluation: the condensed set, the test split and the protocol, with its references."""
+
+    def __init__(self, dataset, view, test_view, source, label_field, settings: Protocol, request: Request,
+                 progress: Progress):
+        self.dataset, self.source, self.label_field = dataset, source, label_field
+        self.settings, self.request, self.progress = settings, request, progress
+        self.device = resolve_device(request.device)
+        self.classes = class_names(dataset, label_field)
+        self.train = load_images(view, label_field, self.classes, progress.stage("loading condensed set", 0.0, 0.02))
+        self.test = load_images(test_view, label_field, self.classes, progress.stage("loading test split", 0.02, 0.08))
+        self.channels = max(self.train.images.shape[1], self.test.images.shape[1])
+        self.test_x = with_channels(self.test.floats(), self.channels)
+        self.header = {"protocol": settings.as_dict(), "eval_split": request.eval_split, "label_field": label_field,
+                       "channels": self.channels}
+        self.teacher = None
+        if request.protocol == "soft":
+            self.teacher, self.header["teacher"] = soft_teacher(source, label_field, self.classes, settings, self.device,
+                                                                request.seed, progress.sub(0.08, 0.2))
+            self.header["teacher"]["test_accuracy"] = accuracy(self.teacher, self.test.floats(), self.test.labels, self.device)
+
+    def protocol(self, images: ImageSet, stage: ProgressFn, settings: Optional[Protocol] = None) -> dict:
+        return evaluate_images(with_channels(images.floats(), self.channels), images.labels, self.test_x,
+                               self.test.labels, len(self.classes), settings or self.settings, self.device,
+                               self.request.seed, stage, self.teacher).as_dict()
+
+    def alone(self) -> dict:
+        return {**self.header, **self.protocol(self.train, self.progress.stage("evaluating condensed set", 0.2, 0.99))}
+
+    def with_references(self) -> dict:
+        """The condensed set beside a random subset of the same size (and the whole split), both cached."""
+        counts = np.bincount(self.train.labels.numpy(), minlength=len(self.classes))
+        source_labels = labels_of(self.source, self.label_field, self.classes)
+        if np.any(np.bincount(source_labels, minlength=len(self.classes)) < counts):
+            raise CondensationError("The source split has fewer samples of some class than the condensed set")
+        source_ids = self.source.values("id")
+        subset_ids = [source_ids[i] for i in random_subset(source_labels, counts, self.request.seed)]
+        common = {"dataset": self.dataset.name, "label_field": self.label_field, "protocol": self.settings.as_dict(),
+                  "seed": self.request.seed, "channels": self.channels, "teacher": self.header.get("teacher"),
+                  "source": digest(sorted(source_ids)), "test": digest(sorted(self.test.ids))}
+        random_reference = self.reference({**common, "kind": "random", "counts": counts.tolist()}, lambda: self.protocol(
+            load_images(self.source.select(subset_ids, ordered=True), self.label_field, self.classes),
+            self.progress.stage("random reference", 0.2, 0.55)))
+        same_as_reference = self.channels == self.train.images.shape[1] and sorted(subset_ids) == sorted(self.train.ids)
+        result = ({k: v for k, v in random_reference.items() if k not in ("kind", "source")} if same_as_reference
+                  else self.protocol(self.train, self.progress.stage("evaluating condensed set", 0.55, 0.9)))
+        output = {**self.header, **result, "random": random_reference,
+                  "gain_over_random": result["mean"] - random_reference["mean"]}
+        output["full"] = self.full_reference(common)
+        if output.get("full"):
+            output["fraction_of_full"] = output["mean"] / output["full"]["mean"]
+        return output
+
+    def full_reference(self, common: dict) -> Optional[dict]:
+        """The whole source split's result: trained when asked, else whatever is cached."""
+        full_settings = protocol_settings(self.request, self.request.full_epochs)
+        key = {**common, "kind": "full", "protocol": full_settings.as_dict()}
+        if not self.request.include_full:
+            return references(self.dataset).get(digest(key))
+        return self.reference(key, lambda: self.protocol(load_images(self.source, self.label_field, self.classes),
+                                                         self.progress.stage("full-split reference", 0.9, 0.99),
+                                                         full_settings))
+
+    def reference(self, key_parts: dict, compute: Callable[[], dict]) -> dict:
+        """A cached reference result, computed once per dataset, split, size, channels and protocol."""
+        key = digest(key_parts)
+        cached = references(self.dataset).get(key)
+        if cached is not None:
+            return cached
+        value = {**compute(), "kind": key_parts["kind"]}
+        store_reference(self.dataset, key, value)
+        return value
+
+
+def references(dataset: fo.Dataset) -> dict:
+    return dict((dataset.info or {}).get(REFERENCES_KEY, {}))
+
+
+def store_reference(dataset: fo.Dataset, key: str, value: dict) -> None:
+    dataset.reload()
+    info = dict(dataset.info or {})
+    info[REFERENCES_KEY] = {**info.get(REFERENCES_KEY, {}), key: value}
+    dataset.info = info
+    dataset.save()
+
+
+def random_subset(labels: np.ndarray, counts: np.ndarray, seed: int) -> np.ndarray:
+    """``counts[c]`` random indices of each class c, drawn exactly as the ``random`` method draws.
+
+    So a ``random`` run with the same seed on the same source *is* the reference, and its
+    evaluation is shared instead of repeated.
+    """
+    picks = []
+    for label, count in enumerate(counts):
+        if count:
+            members = np.flatnonzero(labels == label)
+            picks.append(members[pick_random(len(members), int(count), np.random.default_rng([seed, label]))])
+    return np.concatenate(picks)
+
+
+def source_of(dataset: fo.Dataset, run_key: str) -> Collection:
+    """The view a run was computed from; for a compensation run, its parent selection's source."""
+    parent = run_store.run_config(dataset, run_key).get("parent")
+    if parent and parent in run_store.list_runs(dataset):
+        return source_of(dataset, parent)
+    return dataset.load_run_view(run_key)
+
+
+def soft_teacher(source: Collection, label_field: str, classes: list[str], settings: SoftProtocol,
+                 device: torch.device, seed: int, progress: Progress) -> tuple["RawTeacher", dict]:
+    """The soft protocol's teacher: ``teacher_arch`` trained to convergence on the source split, cached."""
+    images = load_images(source, label_field, classes, progress.stage("loading source split", 0.0, 0.2))
+    config = settings.teacher_config()
+    meta = {"dataset": source._dataset.name, "label_field": label_field, "classes": classes, "arch": settings.teacher_arch,
+            "channels": int(images.images.shape[1]), "num_classes": len(classes), "image_size": list(images.images.shape[-2:]),
+            "train_ids": digest(sorted(images.ids)), "seed": seed}
+    path = cached_path("soft-teachers", {"config": asdict(config), **meta})
+    if path.is_file():
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        net, normalizer = load_teacher(checkpoint)
+        record = checkpoint["meta"]["training"]
+    else:
+        net, normalizer, record = train_converged_teacher(
+            images.floats(), images.labels, len(classes), settings.teacher_arch, config, device, seed,
+            progress.stage(f"training the {settings.teacher_arch} teacher to convergence", 0.2, 1.0),
+        )
+        teacher_config = TeacherConfig(arch=settings.teacher_arch, epochs=record["epochs"])
+        save_atomically(teacher_checkpoint(net, normalizer, teacher_config, {**meta, "training": record}), path)
+    return RawTeacher(net, normalizer), {"arch": settings.teacher_arch, **record}
+
+
+class RawTeacher(torch.nn.Module):
+    """A trained teacher that takes raw [0, 1] images of either channel count.
+
+    A teacher trained on grey images sees RGB inputs as their channel mean (and an RGB
+    teacher sees grey inputs repeated), then its own normaliser.
+    """
+
+    def __init__(self, net: torch.nn.Module, normalizer: Normalizer):
+        super().__init__()
+        self.net, self.normalizer = net, normalizer
+        self.channels = len(normalizer.mean)
+
+    def _own_channels(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 3 and self.channels == 1:
+            return x.mean(dim=1, keepdim=True)
+        return with_channels(x, self.channels)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.embed(self.normalizer(self._own_channels(x)))
+
+    @property
+    def classifier(self) -> torch.nn.Module:
+        return self.net.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))

@@ -1,0 +1,198 @@
+"""Selection runs: embed what the method needs, pick per class, record the picks as a run."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import fiftyone as fo
+import numpy as np
+import torch
+
+from ..bridge.runs import RunRecord, config_for, run_tag
+from ..bridge.views import ImageSet, check_media, class_names, labels_of, load_images
+from ..device import resolve_device
+from ..distill.palette import median_cut
+from ..embeddings import Normalizer, TeacherConfig, embed_images, load_vae, vae_latents
+from ..errors import CondensationError
+from ..params import resolve
+from ..progress import Progress
+from ..selection import METHODS, check_class_budget, feature_gram, gradient_gram, select_per_class
+from . import embeddings as stored
+from .lifecycle import begin, record, versions
+
+Collection = fo.core.collections.SampleCollection
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class SelectionPlan:
+    """A computed selection, not yet written: picked sample ids, config, timings, embeddings to store."""
+
+    ids: list[str]
+    config: dict
+    timings: dict
+    writes: list[tuple[str, stored.Embeddings]]
+
+
+def method_params(method: str, given: dict) -> dict:
+    """The method's declared parameters: ``given`` checked, the rest at their defaults."""
+    if method not in METHODS:
+        raise CondensationError(f"Unknown selection method {method!r}; choose one of {sorted(METHODS)}")
+    return resolve(method, METHODS[method].params, given)
+
+
+def run(view: Collection, method: str, ipc: int, run_key: str, label_field: str, seed: int, device: str,
+        overwrite: bool, progress: Progress, params: dict) -> RunRecord:
+    """Validate, plan in memory, then tag the picks and record the run (all-or-nothing)."""
+    begin(view, run_key, label_field, overwrite)
+    plan = plan_selection(view, method, ipc, label_field, seed, device, progress, params)
+
+    def write(transaction) -> dict:
+        for field, embeddings in plan.writes:
+            stored.write(transaction, view, field, embeddings)
+        transaction.tag(plan.ids, run_tag(run_key))
+        return {"selected_ids": plan.ids, "timings": plan.timings, "num_samples": len(plan.ids)}
+
+    return record(view, run_key, config_for("selection", **plan.config), write)
+
+
+def plan_selection(view: Collection, method: str, ipc: int, label_field: str, seed: int, device: str,
+                   progress: Progress, given: dict) -> SelectionPlan:
+    """Validate, embed and select in memory; nothing is written."""
+    params = method_params(method, given)
+    classes = class_names(view, label_field)
+    labels = labels_of(view, label_field, classes)
+    check_class_budget(labels, ipc, classes)
+    check_media(view.values("filepath"))
+    started = time.perf_counter()
+    inputs = SelectionInputs(view, label_field, classes, labels, params, resolve_device(device), seed, progress)
+    inputs.prepare(method)
+    embedded = time.perf_counter()
+    picks = select_per_class(method, labels, ipc, inputs.of_class, seed, METHODS[method].pick_params(params),
+                             progress.stage(f"selecting ({method})", 0.9, 1.0))
+    ids = view.values("id")
+    finished = time.perf_counter()
+    writes = [(field, e) for field, e in inputs.writes if e.write]
+    config = {
+        "method": method, "ipc": ipc, "label_field": label_field,
+        "embeddings_field": writes[0][0] if writes else None,
+        "model": inputs.model_name(params.get("model")), "embedding": inputs.embedding if inputs.embeddings else None,
+        "params": {**params, "model": inputs.model_name(params.get("model"))}, "embeddings": inputs.used,
+        "fallbacks": inputs.fallbacks, "seed": seed, "classes": classes, "versions": versions(),
+    }
+    timings = {"embeddings_s": embedded - started, "selection_s": finished - embedded, "total_s": finished - started}
+    return SelectionPlan([ids[i] for i in picks], config, timings, writes)
+
+
+class SelectionInputs:
+    """The per-class inputs a method needs (its Gram matrix, encoder features), computed once for the view."""
+
+    def __init__(self, view, label_field, classes, labels, params, device, seed, progress: Progress):
+        self.view, self.label_field, self.classes, self.labels = view, label_field, classes, labels
+        self.params, self.device, self.seed, self.progress = params, device, seed, progress
+        self.embeddings: Optional[stored.Embeddings] = None
+        self.encoder: Optional[np.ndarray] = None
+        self.writes: list[tuple[str, stored.Embeddings]] = []
+        self.used: dict = {}
+        self.fallbacks: dict = {}
+        self.embedding = "gradients" if "gradient_model" in params else params.get("embedding", "features")
+
+    @staticmethod
+    def model_name(model) -> Optional[str]:
+        return model if model is None or isinstance(model, str) else stored.model_settings(model, None, 0)["model"]
+
+    def embed(self, field: str, model, stage: tuple[float, float], weights: Optional[str] = None) -> stored.Embeddings:
+        embeddings = stored.embeddings_for(self.view, field, self.label_field, self.classes, model, weights,
+                                           self.params["teacher_epochs"], self.device, self.seed, self.progress.sub(*stage))
+        self.writes.append((field, embeddings))
+        self.used[field] = {k: v for k, v in embeddings.info.items() if k != "classes"}
+        return embeddings
+
+    def prepare(self, method: str) -> None:
+        needs = METHODS[method].needs
+        if method == "autopalette_init":
+            self.embeddings = quantised_embeddings(self.view, self.label_field, self.classes, self.params,
+                                                   self.device, self.seed, self.progress.sub(0.0, 0.9))
+        elif method == "dc3":
+            self.embeddings = self._dc3_gradient_embeddings()
+        elif "gram" in needs:
+            self.embeddings = self.embed(self.params["embeddings_field"], self.params["model"], (0.0, 0.45),
+                                         self.params.get("weights"))
+        if self.embedding == "gradients" and self.embeddings is not None and self.embeddings.logits is None:
+            raise CondensationError(
+                f"Gradient embeddings need logits, and {self.params.get('embeddings_field')!r} has none (no "
+                f"'<field>_logits'); use embedding='features' or a field this plugin computed.")
+        if "encoder" in needs:
+            self.encoder = self._dc3_encoder()
+
+    def of_class(self, members: np.ndarray, wanted: tuple[str, ...]) -> dict:
+        inputs = {}
+        if "gram" in wanted:
+            e = self.embeddings
+            inputs["gram"] = (
+                gradient_gram(e.features[members], e.logits[members], self.labels[members], self.params["gradient_loss"])
+                if self.embedding == "gradients" else feature_gram(e.features[members])
+            )
+        if "encoder" in wanted:
+            inputs["encoder"] = self.encoder[members]
+        return inputs
+
+    def _dc3_gradient_embeddings(self) -> stored.Embeddings:
+        """DC3's gradient model (``weights`` are the ImageNet ResNet-18's); without those weights, a
+        trained ConvNet-3 (recorded in ``fallbacks``)."""
+        field, model = self.params["embeddings_field"], self.params["gradient_model"]
+        try:
+            return self.embed(field, model, (0.0, 0.45), self.params.get("weights"))
+        except CondensationError as error:
+            if model != "imagenet_resnet18":
+                raise
+            _log.warning("DC3 gradient model: %s Using a trained convnet3 instead.", error)
+            self.fallbacks["gradient_model"] = f"imagenet_resnet18 unavailable ({error}); used convnet3"
+            self.params["gradient_model"] = "convnet3"
+            return self.embed(field, "convnet3", (0.0, 0.45))
+
+    def _dc3_encoder(self) -> np.ndarray:
+        """Features DC3's K-means bins: VAE latents (ConvNet-3 features when the VAE is missing)."""
+        model = self.params["model"]
+        if model == "vae":
+            latents = self._vae_latents()
+            if latents is not None:
+                return latents
+            model = self.params["model"] = "convnet3"
+        if model == self.params["gradient_model"]:
+            return self.embeddings.features
+        return self.embed(f"{self.params['embeddings_field']}_{model}", model, (0.45, 0.9)).features
+
+    def _vae_latents(self) -> Optional[np.ndarray]:
+        vae_model = self.params["vae_model"]
+        try:
+            vae = load_vae(vae_model, self.device)
+        except CondensationError as error:
+            _log.warning("DC3 bins: %s Binning ConvNet-3 features instead.", error)
+            self.fallbacks["encoder"] = f"VAE {vae_model!r} unavailable; used convnet3 features"
+            return None
+        images = load_images(self.view, self.label_field, self.classes, self.progress.stage("loading images", 0.45, 0.5))
+        self.used["vae"] = {"model": vae_model, "size": self.params["vae_size"]}
+        return vae_latents(vae, images.floats(), Normalizer.fit(images.floats()), self.params["vae_size"], self.device,
+                           progress=self.progress.stage("VAE latents", 0.5, 0.9)).numpy()
+
+
+def quantised_embeddings(view, label_field, classes, params: dict, device, seed, progress: Progress) -> stored.Embeddings:
+    """AutoPalette's initialisation embeddings: features of the view's Median-Cut-quantised images
+    from a ConvNet-3 trained on them (SGD lr 0.1, momentum 0.9, wd 5e-4, batch 128, constant lr)."""
+    images = load_images(view, label_field, classes, progress.stage("loading images", 0.0, 0.05))
+    quantised = ImageSet(images.ids, (median_cut(images.floats(), params["num_colors"])[0] * 255).round().to(torch.uint8),
+                         images.labels, images.classes)
+    config = TeacherConfig(arch="convnet3", epochs=params["teacher_epochs"], lr=0.1, batch_size=128, decay=False)
+    net, normalizer, path = stored.trained_teacher(
+        quantised, config, view, label_field, device, seed,
+        progress.stage("training the selection network on Median-Cut images", 0.05, 0.7), kind="median-cut-teachers")
+    features, logits = embed_images(net, normalizer, quantised.floats(), device,
+                                    progress=progress.stage("embedding quantised images", 0.7, 1.0))
+    info = {"model": "convnet3", "teacher_epochs": params["teacher_epochs"], "median_cut_colors": params["num_colors"],
+            "teacher": str(path)}
+    return stored.Embeddings(features.numpy(), logits.numpy(), info, False)
+
