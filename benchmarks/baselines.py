@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import benchmark_parser, command_line, load_benchmark_dataset, machine, publish
+from common import benchmark_parser, command_line, declared, load_benchmark_dataset, machine, publish
 
 import fiftyone_condense as fc
 
@@ -55,8 +55,8 @@ def main(argv=None) -> None:
     for ipc in [int(v) for v in args.ipc.split(",")]:
         for method in args.methods.split(","):
             run_key = f"bench_{method}_ipc{ipc}"
-            record = fc.select(train, method=method, ipc=ipc, run_key=run_key, seed=args.seed,
-                               teacher_epochs=args.teacher_epochs, overwrite=True)
+            record = fc.select(train, method=method, ipc=ipc, run_key=run_key, seed=args.seed, overwrite=True,
+                               **declared("selection", method, teacher_epochs=args.teacher_epochs))
             began = time.perf_counter()
             result = fc.evaluate(run_key=run_key, dataset=dataset, epochs=args.epochs, num_models=args.num_models, seed=args.seed,
                                  include_full=args.full_epochs > 0, full_epochs=max(args.full_epochs, 1))

@@ -64,3 +64,11 @@ def write_section(name: str, table: str) -> None:
     _, _, tail = rest.partition(end)
     DOC.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
     print(f"wrote {DOC}")
+
+
+def declared(kind: str, method: str, **options) -> dict:
+    """The options ``method`` declares (a benchmark passes one set of flags to several methods)."""
+    import fiftyone_condense as fc
+
+    names = {param.name for param in fc.method_parameters(kind, method)}
+    return {name: value for name, value in options.items() if name in names}

@@ -16,7 +16,7 @@ import tempfile
 import time
 
 import torch
-from common import benchmark_parser, command_line, load_benchmark_dataset, machine, publish
+from common import benchmark_parser, command_line, declared, load_benchmark_dataset, machine, publish
 
 import fiftyone_condense as fc
 from fiftyone_condense.color.diffusion import DiffusionSettings, load_pipeline, warm_and_cold
@@ -85,7 +85,8 @@ def main(argv=None) -> None:
     runs = []
     for method in ("random", "graph_cut", "dc3"):
         key = f"dc3bench_{method}_ipc{args.ipc}"
-        record = fc.select(train, method=method, ipc=args.ipc, run_key=key, teacher_epochs=args.teacher_epochs, overwrite=True)
+        record = fc.select(train, method=method, ipc=args.ipc, run_key=key, overwrite=True,
+                           **declared("selection", method, teacher_epochs=args.teacher_epochs))
         runs.append((method, key, record.results["timings"]["total_s"]))
     for mode in args.modes.split(","):
         key = f"dc3bench_dc3_classical_{mode}_ipc{args.ipc}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import benchmark_parser, command_line, load_benchmark_dataset, machine, publish
+from common import benchmark_parser, command_line, declared, load_benchmark_dataset, machine, publish
 
 import fiftyone_condense as fc
 
@@ -51,9 +51,11 @@ def main(argv=None) -> None:
     for ipc in [int(v) for v in args.ipc.split(",")]:
         for method in args.methods.split(","):
             key = f"bench_{method}_ipc{ipc}{'_bf16' if args.mixed_precision else ''}_{args.budget}"
+            options = declared("distillation", method, num_colors=args.num_colors, budget=args.budget,
+                               teacher_epochs=args.init_epochs)
             record = fc.distill(train, method=method, ipc=ipc, run_key=key, iterations=args.iterations,
-                                batch_real=args.batch_real, num_colors=args.num_colors, budget=args.budget,
-                                teacher_epochs=args.init_epochs, mixed_precision=args.mixed_precision, overwrite=True)
+                                batch_real=args.batch_real, mixed_precision=args.mixed_precision, overwrite=True,
+                                **options)
             result = fc.evaluate(run_key=key, dataset=dataset, epochs=args.epochs, num_models=args.num_models)
             lines.append(
                 f"| {method} | {ipc} | {record.config['ipc']} | {100 * result['mean']:.1f} ± {100 * result['std']:.1f} | "

@@ -25,7 +25,8 @@ class Progress:
     def __init__(self, callback: Optional[ProgressFn] = None, console: Optional[bool] = None,
                  span: tuple[float, float] = (0.0, 1.0)):
         self.callback = callback
-        self.console = sys.stderr.isatty() if console is None else console
+        # a terminal bar only when nobody else shows the progress (an operator passes a callback)
+        self.console = (sys.stderr.isatty() and callback is None) if console is None else console
         self.span = span
         self._last = 0.0
 

@@ -1,13 +1,36 @@
-"""Form pieces shared by the operators: fields, splits, run keys, execution mode, progress."""
+"""Form pieces and execution shared by the operators: fields, splits, run keys, declared
+parameters, and progress that streams to the App (immediate) or the runs list (delegated)."""
 
 from __future__ import annotations
 
+import queue
+import threading
+from typing import Callable, Iterable
+
 import fiftyone.operators.types as types
+from fiftyone.operators.executor import ExecutionOptions
 
 import fiftyone_condense as fc
-from fiftyone_condense.bridge.views import DEFAULT_EMBEDDINGS_FIELD, DEFAULT_LABEL_FIELD, classification_fields
+from fiftyone_condense.bridge.views import DEFAULT_LABEL_FIELD, classification_fields
+from fiftyone_condense.params import Param
 
 ALL_SAMPLES = "(current view)"
+
+
+# --------------------------------------------------------------------------- form pieces
+
+
+def image_dataset_input(ctx, inputs) -> bool:
+    """Refuse video, grouped and 3D datasets in the form itself; returns whether the dataset is usable."""
+    media_type = ctx.dataset.media_type if ctx.dataset is not None else None
+    if media_type == "image":
+        return True
+    prop = inputs.str("media_type", default=str(media_type), label="Media type",
+                      description="fiftyone-condense works on image datasets only")
+    prop.invalid, prop.error_message = True, f"This is a {media_type} dataset; condensation needs an image dataset"
+    inputs.view("not_images", types.Error(label="Not an image dataset",
+                                          description=f"This dataset's media type is {media_type!r}."))
+    return False
 
 
 def label_field_input(ctx, inputs) -> str | None:
@@ -54,17 +77,6 @@ def ipc_input(ctx, inputs, label_field, split, what: str) -> int:
     return ipc
 
 
-def embeddings_inputs(ctx, inputs) -> None:
-    inputs.str("embeddings_field", default=DEFAULT_EMBEDDINGS_FIELD, label="Embeddings field",
-               description="Sample field for penultimate features (reused when present)")
-    inputs.enum("model", ["convnet3", "resnet18"], default="convnet3", label="Embedding model",
-                description="Network trained on the split (cached) whose features embed the images")
-    inputs.str("weights", required=False, label="ResNet-18 weights (optional)",
-               description="Local torchvision ImageNet checkpoint; empty trains ResNet-18 on the split instead")
-    inputs.int("teacher_epochs", default=2, min=1, label="Teacher epochs",
-               description="Epochs to train the embedding network on the split")
-
-
 def run_key_input(ctx, inputs, default: str) -> str:
     """A run key, flagged as the user types when it is not an identifier or already used."""
     run_key = ctx.params.get("run_key") or default
@@ -78,8 +90,8 @@ def run_key_input(ctx, inputs, default: str) -> str:
     return run_key
 
 
-def run_choice_input(ctx, inputs, description: str) -> str | None:
-    runs = fc.list_runs(ctx.dataset)
+def run_choice_input(ctx, inputs, description: str, kind: str | None = None) -> str | None:
+    runs = fc.list_runs(ctx.dataset, kind=kind)
     if not runs:
         inputs.view("no_runs", types.Warning(label="No condensation runs", description="Run 'Select coreset' first."))
         return None
@@ -88,36 +100,72 @@ def run_choice_input(ctx, inputs, description: str) -> str | None:
     return ctx.params.get("run_key") or runs[-1]
 
 
-def execution_mode_input(ctx, inputs, delegate_by_default: bool) -> None:
-    """Let the user choose to run now or queue as a delegated operation."""
-    inputs.bool("delegate", default=delegate_by_default, label="Delegate",
-                description="Queue this as a background (delegated) operation instead of running it now",
-                view=types.CheckboxView())
+def declared_inputs(ctx, inputs, declared: Iterable[Param]) -> None:
+    """One input per declared method parameter that applies to the values chosen so far."""
+    declared = list(declared)
+    values = {p.name: ctx.params.get(p.name, p.default) for p in declared}
+    for p in declared:
+        if not p.applies(values):
+            continue
+        common = {"label": p.label or p.name, "description": p.help}
+        if p.choices is not None:
+            inputs.enum(p.name, list(p.choices), default=p.default, view=types.DropdownView(), **common)
+        elif p.type is bool:
+            inputs.bool(p.name, default=p.default, **common)
+        elif p.type in (int, float):
+            adder = inputs.int if p.type is int else inputs.float
+            adder(p.name, default=p.default, min=p.min, max=p.max, **common)
+        else:
+            inputs.str(p.name, default=p.default, **common)
 
 
-def wants_delegation(ctx, delegate_by_default: bool) -> bool:
-    return bool(ctx.params.get("delegate", delegate_by_default))
+def declared_values(ctx, declared: Iterable[Param]) -> dict:
+    """The form's values of the parameters that apply; absent ones take the SDK's (same) defaults."""
+    declared = list(declared)
+    values = {p.name: ctx.params.get(p.name, p.default) for p in declared}
+    return {p.name: ctx.params[p.name] for p in declared
+            if p.applies(values) and ctx.params.get(p.name) not in (None, "")}
 
 
-def progress_reporter(ctx):
-    """Forward SDK progress to the App (delegated runs show it in the runs list)."""
-
-    def report(fraction: float, message: str) -> None:
-        ctx.set_progress(progress=fraction, label=message)
-
-    return report
+# --------------------------------------------------------------------------- execution
 
 
-def finish(ctx) -> None:
-    """Reload the App's dataset after an immediate run so new tags and views appear."""
-    if not ctx.delegated:
-        ctx.trigger("reload_dataset")
+def delegation_options(long_work: bool) -> ExecutionOptions:
+    """Run now or schedule, with the App's Execute/Schedule choice defaulting to Schedule for long work."""
+    return ExecutionOptions(allow_immediate_execution=True, allow_delegated_execution=True,
+                            default_choice_to_delegated=long_work)
 
 
-def optional_str(value):
-    return value or None
+def execute_with_progress(ctx, work: Callable, summary: Callable[[object], str]):
+    """Run ``work(progress)`` the way FiftyOne runs long operators.
+
+    Delegated: report through ``ctx.set_progress`` (the runs list shows it) and return. Immediate:
+    a generator that runs the work in a thread and yields the App's ``set_progress`` as it
+    advances, then a notification and a dataset reload.
+    """
+    if ctx.delegated:
+        result = work(lambda fraction, label: ctx.set_progress(progress=fraction, label=label))
+        return {"message": summary(result)}
+    return _streamed(ctx, work, summary)
 
 
-def optional_int(value):
-    """A form's int, or None (the SDK's per-method default) when absent."""
-    return None if value in (None, "") else int(value)
+def _streamed(ctx, work: Callable, summary: Callable[[object], str]):
+    events: queue.Queue = queue.Queue()
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = work(lambda fraction, label: events.put((fraction, label)))
+        except BaseException as error:  # re-raised in the operator's own thread below
+            outcome["error"] = error
+        finally:
+            events.put(None)
+
+    threading.Thread(target=target, daemon=True).start()
+    while (event := events.get()) is not None:  # the SDK reports at most every half second per stage
+        yield ctx.ops.set_progress(label=event[1], progress=event[0])
+    if "error" in outcome:
+        raise outcome["error"]
+    yield ctx.ops.set_progress(label="done", progress=1.0)
+    yield ctx.ops.notify(summary(outcome["result"]), variant="success")
+    yield ctx.ops.reload_dataset()

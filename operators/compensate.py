@@ -4,11 +4,10 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
-from fiftyone_condense.bridge.runs import run_config
 from fiftyone_condense.color import BACKENDS, COMBINE_MODES
 from fiftyone_condense.color.diffusion import DEFAULT_MODEL
 
-from .common import execution_mode_input, finish, progress_reporter, run_key_input, wants_delegation
+from .common import delegation_options, execute_with_progress, image_dataset_input, run_key_input
 
 CURRENT_VIEW = "(current view)"
 DIFFUSION_HELP = (
@@ -24,12 +23,18 @@ class CompensateColors(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="compensate_colors", label="Condense: compensate colours (DC3)", dynamic=True,
-            allow_immediate_execution=True, allow_delegated_execution=True, default_choice_to_delegated=True,
+            execute_as_generator=True, allow_immediate_execution=True, allow_delegated_execution=True,
+            default_choice_to_delegated=True, resolve_execution_options_on_change=True,
         )
+
+    def resolve_execution_options(self, ctx):
+        return delegation_options((ctx.params.get("backend") or "diffusion") == "diffusion")
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        runs = [key for key in fc.list_runs(ctx.dataset) if run_config(ctx.dataset, key).get("kind") == "selection"]
+        if not image_dataset_input(ctx, inputs):
+            return types.Property(inputs)
+        runs = fc.list_runs(ctx.dataset, kind="selection")
         choices = runs + [CURRENT_VIEW]
         inputs.enum("parent", choices, default=choices[0], label="Images to compensate",
                     description="A selection run's saved view, or the current view", view=types.DropdownView())
@@ -50,23 +55,22 @@ class CompensateColors(foo.Operator):
         parent = ctx.params.get("parent") or choices[0]
         run_key_input(ctx, inputs, f"{parent if parent != CURRENT_VIEW else 'view'}_{backend}_{ctx.params.get('combine_mode') or 'gradient'}")
         inputs.int("seed", default=0, label="Seed", description="Seed for styles, masks and diffusion noise")
-        execution_mode_input(ctx, inputs, True)
         return types.Property(inputs, view=types.View(label="Compensate colours", description=DIFFUSION_HELP))
-
-    def resolve_delegation(self, ctx):
-        return wants_delegation(ctx, True)
 
     def execute(self, ctx):
         p = ctx.params
         parent = p.get("parent") or CURRENT_VIEW
         view = ctx.view if parent == CURRENT_VIEW else ctx.dataset.load_saved_view(f"condense-{parent}")
-        record = fc.compensate(
-            view, run_key=p.get("run_key"), backend=p.get("backend", "diffusion"),
-            combine_mode=p.get("combine_mode", "gradient"), parent=None if parent == CURRENT_VIEW else parent,
-            model=p.get("model") or DEFAULT_MODEL, steps=int(p.get("steps", 100)),
-            image_guidance=float(p.get("image_guidance", 1.5)), edit_size=int(p.get("edit_size", 256)),
-            batch_size=int(p.get("batch_size", 8)), seed=int(p.get("seed", 0)),
-            overwrite=bool(p.get("overwrite", False)), progress=progress_reporter(ctx),
-        )
-        finish(ctx)
-        return {"run_key": record.key, "num_samples": record.results["num_samples"]}
+
+        def work(progress):
+            return fc.compensate(
+                view, run_key=p.get("run_key"), backend=p.get("backend", "diffusion"),
+                combine_mode=p.get("combine_mode", "gradient"), parent=None if parent == CURRENT_VIEW else parent,
+                model=p.get("model") or DEFAULT_MODEL, steps=int(p.get("steps", 100)),
+                image_guidance=float(p.get("image_guidance", 1.5)), edit_size=int(p.get("edit_size", 256)),
+                batch_size=int(p.get("batch_size", 8)), seed=int(p.get("seed", 0)),
+                overwrite=bool(p.get("overwrite", False)), progress=progress,
+            )
+
+        return execute_with_progress(
+            ctx, work, lambda record: f"Compensated {record.results['num_samples']} images as run {record.key!r}")

@@ -5,7 +5,7 @@ import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
-from .common import finish, run_choice_input
+from .common import run_choice_input
 
 
 class DeleteCondensationRun(foo.Operator):
@@ -22,11 +22,12 @@ class DeleteCondensationRun(foo.Operator):
         if run_key is not None:
             inputs.view("confirm_text", types.Warning(
                 label=f"Delete run {run_key!r}?",
-                description=f"Removes its tag condense:{run_key}, saved view condense-{run_key} and its record.",
+                description=f"Removes its tag condense:{run_key}, saved view condense-{run_key}, the samples and media files it "
+                "made, and its record (as FiftyOne's own delete_run does).",
             ))
         return types.Property(inputs, view=types.View(label="Delete condensation run"))
 
     def execute(self, ctx):
         fc.delete_run(ctx.dataset, ctx.params["run_key"])
-        finish(ctx)
+        ctx.ops.reload_dataset()
         return {"deleted": ctx.params["run_key"]}

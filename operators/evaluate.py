@@ -5,8 +5,7 @@ import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
-from .common import (execution_mode_input, finish, progress_reporter, run_choice_input, split_input,
-                     wants_delegation)
+from .common import execute_with_progress, image_dataset_input, run_choice_input, split_input
 
 
 class EvaluateCondensed(foo.Operator):
@@ -14,12 +13,12 @@ class EvaluateCondensed(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="evaluate_condensed", label="Condense: evaluate condensed set", dynamic=True,
-            allow_immediate_execution=True, allow_delegated_execution=True, default_choice_to_delegated=True,
+            execute_as_generator=True, allow_immediate_execution=True, allow_delegated_execution=True, default_choice_to_delegated=True,
         )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        if run_choice_input(ctx, inputs, "Condensation run whose output to train on") is None:
+        if not image_dataset_input(ctx, inputs) or run_choice_input(ctx, inputs, "Condensation run whose output to train on") is None:
             return types.Property(inputs)
         inputs.enum("protocol", ["hard", "soft"], default="hard", label="Protocol",
                     description="hard: DC/DSA/DM's evaluate_synset (SGD, DSA, lr ×0.1 at half); soft: RDED's (DC3's) teacher soft labels (KD, CutMix, AdamW)")
@@ -40,32 +39,27 @@ class EvaluateCondensed(foo.Operator):
                     description="Also evaluate a random subset of the same size (cached)")
         inputs.bool("include_full", default=False, label="Full-split reference",
                     description="Also train on the whole source split (slow without a GPU; cached)")
-        execution_mode_input(ctx, inputs, True)
         return types.Property(inputs, view=types.View(label="Evaluate condensed set"))
-
-    def resolve_delegation(self, ctx):
-        return wants_delegation(ctx, True)
 
     def execute(self, ctx):
         p = ctx.params
-        result = fc.evaluate(
-            run_key=p["run_key"], dataset=ctx.dataset, protocol=p.get("protocol", "hard"),
-            arch=p.get("arch", "convnet3"), epochs=int(p.get("epochs", 1000)), num_models=int(p.get("num_models", 5)),
-            eval_split=p.get("eval_split", "test"), references=bool(p.get("references", True)),
-            include_full=bool(p.get("include_full", False)), temperature=float(p.get("temperature", 20.0)),
-            teacher_arch=p.get("teacher_arch", "convnet3"), teacher_epochs=int(p.get("teacher_epochs", 50)),
-            progress=progress_reporter(ctx),
-        )
-        finish(ctx)
-        summary = {"run_key": p["run_key"], "protocol": p.get("protocol", "hard"), "mean": result["mean"], "std": result["std"]}
-        if "random" in result:
-            summary["random_mean"] = result["random"]["mean"]
-        return summary
 
-    def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("run_key", label="Run")
-        outputs.float("mean", label="Accuracy (mean)")
-        outputs.float("std", label="Accuracy (std)")
-        outputs.float("random_mean", label="Random subset accuracy (mean)")
-        return types.Property(outputs)
+        def work(progress):
+            return fc.evaluate(
+                run_key=p["run_key"], dataset=ctx.dataset, protocol=p.get("protocol", "hard"),
+                arch=p.get("arch", "convnet3"), epochs=int(p.get("epochs", 1000)), num_models=int(p.get("num_models", 5)),
+                eval_split=p.get("eval_split", "test"), references=bool(p.get("references", True)),
+                include_full=bool(p.get("include_full", False)), temperature=float(p.get("temperature", 20.0)),
+                teacher_arch=p.get("teacher_arch", "convnet3"), teacher_epochs=int(p.get("teacher_epochs", 50)),
+                progress=progress,
+            )
+
+        return execute_with_progress(ctx, work, lambda result: summary(p["run_key"], result))
+
+
+def summary(run_key: str, result: dict) -> str:
+    """One line for the App's notification: accuracy beside the random reference."""
+    line = f"{run_key}: {100 * result['mean']:.1f} ± {100 * result['std']:.1f} % ({result['protocol']['name']})"
+    if "random" in result:
+        line += f", random subset of the same size {100 * result['random']['mean']:.1f} %"
+    return line

@@ -121,3 +121,62 @@ def ctrl_c_while_saving_the_view(monkeypatch):
         monkeypatch.setattr(fo.Dataset, "save_view", interrupt_once)
 
     return arm
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+@pytest.fixture
+def snapshot():
+    """Everything a run may touch on a dataset: tags, fields, runs, saved views, sample count, info."""
+
+    def take(dataset: fo.Dataset) -> dict:
+        dataset.reload()
+        return {"tags": dataset.count_sample_tags(), "fields": sorted(dataset.get_field_schema()),
+                "runs": dataset.list_runs(), "views": dataset.list_saved_views(), "samples": len(dataset),
+                "info": dict(dataset.info)}
+
+    return take
+
+
+@pytest.fixture
+def refused(snapshot):
+    """Assert that ``call()`` raises a CondensationError matching ``match`` and changes nothing."""
+
+    def check(dataset: fo.Dataset, match: str, call) -> None:
+        before = snapshot(dataset)
+        with pytest.raises(fc.CondensationError, match=match):
+            call()
+        assert snapshot(dataset) == before
+
+    return check
+
+
+@pytest.fixture
+def run_operator():
+    """Execute one of the plugin's operators immediately, as FiftyOne does (generators exhausted)."""
+
+    def execute(operator: str, dataset: fo.Dataset, view=None, **params):
+        import fiftyone.operators as foo
+
+        result = foo.execute_operator(f"@condense/fiftyone-condense/{operator}",
+                                      ctx={"dataset": dataset, "view": view or dataset.view(), "params": params})
+        assert result.error is None, result.error
+        return result.result
+
+    return execute
+
+
+@pytest.fixture
+def form():
+    """An operator's resolved input form for these params, as the App sees it: {name: property}."""
+
+    def resolve(operator: str, dataset: fo.Dataset, **params) -> dict:
+        import fiftyone.operators as foo
+        from fiftyone.operators.executor import ExecutionContext
+
+        op = foo.get_operator(f"@condense/fiftyone-condense/{operator}")
+        ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": params})
+        return op.resolve_input(ctx).type.properties
+
+    return resolve

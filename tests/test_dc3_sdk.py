@@ -10,7 +10,6 @@ from PIL import Image
 import fiftyone_condense as fc
 from fiftyone_condense.errors import CondensationError
 
-from test_sdk import snapshot
 
 CLASSICAL = dict(backend="classical", edit_size=64)
 
@@ -101,7 +100,7 @@ def test_diffusion_backend_loads_a_saved_pipeline_and_batches_edits(selected, ti
     assert one.config["params"]["model"] == str(tiny_pix2pix)
 
 
-def test_diffusion_is_the_default_and_without_weights_is_a_clear_error_that_changes_nothing(selected, tmp_path):
+def test_diffusion_is_the_default_and_without_weights_is_a_clear_error_that_changes_nothing(selected, tmp_path, snapshot):
     before = snapshot(selected)
     with pytest.raises(CondensationError, match="backend='classical'"):
         fc.compensate(selected.load_saved_view("condense-dc3"), model=str(tmp_path / "missing"))
@@ -123,7 +122,7 @@ def test_deleting_or_overwriting_a_compensation_run_removes_its_samples_and_medi
     assert not Path(before_delete[0]).parent.exists()
 
 
-def test_an_interrupted_compensation_leaves_no_samples_or_files(selected, ctrl_c_while_saving_the_view):
+def test_an_interrupted_compensation_leaves_no_samples_or_files(selected, ctrl_c_while_saving_the_view, snapshot):
     before = snapshot(selected)
     ctrl_c_while_saving_the_view()
     with pytest.raises(KeyboardInterrupt):

@@ -8,8 +8,6 @@ from fiftyone_condense.bridge.views import load_images
 from fiftyone_condense.distill.engine import Distiller
 from fiftyone_condense.errors import CondensationError
 
-from test_operators import run
-from test_sdk import snapshot
 
 QUICK = dict(iterations=3, batch_real=8, teacher_epochs=1)
 
@@ -54,7 +52,7 @@ def test_autopalette_budget_options(dataset, budget, per_class):
     assert record.config["ipc"] == per_class and len(record.view) == 10 * per_class  # bits: 8 bits / 2 bits = 4×
 
 
-def test_an_interrupted_distillation_changes_nothing_and_resumes(dataset, monkeypatch):
+def test_an_interrupted_distillation_changes_nothing_and_resumes(dataset, monkeypatch, snapshot):
     train = dataset.match_tags("train")
     before = snapshot(dataset)
     original_step = Distiller.step
@@ -73,7 +71,7 @@ def test_an_interrupted_distillation_changes_nothing_and_resumes(dataset, monkey
     assert record.results["resumed_from"] == 2
 
 
-def test_bad_distillation_input_changes_nothing(dataset):
+def test_bad_distillation_input_changes_nothing(dataset, snapshot):
     train = dataset.match_tags("train")
     before = snapshot(dataset)
     with pytest.raises(CondensationError, match="Unknown distillation method"):
@@ -87,16 +85,15 @@ def test_bad_distillation_input_changes_nothing(dataset):
     assert snapshot(dataset) == before
 
 
-def test_the_distill_form_flags_a_budget_larger_than_the_classes(dataset):
-    from test_operators import form
-
+def test_the_distill_form_flags_a_budget_larger_than_the_classes(dataset, form):
     properties = form("distill_dataset", dataset, split="train", method="autopalette", ipc=10)
     assert properties["budget"].invalid and "40 images per class" in properties["budget"].error_message
     assert not form("distill_dataset", dataset, split="train", method="autopalette", ipc=10, budget="count")["budget"].invalid
 
 
-def test_distill_operator_end_to_end(dataset):
-    out = run("distill_dataset", dataset, method="autopalette", ipc=1, num_colors=64, iterations=2, batch_real=8,
-              split="train", run_key="op_ap", teacher_epochs=1, delegate=False)
-    assert out["run_key"] == "op_ap" and out["num_samples"] == 40 and out["bytes"] > 0  # K = 64: 4 × IPC
+def test_distill_operator_end_to_end(dataset, run_operator):
+    run_operator("distill_dataset", dataset, method="autopalette", ipc=1, num_colors=64, iterations=2, batch_real=8,
+                 split="train", run_key="op_ap", teacher_epochs=1)
+    record = fc.load_run(dataset, "op_ap")
+    assert record.results["num_samples"] == 40 and record.results["bytes"] > 0  # K = 64: 4 × IPC
     assert len(dataset.match_tags("synthetic")) == 40

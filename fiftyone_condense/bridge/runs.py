@@ -43,6 +43,12 @@ def saved_view_name(run_key: str) -> str:
 class CondensationRun(Run):
     """What every condensation run made, found from its key; FiftyOne calls these on delete/rename."""
 
+    @classmethod
+    def validate(cls, config):
+        """Any condensation config (runs of the first version share one config class for every kind)."""
+        if not isinstance(config, CondensationRunConfig):
+            super().validate(config)
+
     def get_fields(self, samples, key):
         fields = [f for f in (getattr(self.config, "embeddings_field", None),) if f]
         if getattr(self.config, "kind", None) in ("compensation", "distillation"):
@@ -57,6 +63,8 @@ class CondensationRun(Run):
             media = [Path(p) for p in synthetic.values("filepath")]
             dataset.delete_samples(synthetic)
             remove_files(media)
+        if dataset.has_sample_field(RUN_FIELD) and not len(dataset.exists(RUN_FIELD)):
+            dataset.delete_sample_fields([RUN_FIELD, SOURCES_FIELD])  # the last synthetic samples are gone
         tag = run_tag(key)
         dataset.match_tags(tag).untag_samples(tag)
         if dataset.has_saved_view(saved_view_name(key)):
