@@ -142,3 +142,15 @@ def test_a_torch_model_you_already_have_embeds_the_images(dataset):
     assert train.first()["pooled"].shape == (48,)
     assert record.config["model"] == "torch.nn.modules.container.Sequential"
     assert dataset.get_field("pooled").info["plugin"] == "fiftyone-condense"
+
+
+def test_a_fiftyone_model_you_already_have_embeds_the_images(dataset):
+    import fiftyone.utils.torch as fout
+
+    train = dataset.match_tags("train")
+    module = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
+    model = fout.TorchImageModel(fout.TorchImageModelConfig(
+        {"model": module, "as_feature_extractor": True, "image_size": [28, 28], "ragged_batches": False}))
+    record = fc.select(train, method="herding", ipc=2, run_key="zoo", model=model, embeddings_field="zoo_features")
+    assert train.first()["zoo_features"].shape == (12,)
+    assert record.config["model"].endswith("TorchImageModel")
