@@ -1,9 +1,12 @@
-"""Test session set-up: a private FiftyOne database, caches and media under a temp dir.
+"""Test session set-up: caches, media and plugins under a temp dir, and a private FiftyOne database
+that starts only when a test needs it.
 
-FiftyOne attaches to any database service already running on the machine, whatever its
-directory, so the session starts FiftyOne's bundled MongoDB itself, on a free port with a
-temporary directory, and points FiftyOne at it. The environment must be set before FiftyOne
-is imported, so it is done at import time here.
+Layout: ``unit/`` (algorithms on tensors: no database), ``integration/`` (the SDK, runs and
+operators on a real database and real PNGs) and ``app/`` (the real App in a real browser). The
+last two use the ``database`` fixture (autouse there), which starts FiftyOne's bundled MongoDB on
+127.0.0.1 with a temporary directory. FiftyOne attaches to any database service already running on
+the machine, so its URI is fixed here, before FiftyOne is imported, on a port chosen now; a unit
+test that touched the database by mistake would fail to connect rather than start one.
 """
 
 import atexit
@@ -17,42 +20,17 @@ import time
 from pathlib import Path
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="condense-tests-"))
+atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 
 
-def _start_private_mongod(directory: Path) -> str:
-    """Start the mongod that ships with FiftyOne on 127.0.0.1; returns its URI."""
-    package = Path(importlib.util.find_spec("fiftyone").submodule_search_locations[0])
-    directory.mkdir(parents=True)
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [str(package / "db" / "bin" / "mongod"), "--dbpath", str(directory), "--port", str(port),
-         "--bind_ip", "127.0.0.1", "--nounixsocket", "--logpath", str(directory / "mongod.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-
-    def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        shutil.rmtree(_SESSION_DIR, ignore_errors=True)
-
-    atexit.register(stop)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as client:
-            if client.connect_ex(("127.0.0.1", port)) == 0:
-                return f"mongodb://127.0.0.1:{port}"
-        if process.poll() is not None:
-            raise RuntimeError(f"mongod exited with {process.returncode}; see {directory / 'mongod.log'}")
-        time.sleep(0.2)
-    raise RuntimeError("mongod did not start within 60 s")
+        return probe.getsockname()[1]
 
 
-os.environ["FIFTYONE_DATABASE_URI"] = _start_private_mongod(_SESSION_DIR / "db")
+_DATABASE_PORT = _free_port()
+os.environ["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{_DATABASE_PORT}/?serverSelectionTimeoutMS=10000"
 os.environ["FIFTYONE_DEFAULT_DATASET_DIR"] = str(_SESSION_DIR / "datasets")
 os.environ["FIFTYONE_CONDENSE_CACHE_DIR"] = str(_SESSION_DIR / "cache")
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
@@ -72,8 +50,44 @@ import fiftyone_condense as fc  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def _start_private_mongod(directory: Path, port: int) -> subprocess.Popen:
+    """Start the mongod that ships with FiftyOne on 127.0.0.1:``port``, stopped at exit."""
+    package = Path(importlib.util.find_spec("fiftyone").submodule_search_locations[0])
+    directory.mkdir(parents=True)
+    process = subprocess.Popen(
+        [str(package / "db" / "bin" / "mongod"), "--dbpath", str(directory), "--port", str(port),
+         "--bind_ip", "127.0.0.1", "--nounixsocket", "--logpath", str(directory / "mongod.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    atexit.register(stop)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as client:
+            if client.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        if process.poll() is not None:
+            raise RuntimeError(f"mongod exited with {process.returncode}; see {directory / 'mongod.log'}")
+        time.sleep(0.2)
+    raise RuntimeError("mongod did not start within 60 s")
+
+
 @pytest.fixture(scope="session")
-def fashion_mnist() -> fo.Dataset:
+def database() -> str:
+    """The session's private MongoDB, started on first use; its URI."""
+    _start_private_mongod(_SESSION_DIR / "db", _DATABASE_PORT)
+    return os.environ["FIFTYONE_DATABASE_URI"]
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist(database) -> fo.Dataset:
     """A small real Fashion-MNIST: 20 train and 10 test images per class, PNGs on disk."""
     return fc.datasets.load_fashion_mnist(name="fmnist-small", train_per_class=20, test_per_class=10, persistent=False)
 

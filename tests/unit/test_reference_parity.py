@@ -31,7 +31,7 @@ from fiftyone_condense.selection.submodular import pick_graph_cut
 from fiftyone_condense.training import (TrainConfig, accuracy, kd_loss, rded_batch_size, rded_schedule,
                                         rded_validation_epochs, train_classifier, weight_decay_groups)
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
 pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"reference code not found at {REFERENCE}")
 CONVNET = dict(num_classes=10, net_width=128, net_depth=3, net_act="relu", net_norm="instancenorm", net_pooling="avgpooling")
 
