@@ -93,6 +93,8 @@ def test_select_coreset_from_the_operator_browser_and_see_it_in_the_panel(app, t
             wait_until(lambda: tagged() == 100, 120, "the selected samples to be tagged")
             assert fc.list_runs(dataset) == ["random_ipc10"]
             assert len(dataset.load_saved_view("condense-random_ipc10")) == 100
+            page.get_by_text("done", exact=True).wait_for(timeout=30_000)  # the live progress bar ends at 100 %
+            page.get_by_role("button", name="Done").click()
 
             page.locator("[data-cy='new-panel-btn']").first.click()
             page.get_by_text("Condensation", exact=True).first.click()
