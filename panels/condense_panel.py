@@ -12,6 +12,12 @@ from fiftyone_condense import reports
 PLUGIN = "@condense/fiftyone-condense"
 COLUMN_LABELS = {"key": "Run", "method": "Method", "ipc": "IPC", "parent": "Parent", "seconds": "Time (s)",
                  "hard": "Hard acc. %", "soft": "Soft acc. %", "bytes": "Bytes", "samples": "Samples"}
+PLOT_HEIGHT = 320
+
+
+def _layout(title: str, x: str, y: str, **extra) -> dict:
+    return {"title": {"text": title}, "xaxis": {"title": {"text": x}}, "yaxis": {"title": {"text": y}},
+            "height": PLOT_HEIGHT, "margin": {"t": 40, "b": 50}, **extra}
 
 
 class CondensePanel(foo.Panel):
@@ -47,9 +53,7 @@ class CondensePanel(foo.Panel):
             return
         ctx.panel.state.selected = key
         ctx.ops.set_view(name=f"condense-{key}")
-        report = reports.color_report(ctx.dataset, key)
-        ctx.panel.state.colors = {"colorfulness": report["colorfulness"], "unique_colors": report["unique_colors"]}
-        ctx.panel.data.kde = report["kde_traces"]
+        self._show_run(ctx, key)
 
     def on_evaluate(self, ctx):
         self._prompt(ctx, "evaluate_condensed", {"run_key": ctx.panel.state.selected})
@@ -71,17 +75,35 @@ class CondensePanel(foo.Panel):
     def _refresh(self, ctx):
         rows = reports.run_rows(ctx.dataset)
         ctx.panel.state.rows = rows
-        traces = reports.accuracy_traces(ctx.dataset, "hard")
-        ctx.panel.data.accuracy = traces
-        ctx.panel.state.has_accuracy = bool(traces)
-        if ctx.panel.state.selected not in {row["key"] for row in rows}:
+        figures = reports.accuracy_figures(ctx.dataset)
+        for protocol in reports.PROTOCOLS:
+            ctx.panel.set_data(f"accuracy_{protocol}", figures.get(protocol, []))
+        ctx.panel.state.accuracy_protocols = list(figures)
+        selected = ctx.panel.state.selected
+        if selected in {row["key"] for row in rows}:
+            self._show_run(ctx, selected)  # its evaluation or colours may have changed
+        else:
             ctx.panel.state.selected = None
+            ctx.panel.state.run = None
+
+    def _show_run(self, ctx, key):
+        report = reports.run_report(ctx.dataset, key)
+        ctx.panel.set_data("mosaic", report["mosaic"])
+        ctx.panel.set_data("per_class", report["per_class_traces"])
+        ctx.panel.set_data("kde", report["color"]["kde_traces"])
+        ctx.panel.state.run = {
+            "summary": report["summary"],
+            "protocol": report["per_class_protocol"] if report["per_class_traces"] else None,
+            "colorfulness": report["color"]["colorfulness"],
+            "unique_colors": report["color"]["unique_colors"],
+            "storage": reports.storage_markdown(report["storage"]),
+        }
 
     # -- layout
     def render(self, ctx):
         panel = types.Object()
         rows = ctx.panel.get_state("rows") or []
-        panel.md(f"**Condensation runs ({len(rows)})** — open a run to see its images and colours", name="title")
+        panel.md(f"**Condensation runs ({len(rows)})** — open a run to see its images, accuracy and colours", name="title")
         if not rows:
             panel.md("No runs yet: use **Condense: select coreset** (or distil) from the operator browser.", name="empty")
         table = types.TableView()
@@ -89,26 +111,35 @@ class CondensePanel(foo.Panel):
             table.add_column(key, label=label)
         table.add_row_action("open", self.on_select_run, label="Open", icon="visibility", tooltip="Show this run's images")
         panel.list("rows", types.Object(), view=table)
-        selected = ctx.panel.get_state("selected")
-        if selected:
-            panel.md(f"**Selected: `{selected}`** — its saved view `condense-{selected}` is in the grid.", name="selected_md")
-            actions = panel.h_stack("actions", gap=1)
-            actions.btn("evaluate", label="Evaluate", on_click=self.on_evaluate, variant="contained")
-            actions.btn("compensate", label="Compensate colours", on_click=self.on_compensate)
-            actions.btn("distill", label="Distil from it", on_click=self.on_distill)
-            actions.btn("delete", label="Delete…", on_click=self.on_delete, variant="outlined")
-            colors = ctx.panel.get_state("colors") or {}
-            if colors:
-                panel.md(
-                    f"Colourfulness: source {colors['colorfulness']['source']:.1f} → run {colors['colorfulness']['run']:.1f}; "
-                    f"unique colours per image: {colors['unique_colors']['source']:.0f} → {colors['unique_colors']['run']:.0f}",
-                    name="colors_md",
-                )
-                panel.plot("kde", layout={"title": {"text": "Pixel value density per channel (KDE)"},
-                                          "xaxis": {"title": {"text": "value"}}, "height": 300})
-        if ctx.panel.get_state("has_accuracy"):
-            panel.plot("accuracy", layout={"title": {"text": "Hard-protocol accuracy against IPC"},
-                                           "xaxis": {"title": {"text": "images per class"}},
-                                           "yaxis": {"title": {"text": "accuracy %"}}, "height": 320})
+        run = ctx.panel.get_state("run")
+        if ctx.panel.get_state("selected") and run:
+            self._render_run(panel, ctx.panel.get_state("selected"), run)
+        for protocol in ctx.panel.get_state("accuracy_protocols") or []:
+            panel.plot(f"accuracy_{protocol}", layout=_layout(
+                f"{protocol.capitalize()}-protocol accuracy against IPC (all evaluated runs)", "images per class",
+                "test accuracy %", legend={"orientation": "h", "y": -0.25}))
         panel.btn("refresh", label="Refresh", on_click=self.on_refresh, icon="refresh")
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=2))
+
+    def _render_run(self, panel, selected, run):
+        panel.md(f"{run['summary']} — its saved view `condense-{selected}` is in the grid.", name="selected_md")
+        actions = panel.h_stack("actions", gap=1)
+        actions.btn("evaluate", label="Evaluate", on_click=self.on_evaluate, variant="contained")
+        actions.btn("compensate", label="Compensate colours", on_click=self.on_compensate)
+        actions.btn("distill", label="Distil from it", on_click=self.on_distill)
+        actions.btn("delete", label="Delete…", on_click=self.on_delete, variant="outlined")
+        panel.md("**Images per class**", name="mosaic_title")
+        panel.img("mosaic", alt_text=f"Images of {selected}", point_on_hover=False,
+                  componentsProps={"image": {"style": {"maxWidth": "100%", "height": "auto"}}})
+        if run.get("protocol"):
+            panel.plot("per_class", layout=_layout(f"Per-class test accuracy ({run['protocol']} protocol)", "class",
+                                                   "accuracy %", barmode="group", legend={"orientation": "h", "y": -0.35}))
+        else:
+            panel.md("Not evaluated yet: **Evaluate** trains models on these images for per-class accuracy.",
+                     name="per_class_md")
+        colorfulness, unique = run["colorfulness"], run["unique_colors"]
+        panel.plot("kde", layout=_layout("Pixel value density per channel: source (dotted) and run", "pixel value",
+                                         "density"))
+        panel.md(f"Colourfulness: source {colorfulness['source']:.1f} → run {colorfulness['run']:.1f}; "
+                 f"unique colours per image: {unique['source']:.0f} → {unique['run']:.0f}", name="colors_md")
+        panel.md("**Bytes on disk**\n\n" + run["storage"], name="storage_md")

@@ -1,11 +1,16 @@
-"""The panel's data (runs table, accuracy traces, colour report) and its events."""
+"""The panel's data (runs table, accuracy traces, per-run report with its image mosaic) and its events."""
+
+import base64
+import io
 
 import fiftyone.operators as foo
+from PIL import Image
 
 import fiftyone_condense as fc
 from fiftyone_condense import reports
 
 PANEL = "@condense/fiftyone-condense/condense_panel"
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 def test_run_rows_list_every_run_with_its_accuracy_and_parent(dataset):
@@ -19,14 +24,20 @@ def test_run_rows_list_every_run_with_its_accuracy_and_parent(dataset):
     assert rows["warmcold"]["parent"] == "rand" and rows["warmcold"]["bytes"] > 0 and rows["warmcold"]["soft"] is None
 
 
-def test_accuracy_traces_plot_methods_against_ipc_with_the_random_reference(dataset):
+def test_accuracy_traces_plot_methods_against_ipc_with_the_random_and_whole_split_references(dataset):
     train = dataset.match_tags("train")
     for ipc in (1, 2):
         fc.select(train, method="herding", ipc=ipc, run_key=f"h{ipc}", teacher_epochs=1)
-        fc.evaluate(run_key=f"h{ipc}", dataset=dataset, epochs=1, num_models=1)
+        fc.evaluate(run_key=f"h{ipc}", dataset=dataset, epochs=1, num_models=1, include_full=ipc == 2, full_epochs=1)
     traces = {trace["name"]: trace for trace in reports.accuracy_traces(dataset)}
     assert traces["herding"]["x"] == [1, 2] and len(traces["herding"]["error_y"]["array"]) == 2
-    assert traces["random reference"]["x"] == [1, 2]
+    assert traces["herding"]["text"] == ["h1", "h2"]
+    assert traces["random reference"]["x"] == [1, 2] and traces["random reference"]["line"]["dash"] == "dot"
+    full = traces["whole source split (200 images)"]
+    assert full["x"] == [1, 2] and full["y"][0] == full["y"][1]
+    evaluation = fc.load_run(dataset, "h2").results["evaluation"]["hard"]
+    assert full["y"][0] == round(100 * evaluation["full"]["mean"], 2)
+    assert set(reports.accuracy_figures(dataset)) == {"hard"}  # no soft evaluation: no soft plot
 
 
 def test_colour_report_compares_a_run_with_its_source(dataset):
@@ -36,9 +47,80 @@ def test_colour_report_compares_a_run_with_its_source(dataset):
     assert report["colorfulness"] == {"source": 0.0, "run": 0.0}
 
 
+def test_run_report_of_a_distillation_shows_its_images_per_class_accuracy_colours_and_bytes(dataset):
+    train = dataset.match_tags("train")
+    fc.distill(train, method="dm", ipc=2, iterations=2, batch_real=8, run_key="dm2")
+    report = reports.run_report(dataset, "dm2")
+    assert report["per_class_traces"] == [] and report["per_class_protocol"] is None  # not evaluated yet
+
+    fc.evaluate(run_key="dm2", dataset=dataset, epochs=1, num_models=1)
+    report = reports.run_report(dataset, "dm2")
+    assert report["summary"].startswith("**dm2**: distillation `dm` · IPC 2 · 20 images")
+    assert "hard accuracy" in report["summary"] and "random" in report["summary"]
+
+    assert report["mosaic"].startswith("data:image/png;base64,")
+    mosaic = Image.open(io.BytesIO(base64.b64decode(report["mosaic"].split(",", 1)[1])))
+    cell, pad = 56, 4
+    assert mosaic.height == 10 * (cell + pad) + pad  # one row per class
+    tiles = mosaic.crop((mosaic.width - pad - 2 * (cell + pad), pad, mosaic.width - pad, pad + cell)).convert("L")
+    assert max(tiles.getdata()) > 100  # the distilled images are drawn (not the empty background)
+
+    bars = {trace["name"]: trace for trace in report["per_class_traces"]}
+    assert set(bars) == {"dm2", "random reference"} and report["per_class_protocol"] == "hard"
+    assert bars["dm2"]["x"] == CLASSES and len(bars["dm2"]["y"]) == 10
+    assert all(0 <= value <= 100 for value in bars["dm2"]["y"])
+
+    assert {t["name"] for t in report["color"]["kde_traces"]} == {"source gray", "dm2 gray"}
+    storage = {row["what"]: row for row in report["storage"]}
+    results = fc.load_run(dataset, "dm2").results
+    assert storage["this run's images on disk"]["bytes"] == results["bytes"]
+    assert storage["the same images as 8-bit PNGs"]["bytes"] == results["bytes_8bit"]
+    assert storage["… as 8-bit RGB PNGs"]["bytes"] == results["bytes_8bit_rgb"]
+    assert storage["the view it was made from"]["images"] == 200
+    assert "| this run's images on disk |" in reports.storage_markdown(report["storage"])
+
+
+def test_image_mosaic_of_a_selection_has_a_row_per_class_and_the_selected_pixels(dataset):
+    fc.select(dataset.match_tags("train"), method="random", ipc=3, run_key="r3")
+    mosaic = Image.open(io.BytesIO(reports.image_mosaic(dataset, "r3", per_class=2, cell=28)))
+    assert mosaic.height == 10 * (28 + 4) + 4
+    first = fc.load_run(dataset, "r3").view.match({"ground_truth.label": "T-shirt/top"}).first()
+    # two columns (per_class=2), the class's first selected image 28 px wide as stored
+    left = mosaic.width - 4 - 2 * (28 + 4)  # the image columns end one gap before the edge
+    assert list(mosaic.crop((left, 4, left + 28, 32)).convert("L").getdata()) == \
+        list(Image.open(first.filepath).convert("L").getdata())
+    storage = {row["what"]: row for row in reports.storage_report(dataset, "r3")}
+    assert storage["this run's images on disk"]["images"] == 30 and storage["this run's images on disk"]["bytes"] > 0
+
+
+def _panel_event(dataset, method, state, **params) -> dict:
+    """Run a panel event as the App does; what it sent back: {operator uri: [params, ...]}."""
+    result = foo.execute_operator(PANEL, ctx={"dataset": dataset, "params": {
+        "__method__": method, "panel_id": "p1", "panel_state": state, **params}})
+    assert result.error is None, result.error
+    sent = {}
+    for request in result.to_json()["executor"]["requests"]:
+        sent.setdefault(request["operator_uri"], []).append(request["params"])
+    return sent
+
+
 def test_panel_loads_and_renders_through_fiftyone(dataset):
     fc.select(dataset.match_tags("train"), method="random", ipc=1, run_key="shown")
-    result = foo.execute_operator(PANEL, ctx={"dataset": dataset, "params": {"__method__": "on_load", "panel_id": "p1", "state": {}}})
-    assert result.error is None, result.error
+    sent = _panel_event(dataset, "on_load", {})
+    assert [row["key"] for row in sent["patch_panel_state"][0]["state"]["rows"]] == ["shown"]
+    assert "rows" in sent["show_panel_output"][0]["output"]["type"]["properties"]
     panel = [op for op in foo.list_operators(type="panel") if op.uri == PANEL]
     assert panel and panel[0].config.label == "Condensation"
+
+
+def test_opening_a_run_in_the_panel_sends_its_view_images_and_plots(dataset):
+    fc.select(dataset.match_tags("train"), method="random", ipc=1, run_key="opened")
+    fc.evaluate(run_key="opened", dataset=dataset, epochs=1, num_models=1)
+    sent = _panel_event(dataset, "on_select_run", {"rows": reports.run_rows(dataset)}, row=0)
+    assert sent["set_view"] == [{"name": "condense-opened"}]  # the grid shows the run's saved view
+    data = {key: value for patch in sent["patch_panel_data"] for key, value in patch["data"].items()}
+    assert data["mosaic"].startswith("data:image/png;base64,")
+    assert data["per_class"][0]["type"] == "bar" and data["kde"][0]["type"] == "scatter"
+    shown = sent["show_panel_output"][0]["output"]["type"]["properties"]
+    assert {"mosaic", "per_class", "kde", "storage_md", "actions"} <= set(shown)
+    assert shown["mosaic"]["view"]["name"] == "ImageView"
