@@ -246,7 +246,15 @@ __all__ = [
 def load_vae(model: str, device: torch.device):
     """A diffusers ``AutoencoderKL`` by hub id or local directory (also a pipeline's ``vae/``),
     in fp16 on a GPU and fp32 on the CPU."""
-    from diffusers import AutoencoderKL
+    from .errors import CondensationError
+
+    try:
+        from diffusers import AutoencoderKL
+    except ImportError as error:  # diffusers is the optional [diffusion] extra
+        raise CondensationError(
+            f"The VAE encoder needs diffusers ({error}): pip install \"fiftyone-condense[diffusion]\", "
+            "or use model='convnet3'."
+        ) from None
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     errors = []
@@ -255,8 +263,6 @@ def load_vae(model: str, device: torch.device):
             return AutoencoderKL.from_pretrained(model, subfolder=subfolder, dtype=dtype).to(device).eval()
         except (OSError, ValueError, EnvironmentError) as error:
             errors.append(str(error))
-    from .errors import CondensationError
-
     raise CondensationError(
         f"Cannot load a VAE from {model!r} ({errors[-1]}). Pass a local directory with an AutoencoderKL "
         "(for example the Stable Diffusion VAE saved with save_pretrained), or use model='convnet3'."

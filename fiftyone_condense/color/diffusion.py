@@ -32,7 +32,13 @@ class DiffusionSettings:
 
 def load_pipeline(model: str, device: torch.device):
     """The InstructPix2Pix pipeline from a hub id or a local directory, ready on ``device``."""
-    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
+    try:
+        from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
+    except ImportError as error:  # diffusers, transformers and accelerate are the optional [diffusion] extra
+        raise CondensationError(
+            f"backend='diffusion' needs diffusers and transformers ({error}): "
+            "pip install \"fiftyone-condense[diffusion]\", or use backend='classical', which needs neither."
+        ) from None
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     try:
