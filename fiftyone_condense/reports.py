@@ -26,6 +26,7 @@ import fiftyone_condense as fc
 COLUMNS = ("key", "method", "ipc", "parent", "seconds", "hard", "soft", "bytes", "samples")
 PROTOCOLS = ("hard", "soft")
 CHANNEL_COLORS = {"red": "#e45756", "green": "#54a24b", "blue": "#4c78a8", "gray": "#bab0ac"}
+REFERENCE_COLOR = "#a0a0a0"
 MOSAIC_BACKGROUND = (30, 30, 30)
 MOSAIC_TEXT = (225, 225, 225)
 
@@ -64,6 +65,11 @@ def run_rows(dataset: fo.Dataset) -> list[dict]:
     return rows
 
 
+def visible_columns(rows: list[dict]) -> list[str]:
+    """The columns worth showing: the run key, and every other column some row has a value in."""
+    return [column for column in COLUMNS if column == "key" or any(row.get(column) not in (None, "") for row in rows)]
+
+
 def _method_label(config: dict) -> str:
     return config.get("method") + (f" ({config['combine_mode']})" if config.get("combine_mode") else "")
 
@@ -88,17 +94,19 @@ def accuracy_traces(dataset: fo.Dataset, protocol: str = "hard") -> list[dict]:
         if evaluation.get("random"):
             random_points[ipc] = (100 * evaluation["random"]["mean"], 100 * evaluation["random"]["std"], "random reference")
         full = evaluation.get("full") or full
-    traces = [_line(name, sorted(points)) for name, points in sorted(by_method.items())]
+    references = []  # drawn first (under the methods' points), listed last in the legend
     if random_points:
-        traces.append(_line("random reference", sorted((k, *v) for k, v in random_points.items()), dash="dot"))
+        references.append(_line("random reference", sorted((k, *v) for k, v in random_points.items()),
+                                line={"dash": "dot", "color": REFERENCE_COLOR}, legendrank=1001))
     if full:
         xs = sorted({p[0] for points in by_method.values() for p in points})
         low, high = (xs[0], xs[-1]) if xs[0] != xs[-1] else (max(xs[0] - 1, 0.5), xs[0] + 1)
         level = round(100 * full["mean"], 2)
-        traces.append({"type": "scatter", "mode": "lines", "name": f"whole source split ({full.get('num_train', '?')} images)",
-                       "x": [low, high], "y": [level, level], "line": {"dash": "dash", "color": "#999999"},
-                       "hovertemplate": f"whole split: {level:.2f} ± {100 * full['std']:.2f} %<extra></extra>"})
-    return traces
+        references.append({"type": "scatter", "mode": "lines", "name": f"whole source split ({full.get('num_train', '?')} images)",
+                           "x": [low, high], "y": [level, level], "line": {"dash": "dash", "color": REFERENCE_COLOR},
+                           "legendrank": 1002,
+                           "hovertemplate": f"whole split: {level:.2f} ± {100 * full['std']:.2f} %<extra></extra>"})
+    return references + [_line(name, sorted(points)) for name, points in sorted(by_method.items())]
 
 
 def accuracy_figures(dataset: fo.Dataset) -> dict[str, list[dict]]:
@@ -107,15 +115,13 @@ def accuracy_figures(dataset: fo.Dataset) -> dict[str, list[dict]]:
     return {protocol: traces for protocol, traces in figures.items() if traces}
 
 
-def _line(name: str, points: list[tuple], dash: Optional[str] = None) -> dict:
+def _line(name: str, points: list[tuple], **style) -> dict:
     trace = {"type": "scatter", "mode": "lines+markers", "name": name, "x": [p[0] for p in points],
              "y": [round(p[1], 2) for p in points],
              "error_y": {"type": "data", "array": [round(p[2], 2) for p in points], "visible": True},
              "text": [p[3] for p in points],
              "hovertemplate": "%{text}: IPC %{x}, %{y:.2f} ± %{error_y.array:.2f} %<extra></extra>"}
-    if dash:
-        trace["line"] = {"dash": dash}
-    return trace
+    return {**trace, **style}
 
 
 # --------------------------------------------------------------------------- one run

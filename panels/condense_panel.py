@@ -11,13 +11,14 @@ from fiftyone_condense import reports
 
 PLUGIN = "@condense/fiftyone-condense"
 COLUMN_LABELS = {"key": "Run", "method": "Method", "ipc": "IPC", "parent": "Parent", "seconds": "Time (s)",
-                 "hard": "Hard acc. %", "soft": "Soft acc. %", "bytes": "Bytes", "samples": "Samples"}
-PLOT_HEIGHT = 320
+                 "hard": "Hard %", "soft": "Soft %", "bytes": "Bytes", "samples": "Samples"}
+PLOT_HEIGHT = 340
 
 
 def _layout(title: str, x: str, y: str, **extra) -> dict:
+    """A plot's layout: title, axis titles and a legend (the App hides legends unless asked)."""
     return {"title": {"text": title}, "xaxis": {"title": {"text": x}}, "yaxis": {"title": {"text": y}},
-            "height": PLOT_HEIGHT, "margin": {"t": 40, "b": 50}, **extra}
+            "height": PLOT_HEIGHT, "margin": {"t": 40, "b": 50}, "showlegend": True, **extra}
 
 
 class CondensePanel(foo.Panel):
@@ -30,7 +31,7 @@ class CondensePanel(foo.Panel):
 
     # -- events
     def on_load(self, ctx):
-        self._refresh(ctx)
+        self._refresh(ctx, reopen=True)  # panel data (images, plots) is not persisted
 
     def on_change_dataset(self, ctx):
         ctx.panel.state.selected = None
@@ -40,7 +41,7 @@ class CondensePanel(foo.Panel):
         self._refresh(ctx)
 
     def on_refresh(self, ctx):
-        self._refresh(ctx)
+        self._refresh(ctx, reopen=True)  # its evaluation or colours may have changed
 
     def on_select_run(self, ctx):
         row = ctx.params.get("row")
@@ -51,9 +52,9 @@ class CondensePanel(foo.Panel):
             key = rows[int(row)]["key"]
         else:
             return
-        ctx.panel.state.selected = key
-        ctx.ops.set_view(name=f"condense-{key}")
         self._show_run(ctx, key)
+        ctx.panel.state.selected = key
+        ctx.ops.set_view(name=f"condense-{key}")  # last: the view change is an event of its own
 
     def on_evaluate(self, ctx):
         self._prompt(ctx, "evaluate_condensed", {"run_key": ctx.panel.state.selected})
@@ -72,7 +73,7 @@ class CondensePanel(foo.Panel):
         if ctx.panel.state.selected:
             ctx.prompt(f"{PLUGIN}/{operator}", params=params, on_success=self.on_refresh)
 
-    def _refresh(self, ctx):
+    def _refresh(self, ctx, reopen=False):
         rows = reports.run_rows(ctx.dataset)
         ctx.panel.state.rows = rows
         figures = reports.accuracy_figures(ctx.dataset)
@@ -80,11 +81,11 @@ class CondensePanel(foo.Panel):
             ctx.panel.set_data(f"accuracy_{protocol}", figures.get(protocol, []))
         ctx.panel.state.accuracy_protocols = list(figures)
         selected = ctx.panel.state.selected
-        if selected in {row["key"] for row in rows}:
-            self._show_run(ctx, selected)  # its evaluation or colours may have changed
-        else:
+        if selected and selected not in {row["key"] for row in rows}:  # deleted or renamed
             ctx.panel.state.selected = None
             ctx.panel.state.run = None
+        elif selected and reopen:
+            self._show_run(ctx, selected)
 
     def _show_run(self, ctx, key):
         report = reports.run_report(ctx.dataset, key)
@@ -107,8 +108,8 @@ class CondensePanel(foo.Panel):
         if not rows:
             panel.md("No runs yet: use **Condense: select coreset** (or distil) from the operator browser.", name="empty")
         table = types.TableView()
-        for key, label in COLUMN_LABELS.items():
-            table.add_column(key, label=label)
+        for key in reports.visible_columns(rows):
+            table.add_column(key, label=COLUMN_LABELS[key])
         table.add_row_action("open", self.on_select_run, label="Open", icon="visibility", tooltip="Show this run's images")
         panel.list("rows", types.Object(), view=table)
         run = ctx.panel.get_state("run")
@@ -117,7 +118,7 @@ class CondensePanel(foo.Panel):
         for protocol in ctx.panel.get_state("accuracy_protocols") or []:
             panel.plot(f"accuracy_{protocol}", layout=_layout(
                 f"{protocol.capitalize()}-protocol accuracy against IPC (all evaluated runs)", "images per class",
-                "test accuracy %", legend={"orientation": "h", "y": -0.25}))
+                "test accuracy %"))
         panel.btn("refresh", label="Refresh", on_click=self.on_refresh, icon="refresh")
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=2))
 
@@ -133,7 +134,7 @@ class CondensePanel(foo.Panel):
                   componentsProps={"image": {"style": {"maxWidth": "100%", "height": "auto"}}})
         if run.get("protocol"):
             panel.plot("per_class", layout=_layout(f"Per-class test accuracy ({run['protocol']} protocol)", "class",
-                                                   "accuracy %", barmode="group", legend={"orientation": "h", "y": -0.35}))
+                                                   "accuracy %", barmode="group"))
         else:
             panel.md("Not evaluated yet: **Evaluate** trains models on these images for per-class accuracy.",
                      name="per_class_md")

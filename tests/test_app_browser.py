@@ -1,8 +1,11 @@
 """The real FiftyOne App in a real browser: run an operator, see the run in the panel.
 
 Starts the App server on 127.0.0.1 (on the test session's private database), drives Debian's
-Chromium with Playwright, and checks the database. Screenshots go to the test's temporary
-directory (and to $CONDENSE_SCREENSHOTS_DIR when set, which is how the README's are made).
+Chromium with Playwright, and checks the database. Beside the operator's random selection, a real
+(short) DM distillation of the small Fashion-MNIST at IPC 1, 2 and 5 is made and evaluated with the
+SDK, so the panel opens a run with distilled images, accuracy against IPC and per-class accuracy.
+Screenshots go to the test's temporary directory (and to $CONDENSE_SCREENSHOTS_DIR when set, which
+is how the README's are made).
 """
 
 import os
@@ -58,14 +61,29 @@ def app(fashion_mnist, tmp_path):
         dataset.delete()
 
 
-def screenshot(page, tmp_path: Path, name: str) -> None:
+def screenshot(page, tmp_path: Path, name: str, clip=None) -> None:
     path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), clip=clip)
     if os.environ.get("CONDENSE_SCREENSHOTS_DIR"):
         shutil.copy(path, Path(os.environ["CONDENSE_SCREENSHOTS_DIR"]) / path.name)
 
 
-def test_select_coreset_from_the_operator_browser_and_see_it_in_the_panel(app, tmp_path):
+PANEL_CONTENT = "[data-cy='panel-content-condense_panel']"
+DISTILLED_IPCS = (1, 2, 5)
+OPENED = "dm_ipc5"
+
+
+def condense_with_the_sdk(dataset) -> None:
+    """A real, short DM distillation per IPC (20 iterations; the full protocol is 20k), then every run
+    evaluated with a tiny hard protocol beside its random and whole-split references."""
+    train = dataset.match_tags("train")
+    for ipc in DISTILLED_IPCS:
+        fc.distill(train, method="dm", ipc=ipc, iterations=20, batch_real=16, run_key=f"dm_ipc{ipc}")
+    for run_key in fc.list_runs(dataset):
+        fc.evaluate(run_key=run_key, dataset=dataset, epochs=10, num_models=2, include_full=True, full_epochs=10)
+
+
+def test_select_coreset_from_the_operator_browser_then_open_a_distillation_in_the_panel(app, tmp_path):
     from playwright.sync_api import sync_playwright
 
     dataset, url = app
@@ -96,13 +114,40 @@ def test_select_coreset_from_the_operator_browser_and_see_it_in_the_panel(app, t
             page.get_by_text("done", exact=True).wait_for(timeout=30_000)  # the live progress bar ends at 100 %
             page.get_by_role("button", name="Done").click()
 
+            condense_with_the_sdk(dataset)
             page.locator("[data-cy='new-panel-btn']").first.click()
             page.get_by_text("Condensation", exact=True).first.click()
-            page.get_by_text("Condensation runs (1)", exact=False).wait_for(timeout=60_000)
+            page.get_by_text("Condensation runs (4)", exact=False).wait_for(timeout=60_000)
             page.get_by_role("cell", name="random_ipc10").wait_for(timeout=30_000)
-            page.wait_for_timeout(3000)  # let the grid finish loading its thumbnails
+
+            page.get_by_role("row").filter(has_text=OPENED).get_by_role("button", name="Open").click()
+            mosaic = page.get_by_alt_text(f"Images of {OPENED}")
+            mosaic.wait_for(timeout=60_000)
+            wait_until(lambda: mosaic.evaluate("image => image.complete && image.naturalHeight") > 500, 30,
+                       "the browser to decode the images per class")  # ten rows of 56 px
+            page.get_by_text("Per-class test accuracy").first.wait_for(timeout=30_000)
+            page.get_by_text("Bytes on disk").wait_for(timeout=30_000)
+            assert page.locator(f"{PANEL_CONTENT} .js-plotly-plot").count() == 3  # per class, densities, accuracy vs IPC
+            for legend in ("random reference", "whole source split (200 images)", "source gray", f"{OPENED} gray"):
+                assert page.locator(f"{PANEL_CONTENT} .legendtext", has_text=legend).count() >= 1, legend
+            wait_until(lambda: page.get_by_text("50 samples").count() > 0, 60,
+                       "the grid to show the opened run's saved view")
+
+            # the README's pictures: the grid beside the panel, then the whole panel
+            page.set_viewport_size({"width": 1800, "height": 1000})
+            page.mouse.move(5, 995)  # no tooltip in the picture
+            page.locator(PANEL_CONTENT).locator("div").first.evaluate("element => element.scrollTo(0, 0)")
+            page.wait_for_timeout(3000)  # let the grid load the run's thumbnails and the plots resize
             screenshot(page, tmp_path, "condense-panel")
+            page.set_viewport_size({"width": 1800, "height": 2800})
+            page.wait_for_timeout(1500)
+            panel = page.locator(PANEL_CONTENT).bounding_box()
+            refresh = page.get_by_role("button", name="Refresh").bounding_box()
+            screenshot(page, tmp_path, "condense-run-report", clip={
+                "x": panel["x"], "y": panel["y"], "width": panel["width"],
+                "height": refresh["y"] + refresh["height"] + 12 - panel["y"]})
         finally:
             browser.close()
     assert (tmp_path / "operator-form.png").stat().st_size > 10_000
     assert (tmp_path / "condense-panel.png").stat().st_size > 10_000
+    assert (tmp_path / "condense-run-report.png").stat().st_size > 10_000
