@@ -5,11 +5,11 @@
   fiftyone.yml asks for the same FiftyOne range.
 - Both install paths work in a fresh virtual environment that sees this environment's packages
   (FiftyOne, torch, ... as pinned) through a .pth file but not this checkout:
-  1. `fiftyone plugins download` + `fiftyone plugins requirements --install`: a plugins directory
-     laid out as the download lays it out (the package folder inside, not pip-installed); the
-     command pip-installs each line of requirements.txt (all already met, no index), and the
-     plugin registers every operator and panel of fiftyone.yml, importing fiftyone_condense from
-     the plugin folder, even without the [diffusion] extra.
+  1. `fiftyone plugins download` + `fiftyone plugins requirements --install`: the download of an
+     archive of this checkout served on 127.0.0.1 (the package folder inside, not pip-installed);
+     the second command pip-installs each line of requirements.txt (all already met, no index),
+     and the plugin registers every operator and panel of fiftyone.yml, importing
+     fiftyone_condense from the plugin folder, even without the [diffusion] extra.
   2. `pip install "fiftyone-condense[diffusion]"`: the wheel built from this checkout installs with
      its dependencies resolved from what is installed (no index), and the plugin then uses the
      installed package.
@@ -20,12 +20,16 @@ The subprocesses point FiftyOne at an unreachable database, so none of this may 
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
+import threading
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -35,11 +39,9 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "@condense/fiftyone-condense"
-# What `fiftyone plugins download` copies that the plugin needs (it copies the whole repository).
+# The files of the repository that the plugin needs (`fiftyone plugins download` copies them all).
 PLUGIN_FILES = ("fiftyone.yml", "__init__.py", "requirements.txt", "README.md", "operators", "panels", "fiftyone_condense")
 DIFFUSION_MODULES = ("diffusers", "transformers", "accelerate")
-
-tomllib = pytest.importorskip("tomllib")
 
 # Run inside the fresh environment: register the plugin as FiftyOne does and report what it got.
 REGISTER = """
@@ -68,6 +70,7 @@ CLI = "import sys; from fiftyone.core.cli import main; sys.argv[0] = 'fiftyone';
 
 
 def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
@@ -139,24 +142,10 @@ def fresh_python(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def plugins_dir(workspace) -> Path:
-    """The plugin as `fiftyone plugins download` leaves it: the repository's files, package folder included."""
-    plugin = workspace / "plugins" / "fiftyone-condense"
-    plugin.mkdir(parents=True)
-    for name in PLUGIN_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, plugin / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, plugin / name)
-    return plugin.parent
-
-
-@pytest.fixture(scope="module")
-def env(workspace, plugins_dir) -> dict:
+def env(workspace) -> dict:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FIFTYONE_", "PYTHON", "PIP_"))}
     env.update(
-        FIFTYONE_PLUGINS_DIR=str(plugins_dir),
+        FIFTYONE_PLUGINS_DIR=str(workspace / "plugins"),
         FIFTYONE_CONFIG_PATH=str(workspace / "no-config.json"),
         FIFTYONE_DATABASE_URI="mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=1000",  # nothing here may need it
         FIFTYONE_DO_NOT_TRACK="true",
@@ -164,8 +153,41 @@ def env(workspace, plugins_dir) -> dict:
         HF_HUB_OFFLINE="1",
         PIP_NO_INDEX="1",  # no network: every requirement must already be met
         PIP_DISABLE_PIP_VERSION_CHECK="1",
+        NO_PROXY="127.0.0.1",
+        no_proxy="127.0.0.1",
     )
     return env
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def downloaded_plugin(workspace, env) -> Path:
+    """The plugin as `fiftyone plugins download <archive URL>` installs it, from an archive of this
+    checkout laid out like GitHub's (one top folder), served on 127.0.0.1."""
+    served = workspace / "served"
+    served.mkdir()
+    with zipfile.ZipFile(served / "fiftyone-condense-main.zip", "w") as archive:
+        for name in PLUGIN_FILES:
+            source = ROOT / name
+            files = [source] if source.is_file() else sorted(
+                path for path in source.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
+            for path in files:
+                archive.write(path, f"fiftyone-condense-main/{path.relative_to(ROOT)}")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/fiftyone-condense-main.zip"
+        _run(Path(sys.executable), ["-c", CLI, "plugins", "download", url], env, workspace)
+    finally:
+        server.shutdown()
+        server.server_close()
+    (manifest,) = Path(env["FIFTYONE_PLUGINS_DIR"]).rglob("fiftyone.yml")
+    assert (manifest.parent / "fiftyone_condense" / "__init__.py").is_file()
+    return manifest.parent
 
 
 def _run(python: Path, args: list[str], env: dict, cwd: Path) -> str:
@@ -189,7 +211,7 @@ def _register(python: Path, env: dict, cwd: Path, mode: str) -> dict:
     return report
 
 
-def test_plugin_download_then_requirements(fresh_python, plugins_dir, env, workspace):
+def test_plugin_download_then_requirements(fresh_python, downloaded_plugin, env, workspace):
     cwd = workspace
     check = "import importlib.util, sys; sys.exit(importlib.util.find_spec('fiftyone_condense') is not None)"
     _run(fresh_python, ["-c", check], env, cwd)  # the package is not installed in the fresh environment
@@ -201,10 +223,10 @@ def test_plugin_download_then_requirements(fresh_python, plugins_dir, env, works
 
     # The operators import fiftyone_condense from the plugin folder, and need no [diffusion] extra to.
     report = _register(fresh_python, env, cwd, "without-diffusion")
-    assert Path(report["package"]).resolve().is_relative_to((plugins_dir / "fiftyone-condense").resolve())
+    assert Path(report["package"]).resolve().is_relative_to(downloaded_plugin.resolve())
 
 
-def test_wheel_installs_into_an_existing_fiftyone_environment(fresh_python, plugins_dir, env, workspace):
+def test_wheel_installs_into_an_existing_fiftyone_environment(fresh_python, downloaded_plugin, env, workspace):
     source = workspace / "source"  # a clean copy: an in-tree build would write build/ into the checkout
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
