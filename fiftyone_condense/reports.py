@@ -92,7 +92,8 @@ def accuracy_traces(dataset: fo.Dataset, protocol: str = "hard") -> list[dict]:
         by_method.setdefault(_method_label(run.config), []).append(
             (ipc, 100 * evaluation["mean"], 100 * evaluation["std"], run.key))
         if evaluation.get("random"):
-            random_points[ipc] = (100 * evaluation["random"]["mean"], 100 * evaluation["random"]["std"], "random reference")
+            reference = evaluation["random"]
+            random_points[ipc] = (100 * reference["mean"], 100 * reference["std"], "random reference")
         full = evaluation.get("full") or full
     references = []  # drawn first (under the methods' points), listed last in the legend
     if random_points:
@@ -102,8 +103,8 @@ def accuracy_traces(dataset: fo.Dataset, protocol: str = "hard") -> list[dict]:
         xs = sorted({p[0] for points in by_method.values() for p in points})
         low, high = (xs[0], xs[-1]) if xs[0] != xs[-1] else (max(xs[0] - 1, 0.5), xs[0] + 1)
         level = round(100 * full["mean"], 2)
-        references.append({"type": "scatter", "mode": "lines", "name": f"whole source split ({full.get('num_train', '?')} images)",
-                           "x": [low, high], "y": [level, level], "line": {"dash": "dash", "color": REFERENCE_COLOR},
+        references.append({"type": "scatter", "mode": "lines",
+                           "name": f"whole source split ({full.get('num_train', '?')} images)", "x": [low, high], "y": [level, level], "line": {"dash": "dash", "color": REFERENCE_COLOR},
                            "legendrank": 1002,
                            "hovertemplate": f"whole split: {level:.2f} ± {100 * full['std']:.2f} %<extra></extra>"})
     return references + [_line(name, sorted(points)) for name, points in sorted(by_method.items())]
@@ -157,7 +158,8 @@ def per_class_traces(dataset: fo.Dataset, run_key: str, protocol: Optional[str] 
     for name, result in ((run_key, evaluation), ("random reference", evaluation.get("random")),
                          ("whole source split", evaluation.get("full"))):
         if result and result.get("per_class"):
-            traces.append({"type": "bar", "name": name, "x": classes, "y": [round(100 * a, 1) for a in result["per_class"]]})
+            traces.append({"type": "bar", "name": name, "x": classes,
+                           "y": [round(100 * accuracy, 1) for accuracy in result["per_class"]]})
     return traces
 
 
@@ -201,7 +203,9 @@ def storage_report(dataset: fo.Dataset, run_key: str) -> list[dict]:
     results = run.results
     count = results.get("num_samples") or len(run.view)
     written = results.get("bytes")
-    rows = [("this run's images on disk", written if written is not None else _bytes_on_disk(run.view.values("filepath")), count)]
+    if written is None:  # selections: the selected files themselves
+        written = _bytes_on_disk(run.view.values("filepath"))
+    rows = [("this run's images on disk", written, count)]
     if results.get("bytes_8bit") is not None:
         rows.append(("the same images as 8-bit PNGs", results["bytes_8bit"], count))
     if results.get("bytes_8bit_rgb") is not None:
@@ -223,11 +227,13 @@ def _human(size: float) -> str:
 def storage_markdown(rows: list[dict]) -> str:
     """The storage rows as a Markdown table."""
     lines = ["| | bytes | images | per image |", "|---|---:|---:|---:|"]
-    lines += [f"| {row['what']} | {_human(row['bytes'])} | {row['images']} | {_human(row['per_image'])} |" for row in rows]
+    lines += [f"| {row['what']} | {_human(row['bytes'])} | {row['images']} | {_human(row['per_image'])} |"
+              for row in rows]
     return "\n".join(lines)
 
 
-def image_mosaic(dataset: fo.Dataset, run_key: str, per_class: int = 10, cell: int = 56, max_classes: int = 20) -> bytes:
+def image_mosaic(dataset: fo.Dataset, run_key: str, per_class: int = 10, cell: int = 56,
+                 max_classes: int = 20) -> bytes:
     """A PNG of the run's images: one row per class (its name on the left), up to ``per_class``
     images each at ``cell`` pixels (small images are enlarged without smoothing, so the pixels of
     a distilled image stay visible), at most ``max_classes`` rows."""
@@ -258,6 +264,9 @@ def image_mosaic(dataset: fo.Dataset, run_key: str, per_class: int = 10, cell: i
 
 
 def _tile(path: str, cell: int) -> Image.Image:
+    tile = Image.new("RGB", (cell, cell), MOSAIC_BACKGROUND)
+    if not os.path.isfile(path):  # media moved or deleted: an empty cell, not a broken panel
+        return tile
     with Image.open(path) as image:
         image = image.convert("RGB")
     image.thumbnail((cell, cell), Image.Resampling.LANCZOS)  # only shrinks
@@ -265,7 +274,6 @@ def _tile(path: str, cell: int) -> Image.Image:
         scale = cell / max(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                              Image.Resampling.NEAREST)
-    tile = Image.new("RGB", (cell, cell), MOSAIC_BACKGROUND)
     tile.paste(image, ((cell - image.width) // 2, (cell - image.height) // 2))
     return tile
 
@@ -278,6 +286,8 @@ def run_summary(run) -> str:
     """One Markdown line describing a run: kind, method, IPC, images, parent, accuracies."""
     config, results = run.config, run.results
     parts = [f"**{run.key}**: {config.get('kind', 'run')} `{_method_label(config)}`"]
+    if config.get("backend"):
+        parts.append(f"{config['backend']} backend")
     if config.get("ipc") is not None:
         parts.append(f"IPC {config['ipc']}")
     if results.get("num_samples") is not None:

@@ -104,13 +104,16 @@ class CondensePanel(foo.Panel):
     def render(self, ctx):
         panel = types.Object()
         rows = ctx.panel.get_state("rows") or []
-        panel.md(f"**Condensation runs ({len(rows)})** — open a run to see its images, accuracy and colours", name="title")
+        panel.md(f"**Condensation runs ({len(rows)})** — open a run to see its images, accuracy and colours",
+                 name="title")
         if not rows:
-            panel.md("No runs yet: use **Condense: select coreset** (or distil) from the operator browser.", name="empty")
+            panel.md("No runs yet: use **Condense: select coreset** (or distil) from the operator browser.",
+                     name="empty")
         table = types.TableView()
         for key in reports.visible_columns(rows):
             table.add_column(key, label=COLUMN_LABELS[key])
-        table.add_row_action("open", self.on_select_run, label="Open", icon="visibility", tooltip="Show this run's images")
+        table.add_row_action("open", self.on_select_run, label="Open", icon="visibility",
+                             tooltip="Show this run's images")
         panel.list("rows", types.Object(), view=table)
         run = ctx.panel.get_state("run")
         if ctx.panel.get_state("selected") and run:

@@ -127,7 +127,8 @@ def test_select_coreset_from_the_operator_browser_then_open_a_distillation_in_th
                        "the browser to decode the images per class")  # ten rows of 56 px
             page.get_by_text("Per-class test accuracy").first.wait_for(timeout=30_000)
             page.get_by_text("Bytes on disk").wait_for(timeout=30_000)
-            assert page.locator(f"{PANEL_CONTENT} .js-plotly-plot").count() == 3  # per class, densities, accuracy vs IPC
+            # per class, densities, accuracy against IPC, each with its legend
+            assert page.locator(f"{PANEL_CONTENT} .js-plotly-plot").count() == 3
             for legend in ("random reference", "whole source split (200 images)", "source gray", f"{OPENED} gray"):
                 assert page.locator(f"{PANEL_CONTENT} .legendtext", has_text=legend).count() >= 1, legend
             wait_until(lambda: page.get_by_text("50 samples").count() > 0, 60,

@@ -93,6 +93,21 @@ def test_image_mosaic_of_a_selection_has_a_row_per_class_and_the_selected_pixels
     assert storage["this run's images on disk"]["images"] == 30 and storage["this run's images on disk"]["bytes"] > 0
 
 
+def test_run_report_of_a_colour_compensation_compares_rgb_densities_and_sizes(dataset):
+    fc.select(dataset.match_tags("train"), method="random", ipc=1, run_key="base")
+    fc.compensate(dataset.load_saved_view("condense-base"), run_key="warm", backend="classical", edit_size=32)
+    report = reports.run_report(dataset, "warm")
+    assert report["summary"] == ("**warm**: compensation `dc3_compensation (gradient)` · classical backend · "
+                                 "10 images · from `base`")
+    assert {t["name"] for t in report["color"]["kde_traces"]} >= {"warm red", "warm green", "warm blue"}
+    assert report["color"]["colorfulness"]["run"] > report["color"]["colorfulness"]["source"] == 0.0
+    assert report["per_class_traces"] == []
+    storage = {row["what"]: row for row in report["storage"]}
+    assert set(storage) == {"this run's images on disk", "the view it was made from"}
+    assert storage["this run's images on disk"]["images"] == 10
+    assert Image.open(io.BytesIO(base64.b64decode(report["mosaic"].split(",", 1)[1]))).height == 10 * 60 + 4
+
+
 def _panel_event(dataset, method, state, **params) -> dict:
     """Run a panel event as the App does; what it sent back: {operator uri: [params, ...]}."""
     result = foo.execute_operator(PANEL, ctx={"dataset": dataset, "params": {
