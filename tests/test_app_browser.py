@@ -101,8 +101,11 @@ def test_select_coreset_from_the_operator_browser_then_open_a_distillation_in_th
             page.get_by_placeholder("Search operations by name...").fill("select coreset")
             page.get_by_text("Condense: select coreset").first.click()
             page.get_by_text("Images per class (IPC)").wait_for(timeout=60_000)
+            execute = page.get_by_role("button", name="Execute")
+            wait_until(execute.is_enabled, 60, "the form to be validated")
+            page.wait_for_timeout(500)
             screenshot(page, tmp_path, "operator-form")
-            page.get_by_role("button", name="Execute").click()
+            execute.click()
 
             def tagged() -> int:
                 dataset.reload()
