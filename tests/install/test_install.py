@@ -37,7 +37,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = "@condense/fiftyone-condense"
 # The files of the repository that the plugin needs (`fiftyone plugins download` copies them all).
 PLUGIN_FILES = ("fiftyone.yml", "__init__.py", "requirements.txt", "README.md", "operators", "panels", "fiftyone_condense")
