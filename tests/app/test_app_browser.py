@@ -107,12 +107,13 @@ def test_select_coreset_from_the_operator_browser_then_open_a_distillation_in_th
             screenshot(page, tmp_path, "operator-form")
             execute.click()
 
-            def tagged() -> int:
+            def recorded() -> bool:  # the saved view is a run's last write
                 dataset.reload()
-                return dataset.count_sample_tags().get("condense:random_ipc10", 0)
+                return dataset.has_saved_view("condense-random_ipc10")
 
-            wait_until(lambda: tagged() == 100, 120, "the selected samples to be tagged")
+            wait_until(recorded, 120, "the run to be recorded")
             assert fc.list_runs(dataset) == ["random_ipc10"]
+            assert dataset.count_sample_tags()["condense:random_ipc10"] == 100
             assert len(dataset.load_saved_view("condense-random_ipc10")) == 100
             page.get_by_text("done", exact=True).wait_for(timeout=30_000)  # the live progress bar ends at 100 %
             page.get_by_role("button", name="Done").click()
