@@ -1,11 +1,18 @@
 """The main job: condense Fashion-MNIST with the papers' methods beside the baselines, and compare them.
 
-    python -m fiftyone_condense.demo          # REDUCED: a 300/200-per-class subset, short runs (≤ 10 min, 2 cores)
-    python -m fiftyone_condense.demo --full   # the whole dataset and the papers' protocols (needs a GPU)
+    python -m fiftyone_condense.demo          # REDUCED protocol: fits in ~10 min on 2 CPU cores
+    python -m fiftyone_condense.demo --full   # the papers' protocol on the whole dataset (a GPU's work)
 
-Selection (random, herding, DC3), DC3's colour compensation (classical backend), and distillation
-(DM, AutoPalette) at one IPC, each evaluated with the hard protocol beside a random subset of the
-same size; it prints the time of every stage and the accuracy table.
+Stages, each timed: selection (random, herding, DC3), DC3's colour compensation of its selection
+(classical backend), distillation (DM, AutoPalette), then evaluation: every condensed set is trained
+with the hard protocol beside a random subset of the same size (and channels). It prints a table
+of the stages' times and a table of the accuracies, with the settings they were measured with.
+
+The REDUCED protocol uses the first 300 train and 200 test images of each class (its own dataset,
+``fashion-mnist-demo-300-200``), 100 distillation iterations, 50 epochs × 2 models, a 2-epoch
+network for AutoPalette's initialisation and AutoPalette's ``bits`` budget; every option below
+changes one of them. ``--full`` uses the whole ``fashion-mnist`` dataset, 20,000 iterations,
+1000 epochs × 5 models and each method's own defaults.
 """
 
 from __future__ import annotations
@@ -14,149 +21,266 @@ import argparse
 import os
 import platform
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Optional
 
+import fiftyone as fo
 import torch
 
 import fiftyone_condense as fc
+from fiftyone_condense.bridge.runs import RunRecord
 
-REDUCED = {"train_per_class": 300, "test_per_class": 200, "epochs": 40, "num_models": 2, "iterations": 50,
-           "batch_real": 32, "teacher_epochs": 1}
-FALLBACK_NAMES = {"gradient_model": "ImageNet ResNet-18 weights", "encoder": "the Stable Diffusion VAE"}
-FULL = {"train_per_class": None, "test_per_class": None, "epochs": 1000, "num_models": 5, "iterations": 20000,
-        "batch_real": 256, "teacher_epochs": None}
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the demo's numbers depend on; ``REDUCED`` and ``FULL`` are the presets."""
+
+    train_per_class: Optional[int]  # the first N train images of each class (None: all 6000)
+    test_per_class: Optional[int]  # the first N test images of each class (None: all 1000)
+    ipc: int  # images per class
+    iterations: int  # distillation iterations (DM and AutoPalette)
+    batch_real: int  # real images per class per distillation iteration
+    init_epochs: Optional[int]  # epochs of AutoPalette's initialisation network (None: its default, 50)
+    budget: str  # AutoPalette's storage budget: paper (4 × IPC images at 64 colours), bits or count
+    epochs: int  # hard protocol: epochs per trained model
+    num_models: int  # hard protocol: models per condensed set
+    include_full: bool = False  # also train on the whole train split (the "full" reference)
+    full_epochs: int = 30  # epochs of that reference
+    seed: int = 0
+    reduced: bool = True
+
+    def describe(self) -> str:
+        """The settings of the condensation and of the protocol, in one line."""
+        init = "its default epochs" if self.init_epochs is None else f"{self.init_epochs} epochs"
+        return (f"IPC {self.ipc}; distillation {self.iterations} iterations, real batch {self.batch_real}; "
+                f"AutoPalette budget {self.budget!r}, initialisation network {init}; "
+                f"hard protocol, ConvNet-3, {self.epochs} epochs × {self.num_models} models")
+
+
+REDUCED = Settings(train_per_class=300, test_per_class=200, ipc=10, iterations=100, batch_real=32, init_epochs=2,
+                   budget="bits", epochs=50, num_models=2)
+FULL = Settings(train_per_class=None, test_per_class=None, ipc=10, iterations=20000, batch_real=256, init_epochs=None,
+                budget="paper", epochs=1000, num_models=5, reduced=False)
+FALLBACKS = {  # DC3's offline fallbacks (run.config["fallbacks"]), in words
+    "encoder": "bins on ConvNet-3 features, not Stable Diffusion VAE latents",
+    "gradient_model": "gradients of a trained ConvNet-3, not of ImageNet ResNet-18",
+}
+
+
+@dataclass
+class Row:
+    """One condensed set of the accuracy table: its label, run, and what to say about it."""
+
+    label: str
+    run_key: str
+    note: str = ""
+    result: dict = field(default_factory=dict)
 
 
 @dataclass
 class Demo:
-    """What the demo ran: per-stage times, and the runs to evaluate (row label → run key)."""
+    """One demo: its settings and dataset, the time of every stage, and the rows to evaluate."""
 
-    args: argparse.Namespace
-    stages: list = field(default_factory=list)
-    runs: dict = field(default_factory=dict)
-    notes: dict = field(default_factory=dict)
+    settings: Settings
+    dataset: fo.Dataset
+    timings: list[tuple[str, str, float]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
 
     @contextmanager
-    def stage(self, name: str, method: str):
+    def stage(self, stage: str, method: str) -> Iterator[None]:
+        """Time a stage and print its time as soon as it ends."""
         began = time.perf_counter()
         yield
-        self.stages.append((name, method, time.perf_counter() - began))
-        print(f"  {name:<12} {method:<34} {self.stages[-1][2]:7.1f} s", flush=True)
+        self.timings.append((stage, method, time.perf_counter() - began))
+        print(f"  [{stage}] {method}: {self.timings[-1][2]:.1f} s", flush=True)
+
+    @property
+    def train(self) -> fo.DatasetView:
+        return self.dataset.match_tags("train")
+
+    def options(self) -> dict:
+        return {"ipc": self.settings.ipc, "seed": self.settings.seed, "overwrite": True}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="whole dataset, 1000 epochs × 5 models, 20000 iterations")
-    parser.add_argument("--ipc", type=int, default=10, help="images per class (default 10)")
-    parser.add_argument("--train-per-class", type=int, help="train images per class (reduced: 300)")
-    parser.add_argument("--test-per-class", type=int, help="test images per class (reduced: 200)")
-    parser.add_argument("--epochs", type=int, help="epochs per evaluated model (reduced: 40; full: 1000)")
-    parser.add_argument("--num-models", type=int, help="models per evaluation (reduced: 2; full: 5)")
-    parser.add_argument("--iterations", type=int, help="distillation iterations (reduced: 50; full: 20000)")
-    parser.add_argument("--batch-real", type=int, help="real images per class per iteration (reduced: 32; full: 256)")
-    parser.add_argument("--teacher-epochs", type=int,
-                        help="epochs of the embedding / initialisation networks (reduced: 1; full: each method's default)")
-    parser.add_argument("--include-full", action="store_true", help="also train on the whole train split (slow on a CPU)")
-    parser.add_argument("--dataset", help="FiftyOne dataset name (default: fashion-mnist, or fashion-mnist-demo-<n>-<m>)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    for name, value in (FULL if args.full else REDUCED).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    args.reduced = not args.full
-    return args
+# ----------------------------------------------------------------------------------------- stages
 
 
-def load_dataset(args: argparse.Namespace):
-    """Fashion-MNIST from the Debian package: the whole of it, or the first N images of each class."""
-    name = args.dataset or ("fashion-mnist" if args.train_per_class is None and args.test_per_class is None
-                            else f"fashion-mnist-demo-{args.train_per_class}-{args.test_per_class}")
-    return fc.datasets.load_fashion_mnist(name=name, train_per_class=args.train_per_class,
-                                          test_per_class=args.test_per_class)
-
-
-def teacher(args: argparse.Namespace) -> dict:
-    return {} if args.teacher_epochs is None else {"teacher_epochs": args.teacher_epochs}
-
-
-def condense(demo: Demo, dataset) -> None:
-    """Every method once, each recorded as a run ``demo_<method>``."""
-    args, train = demo.args, dataset.match_tags("train")
-    common = {"ipc": args.ipc, "seed": args.seed, "overwrite": True}
-    distill = {"iterations": args.iterations, "batch_real": args.batch_real}
-    for method, params in (("random", {}), ("herding", teacher(args)), ("dc3", teacher(args))):
+def select(demo: Demo) -> None:
+    """Baselines (random, herding) and DC3's submodular sampling, at IPC."""
+    for method in ("random", "herding", "dc3"):
         with demo.stage("selection", method):
-            record = fc.select(train, method=method, run_key=f"demo_{method}", **common, **params)
-        demo.runs[method] = record.key
-        if record.config.get("fallbacks"):
-            demo.notes[method] = (f"offline, so without {' or '.join(FALLBACK_NAMES[k] for k in record.config['fallbacks'])}: "
-                                  "a trained ConvNet-3 instead (run.config['fallbacks'])")
-    with demo.stage("compensation", "dc3 → classical colour compensation"):
-        record = fc.compensate(dataset.load_saved_view("condense-demo_dc3"), backend="classical",
-                               run_key="demo_dc3_colour", seed=args.seed, overwrite=True)
-    demo.runs["dc3 + colour compensation"] = record.key
-    with demo.stage("distillation", f"dm ({args.iterations} iterations)"):
-        demo.runs["dm"] = fc.distill(train, method="dm", run_key="demo_dm", **common, **distill).key
-    with demo.stage("distillation", f"autopalette ({args.iterations} iterations)"):
-        record = fc.distill(train, method="autopalette", run_key="demo_autopalette", **common, **distill, **teacher(args))
-    demo.runs["autopalette"] = record.key
-    demo.notes["autopalette"] = (f"{record.config['ipc']} palette images per class (64 colours) in the bytes of "
-                                 f"{args.ipc} 8-bit ones: the paper's storage budget")
+            record = fc.select(demo.train, method=method, run_key=f"demo_{method}", **demo.options())
+        demo.rows.append(Row(method, record.key, fallback_note(record.config.get("fallbacks") or {})))
 
 
-def evaluate(demo: Demo, dataset) -> list[tuple[str, dict]]:
-    results = []
-    for label, run_key in demo.runs.items():
-        with demo.stage("evaluation", label):
-            results.append((label, fc.evaluate(run_key=run_key, dataset=dataset, epochs=demo.args.epochs,
-                                               num_models=demo.args.num_models, seed=demo.args.seed,
-                                               include_full=demo.args.include_full)))
-    return results
+def fallback_note(fallbacks: dict) -> str:
+    """What DC3 ran with instead of weights it could not load offline (empty when it had them)."""
+    if not fallbacks:
+        return ""
+    return "offline fallbacks: " + "; ".join(FALLBACKS.get(key, message) for key, message in fallbacks.items())
 
 
-def accuracy_table(results: list[tuple[str, dict]], notes: dict) -> list[str]:
-    lines = ["| condensed set | images | accuracy % | random subset of the same size % | gain | note |",
+def compensate(demo: Demo) -> None:
+    """DC3's colour compensation of the DC3 selection, with the classical (no weights) backend."""
+    with demo.stage("compensation", "dc3 + classical colour compensation"):
+        record = fc.compensate(demo.dataset.load_saved_view("condense-demo_dc3"), run_key="demo_dc3_colour",
+                               parent="demo_dc3", backend="classical", seed=demo.settings.seed, overwrite=True)
+    demo.rows.append(Row("dc3 + colour compensation", record.key,
+                         "classical backend (InstructPix2Pix needs its weights); RGB, and so is its random reference"))
+
+
+def distill(demo: Demo) -> None:
+    """DM, and AutoPalette initialised by its colour-guided selection, with the demo's budget."""
+    settings = demo.settings
+    common = {**demo.options(), "iterations": settings.iterations, "batch_real": settings.batch_real}
+    with demo.stage("distillation", f"dm ({settings.iterations} iterations)"):
+        record = fc.distill(demo.train, method="dm", run_key="demo_dm", **common)
+    demo.rows.append(Row("dm", record.key, "initialised with random real images"))
+    init = {} if settings.init_epochs is None else {"teacher_epochs": settings.init_epochs}
+    with demo.stage("distillation", f"autopalette ({settings.iterations} iterations)"):
+        record = fc.distill(demo.train, method="autopalette", run_key="demo_autopalette", budget=settings.budget,
+                            **common, **init)
+    demo.rows.append(Row("autopalette", record.key, autopalette_note(record, settings)))
+
+
+def autopalette_note(record: RunRecord, settings: Settings) -> str:
+    """AutoPalette's image count and colours under its storage budget, and its initialisation."""
+    budget = {"paper": "IPC × 2^(8 − ⌈log₂ K⌉), the paper's", "count": "IPC",
+              "bits": "IPC × 8 / ⌈log₂ K⌉, the bits of IPC 8-bit images"}[settings.budget]
+    init = f"{settings.init_epochs}-epoch" if settings.init_epochs else "default"
+    return (f"budget {settings.budget!r}: {record.config['ipc']} palette images per class, "
+            f"K = {record.config['params']['num_colors']} colours ({budget}); autopalette_init with a {init} network")
+
+
+def evaluate(demo: Demo) -> None:
+    """Train every condensed set with the hard protocol; the random reference comes with each."""
+    settings = demo.settings
+    for row in demo.rows:
+        with demo.stage("evaluation", row.label):
+            row.result = fc.evaluate(run_key=row.run_key, dataset=demo.dataset, epochs=settings.epochs,
+                                     num_models=settings.num_models, seed=settings.seed,
+                                     include_full=settings.include_full, full_epochs=settings.full_epochs)
+
+
+# ----------------------------------------------------------------------------------------- tables
+
+
+def stage_table(timings: list[tuple[str, str, float]]) -> list[str]:
+    lines = ["| stage | method | time (s) |", "|---|---|---|"]
+    lines += [f"| {stage} | {method} | {seconds:.1f} |" for stage, method, seconds in timings]
+    return lines + [f"| **total** (after the dataset exists) | | **{sum(t for _, _, t in timings):.0f}** |"]
+
+
+def png_bytes(view: fo.core.collections.SampleCollection) -> int:
+    return sum(os.path.getsize(path) for path in view.values("filepath"))
+
+
+def percent(result: dict) -> str:
+    return f"{100 * result['mean']:.1f} ± {100 * result['std']:.1f}"
+
+
+def accuracy_table(demo: Demo) -> list[str]:
+    """Accuracy of each condensed set beside the random subset of the same size, and their notes."""
+    lines = ["| condensed set | images / class | accuracy % | random, same size % | gain | PNG bytes |",
              "|---|---|---|---|---|---|"]
-    for label, result in results:
-        reference = result["random"]
-        lines.append(f"| {label} | {result['num_train']} | {100 * result['mean']:.1f} ± {100 * result['std']:.1f} | "
-                     f"{100 * reference['mean']:.1f} ± {100 * reference['std']:.1f} | "
-                     f"{100 * result['gain_over_random']:+.1f} | {notes.get(label, '')} |")
-    full = next((result["full"] for _, result in results if result.get("full")), None)
-    if full:
-        lines.append(f"| whole train split | {full['num_train']} | {100 * full['mean']:.1f} ± {100 * full['std']:.1f} | | | |")
-    return lines
+    notes, num_classes = [], len(demo.dataset.distinct("ground_truth.label"))
+    for row in demo.rows:
+        result, view = row.result, demo.dataset.load_saved_view(f"condense-{row.run_key}")
+        per_class = result["num_train"] // num_classes
+        mark = f" [{len(notes) + 1}]" if row.note else ""
+        notes += [f"[{len(notes) + 1}] {row.label}: {row.note}"] if row.note else []
+        lines.append(f"| {row.label}{mark} | {per_class} | {percent(result)} | {percent(result['random'])} | "
+                     f"{100 * result['gain_over_random']:+.1f} | {png_bytes(view):,} |")
+    full = next((row.result["full"] for row in demo.rows if row.result.get("full")), None)
+    if demo.settings.include_full and full:
+        lines.append(f"| whole train split ({demo.settings.full_epochs} epochs) | {full['num_train'] // num_classes} | "
+                     f"{percent(full)} | | | |")
+    else:
+        notes.append("The whole train split is not trained here; --include-full adds it (slow on a CPU).")
+    return lines + [""] + notes
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    torch.set_num_threads(os.cpu_count() or 1)
+# ----------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Optional[list[str]] = None) -> tuple[Settings, Optional[str]]:
+    """The settings (a preset, then each option given) and the dataset name asked for, if any."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="the papers' protocol on the whole dataset (GPU)")
+    parser.add_argument("--dataset", help="an existing dataset (train/test tags, ground_truth labels) or a name to "
+                        "load Fashion-MNIST as (default: fashion-mnist-demo-<train>-<test>, or fashion-mnist)")
+    parser.add_argument("--train-per-class", type=int, help="train images per class (reduced 300; full: all)")
+    parser.add_argument("--test-per-class", type=int, help="test images per class (reduced 200; full: all)")
+    parser.add_argument("--ipc", type=int, help="images per class (10)")
+    parser.add_argument("--iterations", type=int, help="distillation iterations (reduced 100; full 20000)")
+    parser.add_argument("--batch-real", type=int, help="real images per class per iteration (reduced 32; full 256)")
+    parser.add_argument("--init-epochs", type=int, help="AutoPalette's initialisation network (reduced 2; full 50)")
+    parser.add_argument("--budget", choices=("paper", "bits", "count"), help="AutoPalette's budget (reduced bits)")
+    parser.add_argument("--epochs", type=int, help="epochs per trained model (reduced 50; full 1000)")
+    parser.add_argument("--num-models", type=int, help="models per condensed set (reduced 2; full 5)")
+    parser.add_argument("--include-full", action="store_true", default=None,
+                        help="also train on the whole train split (slow on a CPU)")
+    parser.add_argument("--full-epochs", type=int, help="epochs of the whole-split reference (30)")
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args(argv)
+    preset = FULL if args.full else REDUCED
+    given = {f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name, None) is not None}
+    return Settings(**{**preset.__dict__, **given}), args.dataset
+
+
+def load_dataset(settings: Settings, name: Optional[str]) -> fo.Dataset:
+    """The named dataset when it exists; else Fashion-MNIST from the Debian package (whole, or the
+    first N images of each class for the reduced protocol), built once and reused."""
+    if name and fo.dataset_exists(name):
+        return fo.load_dataset(name)
+    whole = settings.train_per_class is None and settings.test_per_class is None
+    name = name or ("fashion-mnist" if whole else
+                    f"fashion-mnist-demo-{settings.train_per_class or 'all'}-{settings.test_per_class or 'all'}")
+    return fc.datasets.load_fashion_mnist(name=name, train_per_class=settings.train_per_class,
+                                          test_per_class=settings.test_per_class)
+
+
+def header(settings: Settings, dataset: fo.Dataset) -> str:
+    """The protocol's name and settings, and the data they ran on."""
+    data = f"{dataset.name!r}, {len(dataset.match_tags('train'))} train / {len(dataset.match_tags('test'))} test images"
+    name = "REDUCED protocol (not the papers'; --full runs theirs)" if settings.reduced else "full protocol"
+    return f"{name}: {data}; {settings.describe()}"
+
+
+def machine() -> str:
+    """The machine and its load average now: other work on it slows every stage."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"fiftyone-condense demo on {platform.node()} ({device}, {os.cpu_count()} cores)")
+    return "{} ({}, {} cores, load average {:.1f} {:.1f} {:.1f})".format(platform.node(), device, os.cpu_count(),
+                                                                         *os.getloadavg())
+
+
+def main(argv: Optional[list[str]] = None) -> Demo:
+    """Run the demo; returns it (timings, rows with their results) for scripts and tests."""
+    settings, name = parse_args(argv)
+    torch.set_num_threads(os.cpu_count() or 1)
+    print(f"fiftyone-condense demo on {machine()}")
     began = time.perf_counter()
-    dataset = load_dataset(args)
-    loaded = time.perf_counter() - began
-    print(f"dataset {dataset.name!r}: {len(dataset)} samples ({loaded:.0f} s to load)")
-    settings = (f"IPC {args.ipc}; hard protocol, ConvNet-3, {args.epochs} epochs × {args.num_models} models; "
-                f"distillation {args.iterations} iterations, real batch {args.batch_real}; "
-                f"networks for embeddings / initialisation {args.teacher_epochs or 'default'} epochs")
-    print(("REDUCED protocol (--full for the papers'): " if args.reduced else "full protocol: ") + settings + "\n")
+    dataset = load_dataset(settings, name)
+    loading = time.perf_counter() - began
+    print(f"dataset {dataset.name!r}: {len(dataset)} samples, ready in {loading:.0f} s "
+          "(built from the Debian package on the first run, then reused; not part of the total below)")
+    print(header(settings, dataset) + "\n", flush=True)
 
-    demo = Demo(args)
-    condense(demo, dataset)
-    results = evaluate(demo, dataset)
-    total = sum(seconds for _, _, seconds in demo.stages)
+    demo = Demo(settings, dataset)
+    for stage in (select, compensate, distill, evaluate):
+        stage(demo)
 
-    print("\n| stage | method | time (s) |\n|---|---|---|")
-    print("\n".join(f"| {name} | {method} | {seconds:.1f} |" for name, method, seconds in demo.stages))
-    print(f"| **total** (after the dataset exists) | | **{total:.0f}** |")
-    print(f"\n{'REDUCED protocol — ' if args.reduced else ''}{settings}\n")
-    print("\n".join(accuracy_table(results, demo.notes)))
-    print("\nOpen the result in the FiftyOne App:")
-    print(f"  .venv/bin/python -c \"import fiftyone as fo; s = fo.launch_app(fo.load_dataset('{dataset.name}')); s.wait()\"")
-    print("then open the Condensation panel (+ next to the grid's tab) or a saved view such as 'condense-demo_dm'.")
-
+    print(f"\nTime per stage, on {machine()} at the end")
+    print("\n".join(stage_table(demo.timings)))
+    print(f"In all {time.perf_counter() - began:.0f} s, of which {loading:.0f} s to make the dataset ready.")
+    print("\nAccuracy on the test split — " + header(settings, dataset))
+    print("\n".join(accuracy_table(demo)))
+    print("\nOpen the results in the FiftyOne App:")
+    print(f"  .venv/bin/python -c \"import fiftyone as fo; fo.launch_app(fo.load_dataset('{dataset.name}')).wait()\"")
+    print("then the Condensation panel (+ beside the grid's tab), or a saved view such as 'condense-demo_dm'.")
+    return demo
 
 if __name__ == "__main__":
     main()
