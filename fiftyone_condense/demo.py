@@ -1,6 +1,6 @@
 """The main job: condense Fashion-MNIST with the papers' methods beside the baselines, and compare them.
 
-    python -m fiftyone_condense.demo          # REDUCED protocol: fits in ~10 min on 2 CPU cores
+    python -m fiftyone_condense.demo          # REDUCED protocol: ~8 min on 2 quiet CPU cores
     python -m fiftyone_condense.demo --full   # the papers' protocol on the whole dataset (a GPU's work)
 
 Stages, each timed: selection (random, herding, DC3), DC3's colour compensation of its selection
@@ -23,7 +23,7 @@ import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Optional
 
 import fiftyone as fo
@@ -227,7 +227,7 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[Settings, Optional[str
     args = parser.parse_args(argv)
     preset = FULL if args.full else REDUCED
     given = {f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name, None) is not None}
-    return Settings(**{**preset.__dict__, **given}), args.dataset
+    return replace(preset, **given), args.dataset
 
 
 def load_dataset(settings: Settings, name: Optional[str]) -> fo.Dataset:
