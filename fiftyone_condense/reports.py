@@ -23,6 +23,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 import fiftyone_condense as fc
 
+from .bridge.views import class_names
+
 COLUMNS = ("key", "method", "ipc", "parent", "seconds", "hard", "soft", "bytes", "samples")
 PROTOCOLS = ("hard", "soft")
 CHANNEL_COLORS = {"red": "#e45756", "green": "#54a24b", "blue": "#4c78a8", "gray": "#bab0ac"}
@@ -126,13 +128,6 @@ def _line(name: str, points: list[tuple], **style) -> dict:
 
 
 # --------------------------------------------------------------------------- one run
-
-
-def class_names(dataset: fo.Dataset, label_field: str) -> list[str]:
-    """The classes in the order evaluations report them: the declared ones, else every label seen, sorted."""
-    declared = dataset.classes.get(label_field) or dataset.default_classes
-    seen = set(dataset.distinct(f"{label_field}.label"))
-    return list(declared) if declared and seen <= set(declared) else sorted(seen)
 
 
 def _evaluation(results: dict, protocol: Optional[str]) -> tuple[Optional[str], Optional[dict]]:
