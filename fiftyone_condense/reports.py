@@ -16,13 +16,14 @@ from __future__ import annotations
 import base64
 import io
 import os
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 import fiftyone as fo
 from PIL import Image, ImageDraw, ImageFont
 
 import fiftyone_condense as fc
 
+from .bridge.runs import RunRecord
 from .bridge.views import class_names
 
 COLUMNS = ("key", "method", "ipc", "parent", "seconds", "hard", "soft", "bytes", "samples")
@@ -41,13 +42,22 @@ def _accuracy(results: dict, protocol: str) -> Optional[float]:
     return None if not evaluation else round(100 * evaluation["mean"], 2)
 
 
-def _runs(dataset: fo.Dataset) -> list:
+RunOrKey = Union[str, RunRecord]
+
+
+def load_runs(dataset: fo.Dataset) -> list[RunRecord]:
+    """Every run of the dataset, loaded once for the functions below that take ``runs``."""
     return [fc.load_run(dataset, key) for key in fc.list_runs(dataset)]
 
 
-def run_rows(dataset: fo.Dataset) -> list[dict]:
+def _record(dataset: fo.Dataset, run: RunOrKey) -> RunRecord:
+    """A run given by key, or already loaded (so one report reads it once)."""
+    return run if isinstance(run, RunRecord) else fc.load_run(dataset, run)
+
+
+def run_rows(dataset: fo.Dataset, runs: Optional[list[RunRecord]] = None) -> list[dict]:
     """One row per run: key, method, IPC, parent run, time (s), hard/soft accuracy (%), bytes, samples."""
-    runs = _runs(dataset)
+    runs = load_runs(dataset) if runs is None else runs
     keys = {run.key for run in runs}
     rows = []
     for run in runs:
@@ -76,7 +86,7 @@ def _method_label(config: dict) -> str:
     return config.get("method") + (f" ({config['combine_mode']})" if config.get("combine_mode") else "")
 
 
-def accuracy_traces(dataset: fo.Dataset, protocol: str = "hard") -> list[dict]:
+def accuracy_traces(dataset: fo.Dataset, protocol: str = "hard", runs: Optional[list[RunRecord]] = None) -> list[dict]:
     """Plotly traces of accuracy (%) against IPC for every run evaluated with ``protocol``.
 
     One line per method (mean ± std over the trained models as error bars, the run keys on
@@ -86,7 +96,7 @@ def accuracy_traces(dataset: fo.Dataset, protocol: str = "hard") -> list[dict]:
     by_method: dict[str, list[tuple]] = {}
     random_points: dict[int, tuple] = {}
     full = None
-    for run in _runs(dataset):
+    for run in load_runs(dataset) if runs is None else runs:
         evaluation = (run.results.get("evaluation") or {}).get(protocol)
         ipc = run.config.get("ipc")
         if not evaluation or ipc is None:
@@ -112,9 +122,10 @@ def accuracy_traces(dataset: fo.Dataset, protocol: str = "hard") -> list[dict]:
     return references + [_line(name, sorted(points)) for name, points in sorted(by_method.items())]
 
 
-def accuracy_figures(dataset: fo.Dataset) -> dict[str, list[dict]]:
+def accuracy_figures(dataset: fo.Dataset, runs: Optional[list[RunRecord]] = None) -> dict[str, list[dict]]:
     """``{protocol: accuracy_traces}`` for each protocol some run was evaluated with."""
-    figures = {protocol: accuracy_traces(dataset, protocol) for protocol in PROTOCOLS}
+    runs = load_runs(dataset) if runs is None else runs
+    figures = {protocol: accuracy_traces(dataset, protocol, runs) for protocol in PROTOCOLS}
     return {protocol: traces for protocol, traces in figures.items() if traces}
 
 
@@ -138,11 +149,11 @@ def _evaluation(results: dict, protocol: Optional[str]) -> tuple[Optional[str], 
     return None, None
 
 
-def per_class_traces(dataset: fo.Dataset, run_key: str, protocol: Optional[str] = None) -> list[dict]:
+def per_class_traces(dataset: fo.Dataset, run: RunOrKey, protocol: Optional[str] = None) -> list[dict]:
     """Grouped Plotly bars of a run's per-class test accuracy (%), beside its random and whole-split
     references when the evaluation has them; empty when the run is not evaluated (``protocol``:
     ``hard``/``soft``, default the first one present)."""
-    run = fc.load_run(dataset, run_key)
+    run = _record(dataset, run)
     _, evaluation = _evaluation(run.results, protocol)
     if not evaluation or not evaluation.get("per_class"):
         return []
@@ -150,7 +161,7 @@ def per_class_traces(dataset: fo.Dataset, run_key: str, protocol: Optional[str] 
     if len(classes) != len(evaluation["per_class"]):
         classes = [str(i) for i in range(len(evaluation["per_class"]))]
     traces = []
-    for name, result in ((run_key, evaluation), ("random reference", evaluation.get("random")),
+    for name, result in ((run.key, evaluation), ("random reference", evaluation.get("random")),
                          ("whole source split", evaluation.get("full"))):
         if result and result.get("per_class"):
             traces.append({"type": "bar", "name": name, "x": classes,
@@ -158,24 +169,24 @@ def per_class_traces(dataset: fo.Dataset, run_key: str, protocol: Optional[str] 
     return traces
 
 
-def color_report(dataset: fo.Dataset, run_key: str, source_sample: int = 2000) -> dict:
+def color_report(dataset: fo.Dataset, run: RunOrKey, source_sample: int = 2000) -> dict:
     """Per-channel densities and colourfulness of a run's output against its source split.
 
     Compensation runs stored their before/after statistics and distillations their after; the
     rest is computed here (the source from a seeded sample of at most ``source_sample`` images).
     """
-    run = fc.load_run(dataset, run_key)
+    run = _record(dataset, run)
     stored = run.results.get("color_stats") or {}
     after = stored.get("after") or fc.color_stats(run.view)
     if stored.get("before"):
         before = stored["before"]
     else:
-        source = dataset.load_run_view(run_key)
+        source = dataset.load_run_view(run.key)
         if len(source) > source_sample:
             source = source.take(source_sample, seed=0)
         before = fc.color_stats(source)
     traces = []
-    for name, stats, dash in (("source", before, "dot"), (run_key, after, None)):
+    for name, stats, dash in (("source", before, "dot"), (run.key, after, None)):
         for channel, density in stats["kde"]["density"].items():
             line = {"color": CHANNEL_COLORS.get(channel, "#bab0ac"), **({"dash": dash} if dash else {})}
             traces.append({"type": "scatter", "mode": "lines", "name": f"{name} {channel}", "x": stats["kde"]["grid"],
@@ -191,10 +202,10 @@ def _bytes_on_disk(paths: Iterable[str]) -> int:
     return sum(os.path.getsize(path) for path in paths if os.path.isfile(path))
 
 
-def storage_report(dataset: fo.Dataset, run_key: str) -> list[dict]:
+def storage_report(dataset: fo.Dataset, run: RunOrKey) -> list[dict]:
     """Bytes on disk of the run's images, with what they would take as 8-bit PNGs (distillations)
     and what the view the run was made from takes: rows of ``{"what", "bytes", "images", "per_image"}``."""
-    run = fc.load_run(dataset, run_key)
+    run = _record(dataset, run)
     results = run.results
     count = results.get("num_samples") or len(run.view)
     written = results.get("bytes")
@@ -205,7 +216,7 @@ def storage_report(dataset: fo.Dataset, run_key: str) -> list[dict]:
         rows.append(("the same images as 8-bit PNGs", results["bytes_8bit"], count))
     if results.get("bytes_8bit_rgb") is not None:
         rows.append(("… as 8-bit RGB PNGs", results["bytes_8bit_rgb"], count))
-    source = dataset.load_run_view(run_key)
+    source = dataset.load_run_view(run.key)
     rows.append(("the view it was made from", _bytes_on_disk(source.values("filepath")), len(source)))
     return [{"what": what, "bytes": int(size), "images": int(images), "per_image": round(size / max(images, 1))}
             for what, size, images in rows]
@@ -227,12 +238,12 @@ def storage_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def image_mosaic(dataset: fo.Dataset, run_key: str, per_class: int = 10, cell: int = 56,
+def image_mosaic(dataset: fo.Dataset, run: RunOrKey, per_class: int = 10, cell: int = 56,
                  max_classes: int = 20) -> bytes:
     """A PNG of the run's images: one row per class (its name on the left), up to ``per_class``
     images each at ``cell`` pixels (small images are enlarged without smoothing, so the pixels of
     a distilled image stay visible), at most ``max_classes`` rows."""
-    run = fc.load_run(dataset, run_key)
+    run = _record(dataset, run)
     label_field = run.config.get("label_field") or "ground_truth"
     view = run.view
     labels = view.values(f"{label_field}.label")
@@ -309,9 +320,9 @@ def run_report(dataset: fo.Dataset, run_key: str, per_class: int = 10) -> dict:
     return {
         "key": run_key,
         "summary": run_summary(run),
-        "mosaic": data_url(image_mosaic(dataset, run_key, per_class=per_class)),
+        "mosaic": data_url(image_mosaic(dataset, run, per_class=per_class)),
         "per_class_protocol": protocol,
-        "per_class_traces": per_class_traces(dataset, run_key, protocol),
-        "color": color_report(dataset, run_key),
-        "storage": storage_report(dataset, run_key),
+        "per_class_traces": per_class_traces(dataset, run, protocol),
+        "color": color_report(dataset, run),
+        "storage": storage_report(dataset, run),
     }

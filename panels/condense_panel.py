@@ -74,9 +74,10 @@ class CondensePanel(foo.Panel):
             ctx.prompt(f"{PLUGIN}/{operator}", params=params, on_success=self.on_refresh)
 
     def _refresh(self, ctx, reopen=False):
-        rows = reports.run_rows(ctx.dataset)
+        runs = reports.load_runs(ctx.dataset)
+        rows = reports.run_rows(ctx.dataset, runs)
         ctx.panel.state.rows = rows
-        figures = reports.accuracy_figures(ctx.dataset)
+        figures = reports.accuracy_figures(ctx.dataset, runs)
         for protocol in reports.PROTOCOLS:
             ctx.panel.set_data(f"accuracy_{protocol}", figures.get(protocol, []))
         ctx.panel.state.accuracy_protocols = list(figures)
