@@ -102,11 +102,7 @@ def run_choice_input(ctx, inputs, description: str, kind: str | None = None) -> 
 
 def declared_inputs(ctx, inputs, declared: Iterable[Param]) -> None:
     """One input per declared method parameter that applies to the values chosen so far."""
-    declared = list(declared)
-    values = {p.name: ctx.params.get(p.name, p.default) for p in declared}
-    for p in declared:
-        if not p.applies(values):
-            continue
+    for p in applicable(ctx, declared):
         common = {"label": p.label or p.name, "description": p.help}
         if p.choices is not None:
             inputs.enum(p.name, list(p.choices), default=p.default, view=types.DropdownView(), **common)
@@ -121,10 +117,14 @@ def declared_inputs(ctx, inputs, declared: Iterable[Param]) -> None:
 
 def declared_values(ctx, declared: Iterable[Param]) -> dict:
     """The form's values of the parameters that apply; absent ones take the SDK's (same) defaults."""
+    return {p.name: ctx.params[p.name] for p in applicable(ctx, declared) if ctx.params.get(p.name) not in (None, "")}
+
+
+def applicable(ctx, declared: Iterable[Param]) -> list[Param]:
+    """The declared parameters that apply to the values chosen so far (defaults where none is chosen)."""
     declared = list(declared)
     values = {p.name: ctx.params.get(p.name, p.default) for p in declared}
-    return {p.name: ctx.params[p.name] for p in declared
-            if p.applies(values) and ctx.params.get(p.name) not in (None, "")}
+    return [p for p in declared if p.applies(values)]
 
 
 # --------------------------------------------------------------------------- execution
