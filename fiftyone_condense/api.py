@@ -4,11 +4,24 @@ Every function validates everything it can before computing, computes in memory,
 to the dataset in one transaction, so bad input or an interruption leaves the dataset unchanged.
 Method-specific parameters are ``**params``, checked against each method's declaration
 (:func:`method_parameters`); an unknown or out-of-range one raises :class:`CondensationError`.
+
+.. _reading:
+
+Reading images. Every function works at one *working format*: ``image_size`` (an int or
+``(height, width)``) and ``channels`` (1 or 3). By default both come from FiftyOne's ``metadata``
+(computed from the file headers where missing, and not written): the images' own size when they
+share one, else the most common size scaled to at most 128 px a side (a warning says so), and 3
+channels when any image has colour. Files are converted as torchvision users expect: 16-bit
+scaled to 8, alpha composited on ``background``, grey repeated to RGB, and resized with
+antialiasing, short side to size then centre-cropped (``resize="crop"``) or letterboxed
+(``"letterbox"``, padded with ``background``). They are read in batches through a process-wide
+cache of decoded images bounded to ``cache_bytes`` (default ``$FIFTYONE_CONDENSE_CACHE_BYTES`` or
+1 GiB; 0 turns it off), never all at once.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import fiftyone as fo
 
@@ -21,10 +34,11 @@ from .bridge.views import (
 from .color import diffusion as diffusion_backend
 from .core import compensation, distillation, evaluation, selection
 from .core import embeddings as stored_embeddings
-from .core.lifecycle import reporter
+from .core.lifecycle import Reading, reporter
 from .device import resolve_device
 from .distill.params import DISTILL_PARAMS
 from .errors import CondensationError
+from .loader import WHITE
 from .params import Param
 from .progress import ProgressFn
 from .selection import METHODS
@@ -54,6 +68,11 @@ def compute_embeddings(
     device: str = "auto",
     seed: int = 0,
     overwrite: bool = False,
+    image_size: Union[int, tuple[int, int], None] = None,
+    channels: Optional[int] = None,
+    resize: str = "crop",
+    background: tuple[int, int, int] = WHITE,
+    cache_bytes: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
 ) -> str:
     """Store penultimate features (``embeddings_field``) and logits (``<field>_logits``).
@@ -65,15 +84,16 @@ def compute_embeddings(
     ``embed``/``classifier`` give features and logits when it has them, else its output is the
     features) or a FiftyOne model with embeddings. The field records the model and settings;
     it is reused when they match, replaced only with ``overwrite=True``, and a field this
-    plugin did not write is never replaced. Returns the field name.
+    plugin did not write is never replaced. Images are read as :ref:`reading <reading>` says.
+    Returns the field name.
     """
     require_samples(view)
     check_label_field(view, label_field)
-    check_media(view.values("filepath"))
     progress = reporter(progress)
+    reading = Reading(image_size, channels, resize, background, cache_bytes)
     embeddings = stored_embeddings.embeddings_for(
         view, embeddings_field, label_field, class_names(view, label_field), model, weights, teacher_epochs,
-        resolve_device(device), seed, progress, train_view=train_view, overwrite=overwrite, strict=True)
+        resolve_device(device), seed, progress, reading, train_view=train_view, overwrite=overwrite, strict=True)
     with Transaction(view._dataset) as transaction:
         stored_embeddings.write(transaction, view, embeddings_field, embeddings)
     progress.stage("done", 0.95, 1.0)(1.0)
@@ -89,6 +109,12 @@ def select(
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
+    small_classes: str = "error",
+    image_size: Union[int, tuple[int, int], None] = None,
+    channels: Optional[int] = None,
+    resize: str = "crop",
+    background: tuple[int, int, int] = WHITE,
+    cache_bytes: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
     **params: Any,
 ) -> RunRecord:
@@ -114,9 +140,16 @@ def select(
     ``autopalette_init`` (as AutoPalette's code): a ConvNet-3 trained ``teacher_epochs`` (50) on
     Median-Cut-quantised (``num_colors``) images embeds them, and GraphCut conditional gain picks
     representative images unlike the picks so far.
+
+    A class with fewer than ``ipc`` samples is an error by default (the papers' balanced
+    protocol); ``small_classes="keep_all"`` takes all of it and ``"drop"`` leaves it out, and the
+    run records which classes were kept whole or dropped. Images are read as :ref:`reading
+    <reading>` says; the run records the working format.
     """
     run_key = run_key or f"{method}_ipc{ipc}"
-    return selection.run(view, method, ipc, run_key, label_field, seed, device, overwrite, reporter(progress), params)
+    reading = Reading(image_size, channels, resize, background, cache_bytes)
+    return selection.run(view, method, ipc, run_key, label_field, seed, device, overwrite, reporter(progress), params,
+                         reading, small_classes)
 
 
 def distill(
@@ -130,6 +163,12 @@ def distill(
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
+    small_classes: str = "error",
+    image_size: Union[int, tuple[int, int], None] = None,
+    channels: Optional[int] = None,
+    resize: str = "crop",
+    background: tuple[int, int, int] = WHITE,
+    cache_bytes: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
     **params: Any,
 ) -> RunRecord:
@@ -152,11 +191,15 @@ def distill(
     ``init``: ``noise``, a selection method (default ``random``; ``autopalette_init`` for
     AutoPalette, its network trained ``teacher_epochs``) or a selection run key. Images are
     written under ``output_dir/<run_key>`` (default: beside the source media). Checkpoints every
-    ``checkpoint_every`` iterations let an interrupted run resume.
+    ``checkpoint_every`` iterations let an interrupted run resume. Real images are read in
+    ``batch_real`` batches per class from disk (through the bounded cache), never all at once; the
+    synthetic images are written at the working format (:ref:`reading <reading>`), which the run
+    records. ``small_classes`` as for :func:`select` (``keep_all`` distils at most a class's size).
     """
     run_key = run_key or f"{method}_ipc{ipc}"
+    reading = Reading(image_size, channels, resize, background, cache_bytes)
     return distillation.run(view, method, ipc, init, run_key, label_field, output_dir, seed, device, overwrite,
-                            reporter(progress), params)
+                            reporter(progress), params, reading, small_classes)
 
 
 def compensate(
@@ -172,11 +215,15 @@ def compensate(
     image_guidance: float = 1.5,
     edit_size: int = 256,
     batch_size: int = 8,
-    size: Optional[tuple[int, int]] = None,
     output_dir: Optional[str] = None,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
+    image_size: Union[int, tuple[int, int], None] = None,
+    channels: Optional[int] = None,
+    resize: str = "crop",
+    background: tuple[int, int, int] = WHITE,
+    cache_bytes: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
 ) -> RunRecord:
     """DC3 colour compensation of ``view`` (typically a selection run's ``condense-<key>`` view).
@@ -190,11 +237,12 @@ def compensate(
     results are new RGB samples (tags ``condense:<run_key>`` and ``synthetic``,
     ``condense_sources`` = the edited sample) written as PNGs under ``output_dir/<run_key>``
     (default: ``condense/<dataset>/<run_key>`` beside the source media), resized back to the
-    source size or to ``size=(height, width)``. The run records its parent run and the colour
-    statistics before and after.
+    working format (:ref:`reading <reading>`; by default the parent selection's). The run records
+    its parent run, the format and the colour statistics before and after.
     """
     settings = diffusion_backend.DiffusionSettings(model, steps, guidance, image_guidance, edit_size, batch_size)
-    request = compensation.Request(backend, combine_mode, settings, size, output_dir, seed, device, overwrite)
+    reading = Reading(image_size, channels, resize, background, cache_bytes)
+    request = compensation.Request(backend, combine_mode, settings, reading, output_dir, seed, device, overwrite)
     return compensation.run(view, run_key, parent, label_field, request, reporter(progress))
 
 
@@ -217,6 +265,11 @@ def evaluate(
     teacher_epochs: int = 50,
     seed: int = 0,
     device: str = "auto",
+    image_size: Union[int, tuple[int, int], None] = None,
+    channels: Optional[int] = None,
+    resize: str = "crop",
+    background: tuple[int, int, int] = WHITE,
+    cache_bytes: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
 ) -> dict:
     """Train ``num_models`` fresh ``arch`` networks on a condensed set and test them.
@@ -233,13 +286,16 @@ def evaluate(
     subset of the same size from the source split (the run's source view, else the samples
     tagged ``source_split``), and with ``include_full`` on the whole source split
     (``full_epochs`` epochs); both are cached on the dataset, keyed by every setting. All sets
-    are trained with the same network and channels (grey images are repeated to RGB when the
-    condensed set is colour). Returns a dict with ``mean``, ``std``, ``accuracies``,
-    ``per_class`` and the references.
+    are trained with the same network at one working format: a run's own (what it recorded),
+    else :ref:`reading <reading>`'s, inferred from the condensed set and the test split (grey
+    images are repeated to RGB when either is colour). The test split and the whole-split
+    reference are streamed in batches. Returns a dict with ``mean``, ``std``, ``accuracies``,
+    ``per_class`` (and ``per_class_names``) and the references.
     """
     soft = {"temperature": temperature, "teacher_arch": teacher_arch, "teacher_epochs": teacher_epochs}
     request = evaluation.Request(protocol, arch, epochs, num_models, eval_split, source_split, references,
-                                 include_full, full_epochs, soft if protocol == "soft" else {}, seed, device)
+                                 include_full, full_epochs, soft if protocol == "soft" else {}, seed, device,
+                                 Reading(image_size, channels, resize, background, cache_bytes))
     return evaluation.run(view, run_key, dataset, label_field, request, reporter(progress))
 
 

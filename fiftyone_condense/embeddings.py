@@ -16,7 +16,8 @@ import torch.nn.functional as F
 import torchvision
 
 from .images import as_rgb
-from .models import build_model
+from .loader import ImagesLike, LazyImages, subset
+from .models import bounded_features, build_model
 from .progress import ProgressFn, silent
 from .training import ConvergenceConfig, TrainConfig, predict, train_classifier, train_to_convergence
 
@@ -33,18 +34,33 @@ class Normalizer:
     std: tuple[float, ...]
 
     @classmethod
-    def fit(cls, images: torch.Tensor, max_images: int = 5000, seed: int = 0) -> "Normalizer":
-        """Channel mean and std of (a seeded sample of at most ``max_images`` of) ``images``."""
+    def fit(cls, images: ImagesLike, max_images: int = 5000, seed: int = 0, batch: int = 500) -> "Normalizer":
+        """Channel mean and std of (a seeded sample of at most ``max_images`` of) ``images``, read in batches."""
+        rows = torch.arange(len(images))
         if len(images) > max_images:
-            images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images]]
-        flat = images.transpose(0, 1).reshape(images.shape[1], -1).float()
-        return cls(tuple(flat.mean(1).tolist()), tuple(flat.std(1).clamp_min(1e-6).tolist()))
+            rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images]
+        if not isinstance(images, LazyImages):
+            images = images[rows] if len(rows) < len(images) else images
+            flat = images.transpose(0, 1).reshape(images.shape[1], -1).float()
+            return cls(tuple(flat.mean(1).tolist()), tuple(flat.std(1).clamp_min(1e-6).tolist()))
+        total = torch.zeros(images.shape[1], dtype=torch.float64)
+        squares, count = torch.zeros_like(total), 0
+        for part in rows.split(batch):
+            flat = images[part].transpose(0, 1).reshape(images.shape[1], -1).double()
+            total += flat.sum(1)
+            squares += flat.square().sum(1)
+            count += flat.shape[1]
+        mean = total / count
+        variance = (squares - count * mean.square()) / max(count - 1, 1)
+        return cls(tuple(mean.tolist()), tuple(variance.clamp_min(0).sqrt().clamp_min(1e-6).tolist()))
 
     @classmethod
     def identity(cls, channels: int) -> "Normalizer":
         return cls((0.0,) * channels, (1.0,) * channels)
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: ImagesLike) -> ImagesLike:
+        if isinstance(images, LazyImages):
+            return images.map(self)
         mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
         return (images - mean) / std
@@ -103,11 +119,11 @@ def train_converged_teacher(
     normaliser and a record of the training (epochs, held-out accuracy)."""
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     held_out, train = order[: min(max(len(images) // 10, 1), 5000)], order[min(max(len(images) // 10, 1), 5000):]
-    normalizer = Normalizer.fit(images[train])
+    normalizer = Normalizer.fit(subset(images, train))
     torch.manual_seed(seed)
     model = build_model(arch, images.shape[1], num_classes, tuple(images.shape[-2:]))
-    model, record = train_to_convergence(model, normalizer(images[train]), labels[train],
-                                         (normalizer(images[held_out]), labels[held_out]), config, device, seed, progress)
+    model, record = train_to_convergence(model, normalizer(subset(images, train)), labels[train],
+                                         (normalizer(subset(images, held_out)), labels[held_out]), config, device, seed, progress)
     return model.cpu(), normalizer, record
 
 
@@ -210,8 +226,11 @@ def embed_images(
     batch_size: int = 1024,
     progress: ProgressFn = silent,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features, logits) of ``images`` in batches; images are normalised batch by batch."""
-    return predict(_Normalized(model, normalizer), images, device, batch_size=batch_size, progress=progress)
+    """(features, logits) of ``images`` (a tensor or lazily read images) in batches; images are
+    normalised batch by batch, and features wider than ``MAX_FEATURE_WIDTH`` are pooled (logits
+    come from the full features)."""
+    return predict(_Normalized(model, normalizer), images, device, batch_size=batch_size, progress=progress,
+                   stored_features=lambda features: bounded_features(features, model))
 
 
 class _Normalized(nn.Module):

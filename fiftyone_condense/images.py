@@ -6,14 +6,19 @@ import torch
 import torch.nn.functional as F
 
 from .errors import CondensationError
+from .loader import ImagesLike, LazyImages
 
 
-def as_rgb(images: torch.Tensor) -> torch.Tensor:
-    """Grey (N, 1, H, W) images repeated to three channels; colour images unchanged."""
-    return images.repeat(1, 3, 1, 1) if images.shape[1] == 1 else images
+def as_rgb(images: ImagesLike) -> ImagesLike:
+    """Grey (N, 1, H, W) images repeated to three channels (lazily for lazy images); colour images unchanged."""
+    if images.shape[1] != 1:
+        return images
+    if isinstance(images, LazyImages):
+        return images.map(as_rgb, channels=3)
+    return images.repeat(1, 3, 1, 1)
 
 
-def with_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+def with_channels(images: ImagesLike, channels: int) -> ImagesLike:
     """Images with ``channels`` channels: grey repeated to RGB when RGB is wanted."""
     if images.shape[1] == channels:
         return images

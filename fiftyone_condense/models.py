@@ -37,6 +37,7 @@ class ConvNet3(nn.Module):
             height, breadth = (height + 2 * padding - 2) // 2, (breadth + 2 * padding - 2) // 2
             in_channels = width
         self.features = nn.Sequential(*layers)
+        self.feature_shape = (width, height, breadth)
         self.embedding_dim = width * height * breadth
         self.classifier = nn.Linear(self.embedding_dim, num_classes)
 
@@ -74,6 +75,22 @@ class CifarResNet18(ResNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))
+
+
+MAX_FEATURE_WIDTH = 2048  # ConvNet-3's width at 28-32 px (128 × 4 × 4), kept at any resolution
+
+
+def bounded_features(features: torch.Tensor, model: nn.Module, max_width: int = MAX_FEATURE_WIDTH) -> torch.Tensor:
+    """Features of at most ``max_width`` values: a ConvNet's flattened (C, h, w) map average-pooled
+    to the largest grid that fits (C × 4 × 4 for width 128), so stored embeddings of a 224 px
+    dataset are not 100k floats per sample. Narrow enough features are returned unchanged."""
+    shape = getattr(model, "feature_shape", None)
+    if features.shape[1] <= max_width or shape is None:
+        return features
+    channels, height, width = shape
+    side = max(1, int((max_width // channels) ** 0.5))
+    grid = (min(height, side), min(width, side))
+    return nn.functional.adaptive_avg_pool2d(features.view(len(features), *shape), grid).flatten(1)
 
 
 def build_model(arch: str, channels: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module:

@@ -6,6 +6,7 @@ operator forms are built from the same declaration, so the App and the SDK canno
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -47,8 +48,15 @@ class Param:
         if self.choices is not None and converted not in self.choices:
             raise CondensationError(f"{method}: {self.name} must be one of {list(self.choices)}, got {value!r}")
         if self.min is not None and converted < self.min or self.max is not None and converted > self.max:
-            raise CondensationError(f"{method}: {self.name}={value!r} is out of range [{self.min}, {self.max}]")
+            raise CondensationError(f"{method}: {self.name}={value!r} is out of range: it must be {self.bounds()}")
         return converted
+
+    def bounds(self) -> str:
+        """The allowed range in words: ``between 0 and 1``, ``at least 1`` or ``at most 1``."""
+        low, high = self.min, self.max
+        if low is not None and high is not None:
+            return f"between {low} and {high}"
+        return f"at least {low}" if low is not None else f"at most {high}"
 
     def _convert(self, value: Any) -> Any:
         if self.type is bool:
@@ -75,8 +83,10 @@ def resolve(method: str, declared: Sequence[Param], given: dict) -> dict:
     names = [p.name for p in declared]
     unknown = sorted(set(given) - set(names))
     if unknown:
+        guesses = [match for name in unknown for match in difflib.get_close_matches(name, names, n=1)]
         raise CondensationError(f"{method} has no parameter {', '.join(map(repr, unknown))}; "
-                                f"its parameters are: {', '.join(names) or 'none'}")
+                                f"its parameters are: {', '.join(names) or 'none'}"
+                                f"{f'. Did you mean {guesses[0]!r}?' if len(unknown) == 1 and guesses else ''}")
     return {p.name: p.check(given[p.name], method) if p.name in given else p.default for p in declared}
 
 

@@ -118,8 +118,10 @@ def predict(
     batch_size: int = 1024,
     mixed_precision: bool = False,
     progress: ProgressFn = silent,
+    stored_features: Callable[[torch.Tensor], torch.Tensor] = lambda features: features,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate features and logits of ``images`` (float32, on the CPU), in batches."""
+    """Penultimate features and logits of ``images`` (float32, on the CPU), in batches (a tensor or
+    lazily read images); ``stored_features`` reduces each batch's features before they are kept."""
     model = model.to(device).eval()
     features, logits = [], []
     for start, stop in chunks(len(images), batch_size):
@@ -127,7 +129,7 @@ def predict(
         with autocast(device, mixed_precision):
             embedding = model.embed(x)
             output = model.classifier(embedding)
-        features.append(embedding.float().cpu())
+        features.append(stored_features(embedding.float()).cpu())
         logits.append(output.float().cpu())
         progress(stop / len(images), f"{stop}/{len(images)} images")
     return torch.cat(features), torch.cat(logits)

@@ -83,21 +83,26 @@ class Transaction:
 
     def add_synthetic_samples(
         self, run_key: str, label_field: str, paths: list[Path], labels: list[str], sources: list[list[str]],
-        write_media: Callable[[list[Path]], Any],
+        write_media: Callable[[list[Path]], Any], shape: tuple[int, int, int],
     ) -> int:
         """Write a run's new media with ``write_media(paths)`` and add one sample per file (label,
-        tags ``condense:<key>`` and ``synthetic``, ``condense_run``, ``condense_sources``); undo
-        removes both. Returns the bytes written."""
+        tags ``condense:<key>`` and ``synthetic``, ``condense_run``, ``condense_sources``, and
+        ``metadata`` of the (channels, height, width) ``shape`` written, which a palette PNG's
+        header does not tell); undo removes both. Returns the bytes written."""
         for folder in {path.parent for path in paths}:
             folder.mkdir(parents=True, exist_ok=True)
         self.on_undo(lambda: remove_files(paths))
         write_media(paths)
+        channels, height, width = shape
+        sizes = [path.stat().st_size for path in paths]
         self.add_samples([
             fo.Sample(filepath=str(path), tags=[run_tag(run_key), SYNTHETIC_TAG],
+                      metadata=fo.ImageMetadata(size_bytes=size, mime_type="image/png", width=width, height=height,
+                                                num_channels=channels),
                       **{label_field: fo.Classification(label=label), RUN_FIELD: run_key, SOURCES_FIELD: list(origin)})
-            for path, label, origin in zip(paths, labels, sources)
+            for path, label, origin, size in zip(paths, labels, sources, sizes)
         ])
-        return int(sum(path.stat().st_size for path in paths))
+        return int(sum(sizes))
 
     def delete_run(self, run_key: str) -> None:
         """Remove a run and everything it made (FiftyOne's delete, which runs the run's cleanup);

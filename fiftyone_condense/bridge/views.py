@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections import Counter, OrderedDict
+import warnings
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,29 +17,36 @@ import torch
 from PIL import Image
 
 from ..errors import CondensationError
-from ..progress import ProgressFn, chunks, silent
+from ..loader import WHITE, ImageFiles, ImageFormat, ImagesLike, LazyImages, image_cache
 
 DEFAULT_LABEL_FIELD = "ground_truth"
 DEFAULT_SOURCE_SPLIT = "train"
 DEFAULT_EVAL_SPLIT = "test"
 DEFAULT_EMBEDDINGS_FIELD = "condense_embedding"
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
-_IMAGE_CACHE: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
-_IMAGE_CACHE_ENTRIES = 2
+MAX_DEFAULT_SIZE = 128  # the largest working resolution of the papers (ImageNet subsets)
 
 
 @dataclass
 class ImageSet:
-    """Images of a view as a uint8 tensor (N, C, H, W) with their labels and sample ids."""
+    """A view's images (floats in [0, 1], read lazily at one format) with their labels and sample ids."""
 
     ids: list[str]
-    images: torch.Tensor
+    pixels: ImagesLike
     labels: torch.Tensor
     classes: list[str]
 
-    def floats(self) -> torch.Tensor:
-        """Pixels as float32 in [0, 1]."""
-        return self.images.float().div_(255.0)
+    def floats(self) -> ImagesLike:
+        """Pixels as float32 in [0, 1], lazily read when the set was loaded from files."""
+        return self.pixels
+
+    def tensor(self) -> torch.Tensor:
+        """All pixels in memory (for sets known to be small: a condensed set, a selection)."""
+        return self.pixels.tensor() if isinstance(self.pixels, LazyImages) else self.pixels
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(channels, height, width)."""
+        return tuple(self.pixels.shape[1:])
 
 
 def require_samples(view: fo.core.collections.SampleCollection, what: str = "view") -> None:
@@ -122,78 +130,77 @@ def check_media(filepaths: list[str]) -> None:
         )
 
 
-def _is_grey(image: Image.Image) -> bool:
-    """Grey modes, and paletted images whose palette holds only greys (AutoPalette's grey output)."""
-    if image.mode == "P":
-        palette = image.getpalette() or []
-        return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))
-    return image.mode in GREY_MODES
+def _shape_from_header(path: str) -> tuple[int, int, int]:
+    """(height, width, channels) from a file's header, as FiftyOne's metadata records them."""
+    metadata = fo.ImageMetadata.build_for(path)
+    return metadata.height, metadata.width, metadata.num_channels
 
 
-def _read_image(path: str) -> np.ndarray:
-    with Image.open(path) as image:
-        image = image.convert("L" if _is_grey(image) else "RGB")
-        pixels = np.asarray(image, dtype=np.uint8)
-    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-
-
-def _read_or_none(path: str) -> Optional[np.ndarray]:
+def _header_or_none(path: str) -> Optional[tuple[int, int, int]]:
     try:
-        return _read_image(path)
-    except (OSError, ValueError, SyntaxError):
+        return _shape_from_header(path)
+    except Exception:  # noqa: BLE001 (PIL and FiftyOne raise many kinds for unreadable files)
         return None
 
 
-def _cache_key(filepaths: list[str]) -> tuple:
-    stamps = tuple(os.stat(path).st_mtime_ns for path in filepaths)
-    return (tuple(filepaths), hash(stamps))
-
-
-def read_images(filepaths: list[str], progress: ProgressFn = silent, batch: int = 2048) -> np.ndarray:
-    """Decode image files into one uint8 array (N, C, H, W); all must share size and channels."""
+def image_shapes(view: fo.core.collections.SampleCollection) -> list[tuple[int, int, int]]:
+    """(height, width, channels) of every image, from FiftyOne ``metadata``; where it is missing it
+    is computed from the file headers (nothing is decoded, nothing is written to the dataset).
+    Missing files and files that are not readable images are a ``CondensationError``."""
+    filepaths, heights, widths, channels = view.values(
+        ["filepath", "metadata.height", "metadata.width", "metadata.num_channels"], _allow_missing=True)
     check_media(filepaths)
-    key = _cache_key(filepaths)
-    if key in _IMAGE_CACHE:
-        _IMAGE_CACHE.move_to_end(key)
-        return _IMAGE_CACHE[key]
-    decoded: list[Optional[np.ndarray]] = []
+    unknown = [i for i, (h, w) in enumerate(zip(heights, widths)) if not h or not w]
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        for start, stop in chunks(len(filepaths), batch):
-            decoded.extend(pool.map(_read_or_none, filepaths[start:stop]))
-            progress(stop / len(filepaths), f"{stop}/{len(filepaths)} images")
-    corrupt = [path for path, pixels in zip(filepaths, decoded) if pixels is None]
-    if corrupt:
+        headers = list(pool.map(_header_or_none, [filepaths[i] for i in unknown]))
+    unreadable = [filepaths[i] for i, header in zip(unknown, headers) if header is None]
+    if unreadable:
         raise CondensationError(
-            f"{len(corrupt)} image files cannot be decoded, for example {corrupt[:3]}. "
-            "Replace them or exclude those samples from the view."
-        )
-    shapes = Counter(pixels.shape for pixels in decoded)
-    if len(shapes) > 1:
-        described = ", ".join(f"{n} of {c}×{h}×{w} (channels×height×width)" for (c, h, w), n in shapes.most_common(5))
-        raise CondensationError(
-            f"Images differ in size or channels: {described}. Condensation needs one shape; "
-            "resize or convert them first, or condense a view of one shape."
-        )
-    array = np.stack(decoded)
-    _IMAGE_CACHE[key] = array
-    while len(_IMAGE_CACHE) > _IMAGE_CACHE_ENTRIES:
-        _IMAGE_CACHE.popitem(last=False)
-    return array
+            f"{len(unreadable)} image files cannot be decoded (not a readable image format), for example "
+            f"{unreadable[:3]}. Replace or convert them (PNG, JPEG, ...) or exclude those samples from the view.")
+    for i, (height, width, count) in zip(unknown, headers):
+        heights[i], widths[i], channels[i] = height, width, count
+    return [(int(h), int(w), int(c or 3)) for h, w, c in zip(heights, widths, channels)]
 
 
-def load_images(
-    view: fo.core.collections.SampleCollection,
-    label_field: str,
-    classes: Optional[list[str]] = None,
-    progress: ProgressFn = silent,
-) -> ImageSet:
-    """The view's images and labels as tensors, in the view's order."""
+def image_format(view: fo.core.collections.SampleCollection, image_size=None, channels: Optional[int] = None,
+                 resize: str = "crop", background=WHITE) -> tuple[ImageFormat, str]:
+    """The working format of a view and why: ``image_size`` / ``channels`` when given; else the
+    images' one size, or the most common size scaled down to at most ``MAX_DEFAULT_SIZE`` pixels
+    a side when they differ; 3 channels when any image has colour (or alpha), else 1."""
+    shapes = image_shapes(view)
+    sizes = Counter((h, w) for h, w, _ in shapes)
+    colour = any(c >= 3 for _, _, c in shapes)
+    channels = channels or (3 if colour else 1)
+    reasons = []
+    if image_size is None:
+        (height, width), count = sizes.most_common(1)[0]
+        scale = min(1.0, MAX_DEFAULT_SIZE / max(height, width))
+        image_size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        if len(sizes) > 1 or scale < 1:
+            reasons.append(
+                f"images come in {len(sizes)} sizes (most common {height}×{width}, {count} of {len(shapes)}); "
+                f"working at {image_size[0]}×{image_size[1]} ({resize}), the most common size"
+                f"{f' scaled to at most {MAX_DEFAULT_SIZE} px' if scale < 1 else ''}. Pass image_size= to choose another")
+    if len({c >= 3 for _, _, c in shapes}) > 1 and channels == 3:
+        reasons.append("grey and colour images are mixed; grey ones are converted to RGB")
+    fmt = ImageFormat(image_size, channels, resize, background)
+    message = "; ".join(reasons)
+    if message:
+        warnings.warn(message, stacklevel=3)
+    return fmt, message
+
+
+def load_images(view: fo.core.collections.SampleCollection, label_field: str, classes: Optional[list[str]],
+                fmt: ImageFormat, cache_bytes: Optional[int] = None) -> ImageSet:
+    """The view's images (read lazily, at ``fmt``) and labels, in the view's order."""
     require_samples(view)
     check_label_field(view, label_field)
     classes = classes or class_names(view, label_field)
     ids, filepaths = view.values(["id", "filepath"])
-    pixels = read_images(filepaths, progress)
-    return ImageSet(ids, torch.from_numpy(pixels), torch.from_numpy(labels_of(view, label_field, classes)), classes)
+    check_media(filepaths)
+    pixels = LazyImages(ImageFiles(filepaths, fmt, image_cache(cache_bytes)))
+    return ImageSet(ids, pixels, torch.from_numpy(labels_of(view, label_field, classes)), classes)
 
 
 def media_dir_beside(view: fo.core.collections.SampleCollection, run_key: str) -> Path:

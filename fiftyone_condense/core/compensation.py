@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +11,7 @@ import fiftyone as fo
 import torch
 
 from ..bridge import runs as run_store
-from ..bridge.views import DEFAULT_LABEL_FIELD, load_images, media_dir_beside, read_images, require_samples, write_pngs
+from ..bridge.views import DEFAULT_LABEL_FIELD, media_dir_beside, require_samples, write_pngs
 from ..color import BACKENDS, COMBINE_MODES, combine, plan_edits
 from ..color import classical as classical_backend
 from ..color import color_stats as image_color_stats
@@ -19,10 +19,12 @@ from ..color import diffusion as diffusion_backend
 from ..device import resolve_device
 from ..errors import CondensationError
 from ..images import as_rgb, resized
+from ..loader import ImageFiles, ImageFormat, LazyImages
 from ..progress import Progress
-from .lifecycle import begin, record, versions
+from .lifecycle import Reading, begin, record, versions
 
 Collection = fo.core.collections.SampleCollection
+COLOR_STATS_IMAGES = 5000
 
 
 @dataclass
@@ -32,7 +34,7 @@ class Request:
     backend: str
     combine_mode: str
     settings: diffusion_backend.DiffusionSettings
-    size: Optional[tuple[int, int]]
+    reading: Reading
     output_dir: Optional[str]
     seed: int
     device: str
@@ -63,9 +65,10 @@ def run(view: Optional[Collection], run_key: Optional[str], parent: Optional[str
         raise CondensationError(f"Unknown backend {request.backend!r}; choose one of {BACKENDS}")
     if request.combine_mode not in COMBINE_MODES:
         raise CondensationError(f"Unknown combine_mode {request.combine_mode!r}; choose one of {COMBINE_MODES}")
+    reading = output_reading(dataset, view, parent, request.reading)
     started = time.perf_counter()
-    source = load_images(view, label_field, None, progress.stage("loading images", 0.0, 0.05))
-    images = as_rgb(source.floats())
+    source = reading.load(view, label_field, None, progress.stage("loading images", 0.0, 0.05))
+    images = as_rgb(source.tensor())
     output, plan = edited(images, request, progress)
     edit_seconds = time.perf_counter() - started
     folder = Path(request.output_dir) / run_key if request.output_dir else media_dir_beside(view, run_key)
@@ -75,14 +78,14 @@ def run(view: Optional[Collection], run_key: Optional[str], parent: Optional[str
         "compensation", method="dc3_compensation", parent=parent, backend=request.backend,
         combine_mode=request.combine_mode, label_field=label_field, seed=request.seed, classes=source.classes,
         params=_params(request), styles={"warm": plan.warm, "cold": plan.cold}, output_dir=str(folder),
-        versions=versions(),
+        versions=versions(), image_format=reading.recorded(),
     )
 
     def write(transaction) -> dict:
         paths = [folder / f"{source_id}.png" for source_id in source.ids]
         written = transaction.add_synthetic_samples(
             run_key, label_field, paths, [source.classes[int(label)] for label in source.labels],
-            [[source_id] for source_id in source.ids], lambda files: write_pngs(output, files))
+            [[source_id] for source_id in source.ids], lambda files: write_pngs(output, files), reading.format.shape)
         return {"num_samples": len(paths), "bytes": written,
                 "timings": {"edit_s": edit_seconds, "total_s": time.perf_counter() - started},
                 "color_stats": {"before": image_color_stats(images), "after": image_color_stats(output)}}
@@ -90,8 +93,17 @@ def run(view: Optional[Collection], run_key: Optional[str], parent: Optional[str
     return record(view, run_key, config, write)
 
 
+def output_reading(dataset: fo.Dataset, view: Collection, parent: Optional[str], reading: Reading) -> Reading:
+    """The edits' working format: RGB, at the size asked for, else the parent selection's, else the view's."""
+    recorded = run_store.run_config(dataset, parent).get("image_format") if parent in run_store.list_runs(dataset) else None
+    if reading.image_size is None and reading.format is None and recorded:
+        return reading.with_format(replace(ImageFormat.from_dict(recorded), channels=3))
+    fixed = reading.fixed(view)
+    return replace(fixed, format=replace(fixed.format, channels=3))
+
+
 def edited(images: torch.Tensor, request: Request, progress: Progress):
-    """Warm and cold edits at the edit size, combined by the plan and resized to the output size."""
+    """Warm and cold edits at the edit size, combined by the plan and resized back to the working size."""
     settings = request.settings
     plan = plan_edits(len(images), request.combine_mode, (settings.edit_size, settings.edit_size), request.seed)
     generator = torch.Generator().manual_seed(request.seed)
@@ -102,20 +114,21 @@ def edited(images: torch.Tensor, request: Request, progress: Progress):
                                                      progress.stage("diffusion edits", 0.05, 0.85))
     else:
         warm, cold = classical_backend.warm_and_cold(at_edit_size, generator)
-    size = tuple(request.size) if request.size is not None else tuple(images.shape[-2:])
-    return resized(combine(warm, cold, plan), size, "bilinear"), plan
+    return resized(combine(warm, cold, plan), tuple(images.shape[-2:]), "bilinear"), plan
 
 
 def _params(request: Request) -> dict:
     settings = request.settings
     diffusion = {"model": settings.model, "steps": settings.steps, "guidance": settings.guidance,
                  "image_guidance": settings.image_guidance, "batch_size": settings.batch_size}
-    return {"edit_size": settings.edit_size, "size": list(request.size) if request.size else None,
-            **(diffusion if request.backend == "diffusion" else {})}
+    return {"edit_size": settings.edit_size, **(diffusion if request.backend == "diffusion" else {})}
 
 
-def color_stats(view: Collection, points: int = 64) -> dict:
-    """Colour statistics of a view's images as plain data (see :func:`fiftyone_condense.color_stats`)."""
+def color_stats(view: Collection, points: int = 64, max_images: int = COLOR_STATS_IMAGES) -> dict:
+    """Colour statistics of a view's images as plain data (see :func:`fiftyone_condense.color_stats`),
+    of a seeded sample of at most ``max_images`` of them for a large view."""
     require_samples(view)
-    images = torch.from_numpy(read_images(view.values("filepath"))).float().div_(255.0)
-    return image_color_stats(images, points)
+    if len(view) > max_images:
+        view = view.take(max_images, seed=0)
+    pixels = LazyImages(ImageFiles(view.values("filepath"), Reading().fixed(view).format))
+    return image_color_stats(pixels.tensor(), points)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..bridge import runs as run_store
-from ..bridge.views import ImageSet, class_names, labels_of, load_images, media_dir_beside, write_pngs
+from ..bridge.views import ImageSet, class_names, labels_of, media_dir_beside, write_pngs
 from ..cache import cache_dir
 from ..color import color_stats as image_color_stats
 from ..device import resolve_device
@@ -28,9 +28,9 @@ from ..errors import CondensationError
 from ..images import as_rgb
 from ..params import resolve
 from ..progress import Progress
-from ..selection import METHODS, check_class_budget
+from ..selection import METHODS, class_budgets, small_class_report
 from . import selection
-from .lifecycle import begin, record, versions
+from .lifecycle import Reading, begin, record, versions
 
 Collection = fo.core.collections.SampleCollection
 SETTINGS_PARAMS = {"budget", "teacher_epochs"}  # declared parameters that are not engine settings
@@ -73,8 +73,9 @@ def settings_of(method: str, params: dict) -> DistillSettings:
 
 def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: str, label_field: str,
         output_dir: Optional[str], seed: int, device: str, overwrite: bool, progress: Progress,
-        given: dict) -> run_store.RunRecord:
-    """Validate, distil (resumable), then write the images as samples and record the run (all-or-nothing)."""
+        given: dict, reading: Reading, small_classes: str = "error") -> run_store.RunRecord:
+    """Validate, distil (resumable) from real images read in batches, then write the images as
+    samples at the working format and record the run (all-or-nothing)."""
     dataset = view._dataset
     init = init or ("autopalette_init" if method == "autopalette" else "random")
     begin(view, run_key, label_field, overwrite)
@@ -82,11 +83,12 @@ def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: s
     settings = settings_of(method, params)
     per_class = images_per_class(ipc, method, params.get("budget", "paper"), settings.num_colors)
     classes = class_names(view, label_field)
-    check_budget(view, label_field, classes, ipc, per_class, init, params)
+    budgets = check_budget(view, label_field, classes, ipc, per_class, init, params, small_classes)
+    reading = reading.fixed(view)
     started = time.perf_counter()
-    source = load_images(view, label_field, classes, progress.stage("loading real images", 0.0, 0.05))
-    images, labels, sources = initial_images(view, source, init, per_class, label_field, params, seed, device,
-                                             progress.sub(0.05, 0.15))
+    source = reading.load(view, label_field, classes, progress.stage("checking real images", 0.0, 0.05))
+    images, labels, sources = initial_images(view, source, init, budgets, label_field, params, seed, device,
+                                             progress.sub(0.05, 0.15), reading, small_classes)
     workdir = cache_dir() / "runs" / str(dataset._doc.id) / run_key  # checkpoints while in progress
     result = distill_images(source.floats(), source.labels, images, labels, len(classes), settings,
                             resolve_device(device), seed, workdir / "checkpoint.pt",
@@ -96,47 +98,54 @@ def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: s
         "distillation", method=method, ipc=per_class, init=init, label_field=label_field,
         params={**asdict(settings), "budget": params.get("budget", "paper"), "requested_ipc": ipc,
                 "teacher_epochs": params["teacher_epochs"]},
-        seed=seed, classes=classes, output_dir=str(folder), versions=versions(),
+        seed=seed, classes=classes, output_dir=str(folder), versions=versions(), image_format=reading.recorded(),
     )
+    labels_of_view = labels_of(view, label_field, classes)
+    small = small_class_report(labels_of_view, per_class if init != "noise" else 1, classes, small_classes)
 
     def write(transaction) -> dict:
         paths = [folder / f"{method}_{classes[int(label)]}_{i:05d}.png".replace("/", "-") for i, label in enumerate(labels)]
         written = transaction.add_synthetic_samples(
             run_key, label_field, paths, [classes[int(label)] for label in labels], sources,
-            lambda files: write_media(result, images.shape[1], settings.num_colors, files))
+            lambda files: write_media(result, images.shape[1], settings.num_colors, files), reading.format.shape)
         return {"num_samples": len(paths), "bytes": written, **encoded_sizes(result.images),
                 "loss_history": result.history[:: max(1, len(result.history) // 500)],
                 "resumed_from": result.resumed_from,
                 "timings": {"distill_s": result.seconds, "total_s": time.perf_counter() - started},
-                "color_stats": {"after": image_color_stats(result.images)}}
+                "color_stats": {"after": image_color_stats(result.images)}, "small_classes": small}
 
     recorded = record(view, run_key, config, write)
     shutil.rmtree(workdir, ignore_errors=True)
     return recorded
 
 
-def check_budget(view, label_field, classes, ipc: int, per_class: int, init: str, params: dict) -> None:
-    """Every class must hold the images an initialisation from real images needs."""
+def check_budget(view, label_field, classes, ipc: int, per_class: int, init: str, params: dict,
+                 small_classes: str) -> np.ndarray:
+    """Synthetic images per class: every class must hold the images an initialisation from real
+    images needs, unless ``small_classes`` keeps small ones whole or drops them."""
     labels = labels_of(view, label_field, classes)
     smallest = int(np.bincount(labels, minlength=len(classes)).min())
-    if per_class != ipc and init != "noise" and per_class > smallest:
+    if per_class != ipc and init != "noise" and per_class > smallest and small_classes == "error":
         raise CondensationError(
             f"AutoPalette's budget {params['budget']!r} distils {per_class} images per class at ipc={ipc} and "
             f"K={params['num_colors']}, each initialised from a real image, but the smallest class has {smallest}. "
             "Choose a smaller ipc, budget='count' (ipc images), or init='noise'.")
-    check_class_budget(labels, per_class if init != "noise" else 1, classes)
+    if init != "noise":
+        return class_budgets(labels, per_class, classes, small_classes)
+    counts = np.bincount(labels, minlength=len(classes))  # noise needs no real images: only "drop" applies
+    return np.where((counts > 0) & ((counts >= per_class) | (small_classes != "drop")), per_class, 0)
 
 
-def initial_images(view, source: ImageSet, init: str, ipc: int, label_field: str, params: dict, seed: int,
-                   device: str, progress: Progress) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """(images, labels, source ids per image) to start distillation from."""
+def initial_images(view, source: ImageSet, init: str, budgets: np.ndarray, label_field: str, params: dict, seed: int,
+                   device: str, progress: Progress, reading: Reading,
+                   small_classes: str) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """(images, labels, source ids per image) to start distillation from: ``budgets[c]`` per class."""
     if init == "noise":
         generator = torch.Generator().manual_seed(seed)
-        labels = torch.arange(len(source.classes)).repeat_interleave(ipc)
-        labels = labels[torch.isin(labels, source.labels.unique())]
-        images = torch.rand((len(labels), *source.images.shape[1:]), generator=generator)
+        labels = torch.arange(len(source.classes)).repeat_interleave(torch.from_numpy(budgets))
+        images = torch.rand((len(labels), *source.shape), generator=generator)
         return images, labels, [[] for _ in range(len(labels))]
-    ids = initial_ids(view, init, ipc, label_field, params, seed, device, progress)
+    ids = initial_ids(view, init, int(budgets.max()), label_field, params, seed, device, progress, reading, small_classes)
     position = {sample_id: i for i, sample_id in enumerate(source.ids)}
     missing = [i for i in ids if i not in position]
     if missing:
@@ -148,7 +157,7 @@ def initial_images(view, source: ImageSet, init: str, ipc: int, label_field: str
 
 
 def initial_ids(view, init: str, ipc: int, label_field: str, params: dict, seed: int, device: str,
-                progress: Progress) -> list[str]:
+                progress: Progress, reading: Reading, small_classes: str = "error") -> list[str]:
     """Sample ids of an existing selection run, or of a selection ``init`` method made now (with the
     distillation's ``num_colors`` and ``teacher_epochs`` where that method takes them)."""
     dataset = view._dataset
@@ -162,7 +171,8 @@ def initial_ids(view, init: str, ipc: int, label_field: str, params: dict, seed:
                                 f"{run_store.list_runs(dataset, kind='selection')}")
     declared = {p.name for p in METHODS[init].params}
     shared = {k: params[k] for k in ("num_colors", "teacher_epochs") if k in declared and params.get(k) is not None}
-    return selection.plan_selection(view, init, ipc, label_field, seed, device, progress, shared).ids
+    return selection.plan_selection(view, init, ipc, label_field, seed, device, progress, shared, reading,
+                                    small_classes).ids
 
 
 def write_media(result, channels: int, num_colors: int, paths: list) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from ..bridge.runs import PLUGIN
 from ..bridge.transaction import Transaction
-from ..bridge.views import ImageSet, load_images
+from ..bridge.views import ImageSet
 from ..cache import cached_path, digest, save_atomically
 from ..embeddings import (
     EMBEDDING_MODELS, ImageNetResNet18, Normalizer, PretrainedResNet18, TeacherConfig, embed_images,
@@ -29,6 +29,7 @@ from ..errors import CondensationError
 from ..images import as_rgb
 from ..progress import Progress, ProgressFn
 from ..training import predict
+from .lifecycle import Reading
 
 Collection = fo.core.collections.SampleCollection
 
@@ -67,8 +68,8 @@ def field_owner(dataset: fo.Dataset, field: str) -> str:
 
 def embeddings_for(
     view: Collection, field: str, label_field: str, classes: list[str], model: Any, weights: Optional[str],
-    teacher_epochs: int, device: torch.device, seed: int, progress: Progress, *, train_view: Optional[Collection] = None,
-    overwrite: bool = False, strict: bool = False,
+    teacher_epochs: int, device: torch.device, seed: int, progress: Progress, reading: Reading, *,
+    train_view: Optional[Collection] = None, overwrite: bool = False, strict: bool = False,
 ) -> Embeddings:
     """The view's embeddings in ``field`` when they can be trusted, else computed (not yet written).
 
@@ -95,7 +96,8 @@ def embeddings_for(
         may_write = same
     else:
         may_write = True
-    embeddings = compute(view, label_field, classes, model, weights, teacher_epochs, device, seed, progress, train_view)
+    embeddings = compute(view, label_field, classes, model, weights, teacher_epochs, device, seed, progress,
+                         reading.fixed(view), train_view)
     embeddings.write = may_write
     return embeddings
 
@@ -122,20 +124,21 @@ def _stored(view: Collection, field: str) -> tuple[np.ndarray, Optional[np.ndarr
 
 
 def compute(view: Collection, label_field: str, classes: list[str], model: Any, weights: Optional[str],
-            teacher_epochs: int, device: torch.device, seed: int, progress: Progress,
+            teacher_epochs: int, device: torch.device, seed: int, progress: Progress, reading: Reading,
             train_view: Optional[Collection] = None) -> Embeddings:
-    """Embeddings of the view from ``model``: a name (trained / pretrained, cached) or a model object."""
+    """Embeddings of the view from ``model``: a name (trained / pretrained, cached) or a model object;
+    images are read in batches at ``reading``'s format."""
     if isinstance(model, fo.core.models.Model):
         features = view.compute_embeddings(model, progress=False)
         return Embeddings(np.asarray(features, dtype=np.float32).reshape(len(view), -1), None,
                           model_settings(model, weights, teacher_epochs), True)
     if isinstance(model, torch.nn.Module):
-        images = load_images(view, label_field, classes, progress.stage("loading images", 0.0, 0.3))
+        images = reading.load(view, label_field, classes, progress.stage("checking images", 0.0, 0.3))
         features, logits = _module_outputs(model, as_rgb(images.floats()), device, progress.stage("embedding", 0.3, 0.95))
         return Embeddings(features, logits, model_settings(model, weights, teacher_epochs), True)
     net, normalizer, info = embedding_model(train_view if train_view is not None else view, model, label_field, classes,
-                                            weights, teacher_epochs, device, seed, progress)
-    images = load_images(view, label_field, classes, progress.stage("loading images", 0.4, 0.5))
+                                            weights, teacher_epochs, device, seed, progress, reading)
+    images = reading.load(view, label_field, classes, progress.stage("checking images", 0.4, 0.5))
     features, logits = embed_images(net, normalizer, images.floats(), device, progress=progress.stage("embedding", 0.5, 0.95))
     return Embeddings(features.numpy(), logits.numpy(), {**info, "classes": classes, "source": "computed"}, True)
 
@@ -168,13 +171,13 @@ def write(transaction: Transaction, view: Collection, field: str, embeddings: Em
 
 def embedding_model(
     train_view: Collection, model: str, label_field: str, classes: list[str], weights: Optional[str],
-    teacher_epochs: int, device: torch.device, seed: int, progress: Progress,
+    teacher_epochs: int, device: torch.device, seed: int, progress: Progress, reading: Reading,
 ) -> tuple[torch.nn.Module, Normalizer, dict]:
     """A trained (cached) teacher; ResNet-18 ImageNet weights with a linear probe (``weights=``);
     or, ``imagenet_resnet18``, DC3's ImageNet ResNet-18 with an untrained head."""
     if model not in EMBEDDING_MODELS:
         raise CondensationError(f"Unknown embedding model {model!r}; choose one of {EMBEDDING_MODELS} or pass a model object")
-    train = load_images(train_view, label_field, classes, progress.stage("loading source images", 0.0, 0.1))
+    train = reading.load(train_view, label_field, classes, progress.stage("checking source images", 0.0, 0.1))
     if model == "imagenet_resnet18":
         state = imagenet_resnet18_weights(weights)
         if state is None:
@@ -190,7 +193,7 @@ def embedding_model(
         if not Path(weights).is_file():
             raise CondensationError(f"Weights file {weights!r} does not exist")
         net = PretrainedResNet18(weights, len(classes))
-        normalizer = Normalizer.identity(train.images.shape[1])
+        normalizer = Normalizer.identity(train.shape[0])
         features, _ = embed_images(net, normalizer, train.floats(), device, progress=progress.stage("probe features", 0.1, 0.4))
         fit_linear_probe(net.classifier, features, train.labels, seed=seed)
         return net, normalizer, {"model": model, "weights": str(weights)}
@@ -204,8 +207,8 @@ def trained_teacher(images: ImageSet, config: TeacherConfig, train_view: Collect
     """``config.arch`` trained on ``images`` once and cached (keyed by data and settings): (net, normaliser, path)."""
     meta = {
         "dataset": train_view._dataset.name, "label_field": label_field, "classes": images.classes,
-        "channels": int(images.images.shape[1]), "num_classes": len(images.classes),
-        "image_size": list(images.images.shape[-2:]), "train_ids": digest(sorted(images.ids)), "seed": seed,
+        "channels": int(images.shape[0]), "num_classes": len(images.classes),
+        "image_size": list(images.shape[-2:]), "train_ids": digest(sorted(images.ids)), "seed": seed,
     }
     path = cached_path(kind, {"config": asdict(config), **meta})
     if path.is_file():

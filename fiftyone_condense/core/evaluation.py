@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Optional
 
 import fiftyone as fo
@@ -10,16 +10,18 @@ import numpy as np
 import torch
 
 from ..bridge import runs as run_store
-from ..bridge.views import DEFAULT_LABEL_FIELD, ImageSet, check_label_field, class_names, labels_of, load_images, require_samples, split_view
+from ..bridge.views import DEFAULT_LABEL_FIELD, ImageSet, check_label_field, class_names, labels_of, require_samples, split_view
 from ..cache import cached_path, digest, save_atomically
 from ..device import resolve_device
 from ..embeddings import Normalizer, TeacherConfig, load_teacher, teacher_checkpoint, train_converged_teacher
 from ..errors import CondensationError
 from ..evaluation import PROTOCOLS, HardProtocol, Protocol, SoftProtocol, evaluate_images
 from ..images import with_channels
+from ..loader import ImageFormat
 from ..progress import Progress, ProgressFn
 from ..selection.coresets import pick_random
 from ..training import accuracy
+from .lifecycle import Reading
 
 Collection = fo.core.collections.SampleCollection
 REFERENCES_KEY = "condense_references"  # dataset.info entry caching reference results
@@ -41,6 +43,7 @@ class Request:
     soft: dict
     seed: int
     device: str
+    reading: Reading = Reading()
 
 
 def protocol_settings(request: Request, epochs: Optional[int] = None) -> Protocol:
@@ -62,11 +65,12 @@ def run(view: Optional[Collection], run_key: Optional[str], dataset: Optional[fo
     if view is None and dataset is None:
         raise CondensationError("Pass a view to evaluate, or run_key with dataset=")
     dataset = dataset if dataset is not None else view._dataset
-    source = None
+    source, recorded = None, None
     if run_key is not None:
         record = run_store.load_run(dataset, run_key)
         view, source = record.view, source_of(dataset, run_key)
         label_field = label_field or record.config.get("label_field")
+        recorded = record.config.get("image_format")
     label_field = label_field or DEFAULT_LABEL_FIELD
     require_samples(view, "condensed set")
     check_label_field(view, label_field)
@@ -79,7 +83,8 @@ def run(view: Optional[Collection], run_key: Optional[str], dataset: Optional[fo
                                 "evaluation would test on training images.")
     if request.references or request.protocol == "soft":
         source = source if source is not None else split_view(dataset, request.source_split)
-    evaluator = Evaluator(dataset, view, test_view, source, label_field, settings, request, progress)
+    reading = evaluation_reading(request.reading, view, test_view, recorded)
+    evaluator = Evaluator(dataset, view, test_view, source, label_field, settings, request, progress, reading)
     output = evaluator.with_references() if request.references else evaluator.alone()
     if run_key is not None:
         record = run_store.load_run(dataset, run_key)
@@ -89,29 +94,43 @@ def run(view: Optional[Collection], run_key: Optional[str], dataset: Optional[fo
     return output
 
 
+def evaluation_reading(reading: Reading, view: Collection, test_view: Collection, recorded: Optional[dict]) -> Reading:
+    """One working format for the condensed set, the test split and the references: the one asked
+    for, else the run's recorded one, else the condensed set's; RGB when either set has colour."""
+    if reading.image_size is None and recorded:
+        fmt = ImageFormat.from_dict(recorded)
+        reading = reading.with_format(ImageFormat(fmt.size, reading.channels or fmt.channels, fmt.resize, fmt.background))
+    fixed = reading.fixed(view)
+    if reading.channels is None:
+        channels = max(fixed.format.channels, reading.fixed(test_view).format.channels)
+        fixed = replace(fixed, format=replace(fixed.format, channels=channels))
+    return fixed
+
+
 class Evaluator:
-    """One evaluation: the condensed set, the test split and the protocol, with its references."""
+    """One evaluation: the condensed set (in memory), the test split (streamed) and the protocol,
+    with its references, all read at one working format."""
 
     def __init__(self, dataset, view, test_view, source, label_field, settings: Protocol, request: Request,
-                 progress: Progress):
+                 progress: Progress, reading: Reading):
         self.dataset, self.source, self.label_field = dataset, source, label_field
-        self.settings, self.request, self.progress = settings, request, progress
+        self.settings, self.request, self.progress, self.reading = settings, request, progress, reading
         self.device = resolve_device(request.device)
         self.classes = class_names(dataset, label_field)
-        self.train = load_images(view, label_field, self.classes, progress.stage("loading condensed set", 0.0, 0.02))
-        self.test = load_images(test_view, label_field, self.classes, progress.stage("loading test split", 0.02, 0.08))
-        self.channels = max(self.train.images.shape[1], self.test.images.shape[1])
-        self.test_x = with_channels(self.test.floats(), self.channels)
+        self.train = reading.load(view, label_field, self.classes, progress.stage("loading condensed set", 0.0, 0.02))
+        self.test = reading.load(test_view, label_field, self.classes, progress.stage("checking test split", 0.02, 0.08))
+        self.channels = reading.format.channels
+        self.test_x = self.test.floats()
         self.header = {"protocol": settings.as_dict(), "eval_split": request.eval_split, "label_field": label_field,
-                       "channels": self.channels}
+                       "channels": self.channels, "image_format": reading.recorded(), "classes": self.classes}
         self.teacher = None
         if request.protocol == "soft":
             self.teacher, self.header["teacher"] = soft_teacher(source, label_field, self.classes, settings, self.device,
-                                                                request.seed, progress.sub(0.08, 0.2))
+                                                                request.seed, progress.sub(0.08, 0.2), reading)
             self.header["teacher"]["test_accuracy"] = accuracy(self.teacher, self.test.floats(), self.test.labels, self.device)
 
     def protocol(self, images: ImageSet, stage: ProgressFn, settings: Optional[Protocol] = None) -> dict:
-        return evaluate_images(with_channels(images.floats(), self.channels), images.labels, self.test_x,
+        return evaluate_images(images.tensor(), images.labels, self.test_x,
                                self.test.labels, len(self.classes), settings or self.settings, self.device,
                                self.request.seed, stage, self.teacher).as_dict()
 
@@ -128,11 +147,12 @@ class Evaluator:
         subset_ids = [source_ids[i] for i in random_subset(source_labels, counts, self.request.seed)]
         common = {"dataset": self.dataset.name, "label_field": self.label_field, "protocol": self.settings.as_dict(),
                   "seed": self.request.seed, "channels": self.channels, "teacher": self.header.get("teacher"),
+                  **({"image_format": self.reading.format.as_dict()} if self._resized() else {}),
                   "source": digest(sorted(source_ids)), "test": digest(sorted(self.test.ids))}
         random_reference = self.reference({**common, "kind": "random", "counts": counts.tolist()}, lambda: self.protocol(
-            load_images(self.source.select(subset_ids, ordered=True), self.label_field, self.classes),
+            self.reading.load(self.source.select(subset_ids, ordered=True), self.label_field, self.classes),
             self.progress.stage("random reference", 0.2, 0.55)))
-        same_as_reference = self.channels == self.train.images.shape[1] and sorted(subset_ids) == sorted(self.train.ids)
+        same_as_reference = sorted(subset_ids) == sorted(self.train.ids)
         result = ({k: v for k, v in random_reference.items() if k not in ("kind", "source")} if same_as_reference
                   else self.protocol(self.train, self.progress.stage("evaluating condensed set", 0.55, 0.9)))
         output = {**self.header, **result, "random": random_reference,
@@ -148,9 +168,13 @@ class Evaluator:
         key = {**common, "kind": "full", "protocol": full_settings.as_dict()}
         if not self.request.include_full:
             return references(self.dataset).get(digest(key))
-        return self.reference(key, lambda: self.protocol(load_images(self.source, self.label_field, self.classes),
+        return self.reference(key, lambda: self.protocol(self.reading.load(self.source, self.label_field, self.classes),
                                                          self.progress.stage("full-split reference", 0.9, 0.99),
                                                          full_settings))
+
+    def _resized(self) -> bool:
+        """Whether the working format differs from the images' own size (then it keys the references)."""
+        return bool(self.reading.reason) or self.reading.image_size is not None
 
     def reference(self, key_parts: dict, compute: Callable[[], dict]) -> dict:
         """A cached reference result, computed once per dataset, split, size, channels and protocol."""
@@ -198,12 +222,13 @@ def source_of(dataset: fo.Dataset, run_key: str) -> Collection:
 
 
 def soft_teacher(source: Collection, label_field: str, classes: list[str], settings: SoftProtocol,
-                 device: torch.device, seed: int, progress: Progress) -> tuple["RawTeacher", dict]:
-    """The soft protocol's teacher: ``teacher_arch`` trained to convergence on the source split, cached."""
-    images = load_images(source, label_field, classes, progress.stage("loading source split", 0.0, 0.2))
+                 device: torch.device, seed: int, progress: Progress, reading: Reading) -> tuple["RawTeacher", dict]:
+    """The soft protocol's teacher: ``teacher_arch`` trained to convergence on the source split
+    (streamed at the working format), cached."""
+    images = reading.load(source, label_field, classes, progress.stage("checking source split", 0.0, 0.2))
     config = settings.teacher_config()
     meta = {"dataset": source._dataset.name, "label_field": label_field, "classes": classes, "arch": settings.teacher_arch,
-            "channels": int(images.images.shape[1]), "num_classes": len(classes), "image_size": list(images.images.shape[-2:]),
+            "channels": int(images.shape[0]), "num_classes": len(classes), "image_size": list(images.shape[-2:]),
             "train_ids": digest(sorted(images.ids)), "seed": seed}
     path = cached_path("soft-teachers", {"config": asdict(config), **meta})
     if path.is_file():

@@ -9,19 +9,19 @@ from typing import Optional
 
 import fiftyone as fo
 import numpy as np
-import torch
 
 from ..bridge.runs import RunRecord, config_for, run_tag
-from ..bridge.views import ImageSet, check_media, class_names, labels_of, load_images
+from ..bridge.views import ImageSet, class_names, labels_of
 from ..device import resolve_device
 from ..distill.palette import median_cut
 from ..embeddings import Normalizer, TeacherConfig, embed_images, load_vae, vae_latents
 from ..errors import CondensationError
+from ..loader import image_cache, materialised
 from ..params import resolve
 from ..progress import Progress
-from ..selection import METHODS, check_class_budget, feature_gram, gradient_gram, select_per_class
+from ..selection import METHODS, class_budgets, feature_gram, gradient_gram, select_per_class, small_class_report
 from . import embeddings as stored
-from .lifecycle import begin, record, versions
+from .lifecycle import Reading, begin, record, versions
 
 Collection = fo.core.collections.SampleCollection
 _log = logging.getLogger(__name__)
@@ -45,34 +45,37 @@ def method_params(method: str, given: dict) -> dict:
 
 
 def run(view: Collection, method: str, ipc: int, run_key: str, label_field: str, seed: int, device: str,
-        overwrite: bool, progress: Progress, params: dict) -> RunRecord:
+        overwrite: bool, progress: Progress, params: dict, reading: Reading, small_classes: str = "error") -> RunRecord:
     """Validate, plan in memory, then tag the picks and record the run (all-or-nothing)."""
     begin(view, run_key, label_field, overwrite)
-    plan = plan_selection(view, method, ipc, label_field, seed, device, progress, params)
+    plan = plan_selection(view, method, ipc, label_field, seed, device, progress, params, reading, small_classes)
 
     def write(transaction) -> dict:
         for field, embeddings in plan.writes:
             stored.write(transaction, view, field, embeddings)
         transaction.tag(plan.ids, run_tag(run_key))
-        return {"selected_ids": plan.ids, "timings": plan.timings, "num_samples": len(plan.ids)}
+        return {"selected_ids": plan.ids, "timings": plan.timings, "num_samples": len(plan.ids),
+                "small_classes": plan.config["small_classes"]}
 
     return record(view, run_key, config_for("selection", **plan.config), write)
 
 
 def plan_selection(view: Collection, method: str, ipc: int, label_field: str, seed: int, device: str,
-                   progress: Progress, given: dict) -> SelectionPlan:
+                   progress: Progress, given: dict, reading: Reading, small_classes: str = "error") -> SelectionPlan:
     """Validate, embed and select in memory; nothing is written."""
     params = method_params(method, given)
     classes = class_names(view, label_field)
     labels = labels_of(view, label_field, classes)
-    check_class_budget(labels, ipc, classes)
-    check_media(view.values("filepath"))
+    budgets = class_budgets(labels, ipc, classes, small_classes)
+    reading = reading.fixed(view)
     started = time.perf_counter()
-    inputs = SelectionInputs(view, label_field, classes, labels, params, resolve_device(device), seed, progress)
+    if not METHODS[method].needs_embeddings and method != "autopalette_init":
+        reading.load(view, label_field, classes, progress.stage("checking images", 0.0, 0.9))
+    inputs = SelectionInputs(view, label_field, classes, labels, params, resolve_device(device), seed, progress, reading)
     inputs.prepare(method)
     embedded = time.perf_counter()
     picks = select_per_class(method, labels, ipc, inputs.of_class, seed, METHODS[method].pick_params(params),
-                             progress.stage(f"selecting ({method})", 0.9, 1.0))
+                             progress.stage(f"selecting ({method})", 0.9, 1.0), budgets)
     ids = view.values("id")
     finished = time.perf_counter()
     writes = [(field, e) for field, e in inputs.writes if e.write]
@@ -82,6 +85,7 @@ def plan_selection(view: Collection, method: str, ipc: int, label_field: str, se
         "model": inputs.model_name(params.get("model")), "embedding": inputs.embedding if inputs.embeddings else None,
         "params": {**params, "model": inputs.model_name(params.get("model"))}, "embeddings": inputs.used,
         "fallbacks": inputs.fallbacks, "seed": seed, "classes": classes, "versions": versions(),
+        "image_format": reading.recorded(), "small_classes": small_class_report(labels, ipc, classes, small_classes),
     }
     timings = {"embeddings_s": embedded - started, "selection_s": finished - embedded, "total_s": finished - started}
     return SelectionPlan([ids[i] for i in picks], config, timings, writes)
@@ -90,9 +94,9 @@ def plan_selection(view: Collection, method: str, ipc: int, label_field: str, se
 class SelectionInputs:
     """The per-class inputs a method needs (its Gram matrix, encoder features), computed once for the view."""
 
-    def __init__(self, view, label_field, classes, labels, params, device, seed, progress: Progress):
+    def __init__(self, view, label_field, classes, labels, params, device, seed, progress: Progress, reading: Reading):
         self.view, self.label_field, self.classes, self.labels = view, label_field, classes, labels
-        self.params, self.device, self.seed, self.progress = params, device, seed, progress
+        self.params, self.device, self.seed, self.progress, self.reading = params, device, seed, progress, reading
         self.embeddings: Optional[stored.Embeddings] = None
         self.encoder: Optional[np.ndarray] = None
         self.writes: list[tuple[str, stored.Embeddings]] = []
@@ -106,7 +110,8 @@ class SelectionInputs:
 
     def embed(self, field: str, model, stage: tuple[float, float], weights: Optional[str] = None) -> stored.Embeddings:
         embeddings = stored.embeddings_for(self.view, field, self.label_field, self.classes, model, weights,
-                                           self.params["teacher_epochs"], self.device, self.seed, self.progress.sub(*stage))
+                                           self.params["teacher_epochs"], self.device, self.seed, self.progress.sub(*stage),
+                                           self.reading)
         self.writes.append((field, embeddings))
         self.used[field] = {k: v for k, v in embeddings.info.items() if k != "classes"}
         return embeddings
@@ -115,7 +120,7 @@ class SelectionInputs:
         needs = METHODS[method].needs
         if method == "autopalette_init":
             self.embeddings = quantised_embeddings(self.view, self.label_field, self.classes, self.params,
-                                                   self.device, self.seed, self.progress.sub(0.0, 0.9))
+                                                   self.device, self.seed, self.progress.sub(0.0, 0.9), self.reading)
         elif method == "dc3":
             self.embeddings = self._dc3_gradient_embeddings()
         elif "gram" in needs:
@@ -174,17 +179,20 @@ class SelectionInputs:
             _log.warning("DC3 bins: %s Binning ConvNet-3 features instead.", error)
             self.fallbacks["encoder"] = f"VAE {vae_model!r} unavailable; used convnet3 features"
             return None
-        images = load_images(self.view, self.label_field, self.classes, self.progress.stage("loading images", 0.45, 0.5))
+        images = self.reading.load(self.view, self.label_field, self.classes, self.progress.stage("checking images", 0.45, 0.5))
         self.used["vae"] = {"model": vae_model, "size": self.params["vae_size"]}
         return vae_latents(vae, images.floats(), Normalizer.fit(images.floats()), self.params["vae_size"], self.device,
                            progress=self.progress.stage("VAE latents", 0.5, 0.9)).numpy()
 
 
-def quantised_embeddings(view, label_field, classes, params: dict, device, seed, progress: Progress) -> stored.Embeddings:
+def quantised_embeddings(view, label_field, classes, params: dict, device, seed, progress: Progress,
+                         reading: Reading) -> stored.Embeddings:
     """AutoPalette's initialisation embeddings: features of the view's Median-Cut-quantised images
-    from a ConvNet-3 trained on them (SGD lr 0.1, momentum 0.9, wd 5e-4, batch 128, constant lr)."""
-    images = load_images(view, label_field, classes, progress.stage("loading images", 0.0, 0.05))
-    quantised = ImageSet(images.ids, (median_cut(images.floats(), params["num_colors"])[0] * 255).round().to(torch.uint8),
+    from a ConvNet-3 trained on them (SGD lr 0.1, momentum 0.9, wd 5e-4, batch 128, constant lr).
+    Images are quantised as they are read (kept in memory when they fit the cache bound)."""
+    images = reading.load(view, label_field, classes, progress.stage("checking images", 0.0, 0.05))
+    pixels = images.floats().map(lambda batch: median_cut(batch, params["num_colors"])[0])
+    quantised = ImageSet(images.ids, materialised(pixels, image_cache(reading.cache_bytes).capacity),
                          images.labels, images.classes)
     config = TeacherConfig(arch="convnet3", epochs=params["teacher_epochs"], lr=0.1, batch_size=128, decay=False)
     net, normalizer, path = stored.trained_teacher(

@@ -70,17 +70,39 @@ def register(method: SelectionMethod) -> SelectionMethod:
     return method
 
 
-def check_class_budget(labels: np.ndarray, ipc: int, classes: list[str]) -> None:
-    """Every class must hold at least ``ipc`` samples; say which do not."""
+SMALL_CLASSES = ("error", "keep_all", "drop")
+
+
+def class_budgets(labels: np.ndarray, ipc: int, classes: list[str], small_classes: str = "error") -> np.ndarray:
+    """Picks per class: ``ipc`` each; a class smaller than ``ipc`` is an error (the papers'
+    balanced protocol), or with ``small_classes`` kept whole (``keep_all``) or left out (``drop``)."""
+    if small_classes not in SMALL_CLASSES:
+        raise CondensationError(f"small_classes must be one of {SMALL_CLASSES}, got {small_classes!r}")
     if ipc < 1:
         raise CondensationError(f"ipc must be at least 1, got {ipc}")
     counts = np.bincount(labels, minlength=len(classes))
-    short = [f"{classes[c]!r} has {counts[c]}" for c in range(len(classes)) if counts[c] < ipc]
-    if short:
+    short = [c for c in range(len(classes)) if 0 < counts[c] < ipc]
+    if short and small_classes == "error":
+        described = ", ".join(f"{classes[c]!r} has {counts[c]}" for c in short)
         raise CondensationError(
-            f"ipc={ipc} is larger than some classes: {', '.join(short)}. "
-            f"Choose ipc <= {int(counts.min())} or drop those classes from the view."
-        )
+            f"ipc={ipc} is larger than some classes: {described}. Choose ipc <= {int(counts[counts > 0].min())}, "
+            "drop those classes from the view, or pass small_classes='keep_all' (take all of them) or 'drop'.")
+    budgets = np.minimum(counts, ipc)
+    if small_classes == "drop":
+        budgets[short] = 0
+    return budgets
+
+
+def small_class_report(labels: np.ndarray, ipc: int, classes: list[str], small_classes: str) -> dict:
+    """What a run did with classes smaller than ``ipc`` (recorded on the run)."""
+    counts = np.bincount(labels, minlength=len(classes))
+    short = {classes[c]: int(counts[c]) for c in range(len(classes)) if 0 < counts[c] < ipc}
+    return {"policy": small_classes, **({"kept_all" if small_classes == "keep_all" else "dropped": short} if short else {})}
+
+
+def check_class_budget(labels: np.ndarray, ipc: int, classes: list[str]) -> None:
+    """Every class must hold at least ``ipc`` samples; say which do not."""
+    class_budgets(labels, ipc, classes)
 
 
 def select_per_class(
@@ -91,8 +113,10 @@ def select_per_class(
     seed: int = 0,
     params: Optional[dict] = None,
     progress: ProgressFn = silent,
+    budgets: Optional[np.ndarray] = None,
 ) -> np.ndarray:
-    """Indices (into ``labels``) of ``ipc`` picks per class, class by class, in label order.
+    """Indices (into ``labels``) of ``ipc`` picks per class (``budgets[c]`` when given: a class
+    whose budget is its size is taken whole, one of budget 0 left out), class by class, in label order.
 
     ``inputs_of_class(indices, needs)`` returns the named inputs (see ``INPUTS``) for those
     samples; it is called once per class so only one class's n×n Gram is in memory at a
@@ -108,13 +132,17 @@ def select_per_class(
     picks = []
     for step, label in enumerate(present):
         members = np.flatnonzero(labels == label)
-        if len(members) < ipc:
+        budget = ipc if budgets is None else int(budgets[label])
+        if len(members) < budget:
             raise CondensationError(f"class {int(label)} has {len(members)} samples, fewer than ipc={ipc}")
+        if budget == len(members) or budget == 0:
+            picks.append(members[:budget])
+            continue
         rng = np.random.default_rng([seed, int(label)])
         inputs = inputs_of_class(members, spec.needs) if spec.needs else {}
-        local = np.asarray(spec.pick(len(members), ipc, rng, **inputs, **(params or {})), dtype=np.int64)
-        if len(local) != ipc or len(set(local.tolist())) != ipc:
-            raise RuntimeError(f"{method} returned {len(local)} picks ({len(set(local.tolist()))} unique), expected {ipc}")
+        local = np.asarray(spec.pick(len(members), budget, rng, **inputs, **(params or {})), dtype=np.int64)
+        if len(local) != budget or len(set(local.tolist())) != budget:
+            raise RuntimeError(f"{method} returned {len(local)} picks ({len(set(local.tolist()))} unique), expected {budget}")
         picks.append(members[local])
         progress((step + 1) / len(present), f"class {step + 1}/{len(present)}")
     return np.concatenate(picks)

@@ -83,9 +83,11 @@ def test_compensation_is_seeded_and_output_size_is_configurable(selected, tmp_pa
     second = fc.compensate(view, run_key="b", seed=3, output_dir=str(tmp_path), **CLASSICAL)
     pixels = lambda key: [np.asarray(Image.open(p)) for p in sorted(fc.load_run(selected, key).view.values("filepath"))]  # noqa: E731
     assert all(np.array_equal(a, b) for a, b in zip(pixels("a"), pixels("b")))
-    resized = fc.compensate(view, run_key="big", size=(32, 40), output_dir=str(tmp_path), **CLASSICAL)
+    resized = fc.compensate(view, run_key="big", image_size=(32, 40), output_dir=str(tmp_path), **CLASSICAL)
     with Image.open(resized.view.first().filepath) as image:
-        assert image.size == (40, 32)
+        assert image.size == (40, 32) and image.mode == "RGB"
+    assert resized.config["image_format"]["size"] == [32, 40] and resized.config["image_format"]["channels"] == 3
+    assert first.config["image_format"]["size"] == [28, 28]  # the parent selection's working format
     assert first.results["num_samples"] == second.results["num_samples"] == 40
 
 

@@ -153,14 +153,18 @@ def test_corrupt_image_file(dataset, tmp_path, refused):
     refused(dataset, "cannot be decoded", lambda: fc.select(dataset.match_tags("train"), method="k_center", ipc=1))
 
 
-def test_mixed_sizes_and_channels(dataset, tmp_path, refused):
+def test_mixed_sizes_and_channels_work_at_the_most_common_shape_and_say_so(dataset, tmp_path):
     samples = dataset.match_tags("train").limit(2)
     for sample, (size, mode) in zip(samples, [((32, 32), "L"), ((28, 28), "RGB")]):
         path = tmp_path / f"{mode}{size[0]}.png"
         Image.new(mode, size).save(path)
         sample.filepath = str(path)
         sample.save()
-    refused(dataset, "differ in size or channels", lambda: fc.select(dataset.match_tags("train"), method="herding", ipc=1))
+    with pytest.warns(UserWarning, match="2 sizes .* working at 28×28"):
+        record = fc.select(dataset.match_tags("train"), method="herding", ipc=1)
+    recorded = record.config["image_format"]
+    assert recorded["size"] == [28, 28] and recorded["channels"] == 3 and recorded["resize"] == "crop"
+    assert "image_size=" in recorded["reason"] and "converted to RGB" in recorded["reason"]
 
 
 def test_existing_run_key(dataset, refused):
