@@ -14,7 +14,7 @@ import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -194,6 +194,11 @@ def image_cache(cache_bytes: Optional[int] = None) -> ImageCache:
     return _SHARED_CACHE.resize(default_cache_bytes() if cache_bytes is None else cache_bytes)
 
 
+def cached_bytes() -> int:
+    """Bytes of decoded images the process-wide cache holds now."""
+    return _SHARED_CACHE.nbytes
+
+
 # --------------------------------------------------------------------------- files and lazy tensors
 
 
@@ -327,6 +332,3 @@ def materialised(images: ImagesLike, max_bytes: int) -> ImagesLike:
         return images.tensor()
     return images
 
-
-def with_format(fmt: ImageFormat, **changes) -> ImageFormat:
-    return replace(fmt, **changes)

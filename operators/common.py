@@ -3,6 +3,7 @@ parameters, and progress that streams to the App (immediate) or the runs list (d
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from typing import Callable, Iterable
@@ -15,6 +16,17 @@ from fiftyone_condense.bridge.views import DEFAULT_LABEL_FIELD, classification_f
 from fiftyone_condense.params import Param
 
 ALL_SAMPLES = "(current view)"
+READING_PARAMS = (
+    Param("image_size", int, None, "Images are resized (short side, centre crop) to this many pixels a side; empty: "
+          "their own size, or the most common size up to 128 px when sizes differ", label="Working size (optional)",
+          optional=True, min=1),
+    Param("channels", int, None, "1: grey, 3: RGB; empty: RGB when any image has colour", label="Channels (optional)",
+          choices=(1, 3), optional=True),
+    Param("resize", str, "crop", "crop: short side to size, centre crop; letterbox: fit inside, pad with white",
+          label="Resize", choices=("crop", "letterbox")),
+)
+SMALL_CLASSES_HELP = ("A class smaller than IPC: error (the papers' balanced protocol), keep_all (take the whole "
+                      "class, recorded on the run) or drop (leave it out, recorded)")
 
 
 # --------------------------------------------------------------------------- form pieces
@@ -62,18 +74,22 @@ def split_of(ctx, tag: str | None):
 
 
 def ipc_input(ctx, inputs, label_field, split, what: str) -> int:
-    """IPC bounded by the split's smallest class, flagged as the user types; returns the IPC in
+    """IPC, with what to do about classes smaller than it; an IPC above the smallest class is
+    flagged as the user types unless small classes are kept whole or dropped. Returns the IPC in
     effect (typed or default), for defaults that depend on it such as the run key."""
     smallest = None
     if label_field:
         counts = split_of(ctx, split).count_values(f"{label_field}.label")
         smallest = min(counts.values()) if counts else 0
     default = min(10, smallest or 10)
-    prop = inputs.int("ipc", default=default, min=1, max=smallest, label="Images per class (IPC)",
+    strict = (ctx.params.get("small_classes") or "error") == "error"
+    prop = inputs.int("ipc", default=default, min=1, max=smallest if strict else None, label="Images per class (IPC)",
                       description=f"{what} per class (smallest class: {smallest})")
+    inputs.enum("small_classes", ["error", "keep_all", "drop"], default="error", label="Classes smaller than IPC",
+                description=SMALL_CLASSES_HELP, view=types.DropdownView())
     ipc = ctx.params.get("ipc") or default
-    if smallest is not None and ipc > smallest:
-        prop.invalid, prop.error_message = True, f"The smallest class has {smallest} samples"
+    if strict and smallest is not None and ipc > smallest:
+        prop.invalid, prop.error_message = True, f"The smallest class has {smallest} samples; or keep small classes whole"
     return ipc
 
 
@@ -118,6 +134,21 @@ def declared_inputs(ctx, inputs, declared: Iterable[Param]) -> None:
 def declared_values(ctx, declared: Iterable[Param]) -> dict:
     """The form's values of the parameters that apply; absent ones take the SDK's (same) defaults."""
     return {p.name: ctx.params[p.name] for p in applicable(ctx, declared) if ctx.params.get(p.name) not in (None, "")}
+
+
+def reading_inputs(ctx, inputs) -> None:
+    """The working format: size, channels and how images are resized (defaults from the images)."""
+    declared_inputs(ctx, inputs, READING_PARAMS)
+
+
+def reading_values(ctx) -> dict:
+    """The form's working format, and the decoded-image cache: off when the run executes inside
+    the App server (unless ``FIFTYONE_CONDENSE_CACHE_BYTES`` asks for one), the default in a
+    delegated executor."""
+    values = declared_values(ctx, READING_PARAMS)
+    if not ctx.delegated and "FIFTYONE_CONDENSE_CACHE_BYTES" not in os.environ:
+        values["cache_bytes"] = 0
+    return values
 
 
 def applicable(ctx, declared: Iterable[Param]) -> list[Param]:

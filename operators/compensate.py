@@ -7,7 +7,8 @@ import fiftyone_condense as fc
 from fiftyone_condense.color import BACKENDS, COMBINE_MODES
 from fiftyone_condense.color.diffusion import DEFAULT_MODEL
 
-from .common import delegation_options, execute_with_progress, image_dataset_input, run_key_input
+from .common import (delegation_options, execute_with_progress, image_dataset_input, reading_inputs, reading_values,
+                     run_key_input)
 
 CURRENT_VIEW = "(current view)"
 DIFFUSION_HELP = (
@@ -54,6 +55,7 @@ class CompensateColors(foo.Operator):
                     description="How warm and cold edits merge: centre split with a 20 px ramp, per pixel, 8 px cells, or (ours) a 2×2 mosaic")
         parent = ctx.params.get("parent") or choices[0]
         run_key_input(ctx, inputs, f"{parent if parent != CURRENT_VIEW else 'view'}_{backend}_{ctx.params.get('combine_mode') or 'gradient'}")
+        reading_inputs(ctx, inputs)
         inputs.int("seed", default=0, label="Seed", description="Seed for styles, masks and diffusion noise")
         return types.Property(inputs, view=types.View(label="Compensate colours", description=DIFFUSION_HELP))
 
@@ -69,7 +71,7 @@ class CompensateColors(foo.Operator):
                 model=p.get("model") or DEFAULT_MODEL, steps=int(p.get("steps", 100)),
                 image_guidance=float(p.get("image_guidance", 1.5)), edit_size=int(p.get("edit_size", 256)),
                 batch_size=int(p.get("batch_size", 8)), seed=int(p.get("seed", 0)),
-                overwrite=bool(p.get("overwrite", False)), progress=progress,
+                overwrite=bool(p.get("overwrite", False)), progress=progress, **reading_values(ctx),
             )
 
         return execute_with_progress(

@@ -7,7 +7,7 @@ import fiftyone_condense as fc
 from fiftyone_condense.distill.params import DESCRIPTIONS
 
 from .common import (declared_inputs, declared_values, execute_with_progress, image_dataset_input, ipc_input,
-                     label_field_input, run_key_input, split_input, split_of)
+                     label_field_input, reading_inputs, reading_values, run_key_input, split_input, split_of)
 
 
 def flag_budget(ctx, prop, label_field, split, ipc: int) -> None:
@@ -15,7 +15,8 @@ def flag_budget(ctx, prop, label_field, split, ipc: int) -> None:
     per_class = fc.api.images_per_class(ipc, "autopalette", ctx.params.get("budget") or "paper",
                                         int(ctx.params.get("num_colors") or 64))
     counts = split_of(ctx, split).count_values(f"{label_field}.label") if label_field else {}
-    if counts and per_class > min(counts.values()) and ctx.params.get("init") != "noise":
+    strict = (ctx.params.get("small_classes") or "error") == "error"
+    if strict and counts and per_class > min(counts.values()) and ctx.params.get("init") != "noise":
         prop.invalid = True
         prop.error_message = f"{per_class} images per class needed; the smallest class has {min(counts.values())}"
 
@@ -46,6 +47,7 @@ class DistillDataset(foo.Operator):
         declared_inputs(ctx, inputs, fc.method_parameters("distillation", method))
         if method == "autopalette":
             flag_budget(ctx, inputs.get_property("budget"), label_field, split, ipc)
+        reading_inputs(ctx, inputs)
         inputs.int("seed", default=0, label="Seed", description="Seed for networks, batches and augmentation")
         return types.Property(inputs, view=types.View(label="Distil synthetic images"))
 
@@ -58,6 +60,7 @@ class DistillDataset(foo.Operator):
             return fc.distill(split_of(ctx, p.get("split")), method=method, ipc=int(p.get("ipc", 10)), init=p.get("init"),
                               run_key=p.get("run_key"), label_field=p.get("label_field", "ground_truth"),
                               seed=int(p.get("seed", 0)), overwrite=bool(p.get("overwrite", False)), progress=progress,
+                              small_classes=p.get("small_classes") or "error", **reading_values(ctx),
                               **params)
 
         return execute_with_progress(

@@ -5,7 +5,8 @@ import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
-from .common import execute_with_progress, image_dataset_input, run_choice_input, split_input
+from .common import (execute_with_progress, image_dataset_input, reading_inputs, reading_values, run_choice_input,
+                     split_input)
 
 
 class EvaluateCondensed(foo.Operator):
@@ -39,6 +40,7 @@ class EvaluateCondensed(foo.Operator):
                     description="Also evaluate a random subset of the same size (cached)")
         inputs.bool("include_full", default=False, label="Full-split reference",
                     description="Also train on the whole source split (slow without a GPU; cached)")
+        reading_inputs(ctx, inputs)
         return types.Property(inputs, view=types.View(label="Evaluate condensed set"))
 
     def execute(self, ctx):
@@ -51,7 +53,7 @@ class EvaluateCondensed(foo.Operator):
                 eval_split=p.get("eval_split", "test"), references=bool(p.get("references", True)),
                 include_full=bool(p.get("include_full", False)), temperature=float(p.get("temperature", 20.0)),
                 teacher_arch=p.get("teacher_arch", "convnet3"), teacher_epochs=int(p.get("teacher_epochs", 50)),
-                progress=progress,
+                progress=progress, **reading_values(ctx),
             )
 
         return execute_with_progress(ctx, work, lambda result: summary(p["run_key"], result))

@@ -5,8 +5,8 @@ import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
-from .common import (declared_inputs, delegation_options, declared_values, execute_with_progress, image_dataset_input, ipc_input,
-                     label_field_input, run_key_input, split_input, split_of)
+from .common import (declared_inputs, declared_values, delegation_options, execute_with_progress, image_dataset_input,
+                     ipc_input, label_field_input, reading_inputs, reading_values, run_key_input, split_input, split_of)
 
 LONG_METHODS = ("dc3", "autopalette_init")  # these train networks or run a VAE: better delegated
 
@@ -35,6 +35,7 @@ class SelectCoreset(foo.Operator):
         ipc = ipc_input(ctx, inputs, label_field, split, "Images to keep")
         run_key_input(ctx, inputs, f"{method}_ipc{ipc}")
         declared_inputs(ctx, inputs, fc.method_parameters("selection", method))
+        reading_inputs(ctx, inputs)
         inputs.int("seed", default=0, label="Seed", description="Random seed for reproducible picks")
         return types.Property(inputs, view=types.View(label="Select coreset"))
 
@@ -47,6 +48,7 @@ class SelectCoreset(foo.Operator):
             return fc.select(split_of(ctx, p.get("split")), method=method, ipc=int(p.get("ipc", 10)),
                              run_key=p.get("run_key"), label_field=p.get("label_field", "ground_truth"),
                              seed=int(p.get("seed", 0)), overwrite=bool(p.get("overwrite", False)), progress=progress,
+                             small_classes=p.get("small_classes") or "error", **reading_values(ctx),
                              **params)
 
         return execute_with_progress(

@@ -3,12 +3,14 @@
 import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.plugins as fop
+import numpy as np
 import pytest
 from fiftyone import ViewField as F
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionContext, Executor
 
 import fiftyone_condense as fc
+from fiftyone_condense.loader import cached_bytes, image_cache
 
 PLUGIN = "@condense/fiftyone-condense"
 LONG = {"distill_dataset": {}, "evaluate_condensed": {}, "select_coreset": {"method": "dc3"},
@@ -24,8 +26,12 @@ def test_plugin_is_discovered_with_its_operators():
 
 
 def test_select_evaluate_delete_through_operators(dataset, run_operator):
+    image_cache().put(("warm", None), 0, np.zeros(16, np.uint8))
     run_operator("select_coreset", dataset, method="k_center", ipc=2, run_key="op_kc", split="train", teacher_epochs=1)
     assert len(dataset.match_tags("condense:op_kc")) == 20
+    assert cached_bytes() == 0  # a run inside the App server keeps no decoded images
+    assert fc.load_run(dataset, "op_kc").config["image_format"] == {"size": [28, 28], "channels": 1, "resize": "crop",
+                                                                    "background": [255, 255, 255]}
 
     run_operator("evaluate_condensed", dataset, run_key="op_kc", epochs=2, num_models=1, eval_split="test")
     evaluation = fc.load_run(dataset, "op_kc").results["evaluation"]["hard"]
@@ -88,6 +94,8 @@ def test_forms_are_built_from_each_methods_declared_parameters(dataset, kind, op
 def test_select_form_bounds_ipc_by_the_smallest_class_and_flags_clashes(dataset, form):
     properties = form("select_coreset", dataset, split="train", method="herding", ipc=50)
     assert properties["ipc"].type.max == 20 and properties["ipc"].invalid
+    assert not form("select_coreset", dataset, split="train", ipc=50, small_classes="keep_all")["ipc"].invalid
+    assert properties["resize"].type.values == ["crop", "letterbox"] and "image_size" in properties
     assert properties["label_field"].type.values == ["ground_truth"]
     assert "embedding" in properties and "lambda_" not in properties
     assert "lambda_" in form("select_coreset", dataset, split="train", method="graph_cut")
