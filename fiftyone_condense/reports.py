@@ -9,12 +9,14 @@ public SDK (``fc.list_runs``, ``fc.load_run``) and never needs the App.
     reports.run_rows(dataset)                  # the runs table
     reports.accuracy_traces(dataset, "hard")   # accuracy against IPC, one line per method
     report = reports.run_report(dataset, "dm_ipc10")   # what "Open" shows for one run
+    reports.per_class_rows(dataset, "dm_ipc10")        # per-class accuracy against the references, worst first
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import math
 import os
 from typing import Iterable, Optional, Union
 
@@ -24,12 +26,13 @@ from PIL import Image, ImageDraw, ImageFont
 import fiftyone_condense as fc
 
 from .bridge.runs import RunRecord
-from .bridge.views import class_names
+from .bridge.views import DEFAULT_LABEL_FIELD, class_names
 
 COLUMNS = ("key", "method", "ipc", "parent", "seconds", "hard", "soft", "bytes", "samples")
 PROTOCOLS = ("hard", "soft")
 CHANNEL_COLORS = {"red": "#e45756", "green": "#54a24b", "blue": "#4c78a8", "gray": "#bab0ac"}
 REFERENCE_COLOR = "#a0a0a0"
+REFERENCES = (("random", "random reference"), ("full", "whole source split"))
 MOSAIC_BACKGROUND = (30, 30, 30)
 MOSAIC_TEXT = (225, 225, 225)
 
@@ -149,24 +152,116 @@ def _evaluation(results: dict, protocol: Optional[str]) -> tuple[Optional[str], 
     return None, None
 
 
-def per_class_traces(dataset: fo.Dataset, run: RunOrKey, protocol: Optional[str] = None) -> list[dict]:
+RunOrEvaluation = Union[str, RunRecord, dict]
+
+
+def _run_evaluation(dataset: fo.Dataset, run: RunOrEvaluation,
+                    protocol: Optional[str]) -> tuple[str, dict, Optional[dict]]:
+    """(name, config, evaluation) of a run (key or record), or of an evaluation ``fc.evaluate``
+    returned for a view without a run (named "condensed set")."""
+    if isinstance(run, dict):
+        return "condensed set", {}, run if run.get("per_class") else None
+    run = _record(dataset, run)
+    return run.key, run.config, _evaluation(run.results, protocol)[1]
+
+
+def evaluation_classes(dataset: fo.Dataset, evaluation: dict, config: Optional[dict] = None) -> list[str]:
+    """The class names of an evaluation's ``per_class`` entries (in their order): the ones it
+    recorded, else its run's, else the dataset's classes for its label field (indices if none fit)."""
+    config = config or {}
+    count = len(evaluation.get("per_class") or [])
+    for names in (evaluation.get("classes"), config.get("classes")):
+        if names and len(names) == count:
+            return list(names)
+    names = class_names(dataset, evaluation.get("label_field") or config.get("label_field") or DEFAULT_LABEL_FIELD)
+    return names if len(names) == count else [str(i) for i in range(count)]
+
+
+def _percent(value) -> Optional[float]:
+    """An accuracy as %, one decimal; None where missing (a class without test images is NaN)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(100 * value, 1)
+
+
+def per_class_traces(dataset: fo.Dataset, run: RunOrEvaluation, protocol: Optional[str] = None) -> list[dict]:
     """Grouped Plotly bars of a run's per-class test accuracy (%), beside its random and whole-split
     references when the evaluation has them; empty when the run is not evaluated (``protocol``:
     ``hard``/``soft``, default the first one present)."""
-    run = _record(dataset, run)
-    _, evaluation = _evaluation(run.results, protocol)
-    if not evaluation or not evaluation.get("per_class"):
+    name, config, evaluation = _run_evaluation(dataset, run, protocol)
+    if not evaluation:
         return []
-    classes = class_names(dataset, evaluation.get("label_field") or run.config.get("label_field") or "ground_truth")
-    if len(classes) != len(evaluation["per_class"]):
-        classes = [str(i) for i in range(len(evaluation["per_class"]))]
+    classes = evaluation_classes(dataset, evaluation, config)
     traces = []
-    for name, result in ((run.key, evaluation), ("random reference", evaluation.get("random")),
-                         ("whole source split", evaluation.get("full"))):
-        if result and result.get("per_class"):
-            traces.append({"type": "bar", "name": name, "x": classes,
-                           "y": [round(100 * accuracy, 1) for accuracy in result["per_class"]]})
+    for label, result in ((name, evaluation), *((label, evaluation.get(key)) for key, label in REFERENCES)):
+        if result and len(result.get("per_class") or []) == len(classes):
+            traces.append({"type": "bar", "name": label, "x": classes,
+                           "y": [_percent(accuracy) for accuracy in result["per_class"]]})
     return traces
+
+
+def per_class_rows(dataset: fo.Dataset, run: RunOrEvaluation, protocol: Optional[str] = None) -> list[dict]:
+    """A run's per-class test accuracy (%) beside its references, worst class first.
+
+    One row per class: ``{"class", "accuracy", "random", "full", "vs_random"}`` (the run, the
+    random subset of the same size, the whole source split, and run minus random, in points;
+    None where the evaluation has no such reference). Sorted by ``vs_random`` when the random
+    reference is there (largest loss first), else by accuracy (lowest first). ``run``: a run key,
+    a loaded run, or the dict ``fc.evaluate`` returned for a view; empty when not evaluated.
+    """
+    _, config, evaluation = _run_evaluation(dataset, run, protocol)
+    if not evaluation:
+        return []
+    classes = evaluation_classes(dataset, evaluation, config)
+    references = {key: (evaluation.get(key) or {}).get("per_class") for key, _ in REFERENCES}
+    references = {key: values if values and len(values) == len(classes) else None for key, values in references.items()}
+    rows = []
+    for index, name in enumerate(classes):
+        row = {"class": name, "accuracy": _percent(evaluation["per_class"][index])}
+        row.update({key: _percent(values[index]) if values else None for key, values in references.items()})
+        both = row["accuracy"] is not None and row["random"] is not None
+        gain = evaluation["per_class"][index] - references["random"][index] if both else None
+        row["vs_random"] = None if gain is None else round(100 * gain, 1)
+        rows.append(row)
+    by = "vs_random" if references["random"] else "accuracy"
+    return sorted(rows, key=lambda row: (row[by] is None, row[by] or 0.0, row["accuracy"] or 0.0))
+
+
+def _class_text(row: dict) -> str:
+    references = [f"{label} {row[key]:.0f}%" for key, label in (("random", "random"), ("full", "whole split"))
+                  if row.get(key) is not None]
+    return f"{row['class']} {row['accuracy']:.0f}%" + (f" ({', '.join(references)})" if references else "")
+
+
+def weakest_classes(rows: list[dict], count: int = 3) -> str:
+    """One Markdown line naming the ``count`` weakest classes of :func:`per_class_rows`, e.g.
+    "**Weakest classes** (against random): Shirt 41% (random 55%), ... · 4 of 10 classes below random"."""
+    shown = [row for row in rows if row["accuracy"] is not None][:count]
+    if not shown:
+        return ""
+    against_random = shown[0]["vs_random"] is not None
+    text = f"**Weakest classes** ({'against random' if against_random else 'lowest accuracy'}): "
+    text += ", ".join(_class_text(row) for row in shown)
+    if against_random:
+        below = sum(1 for row in rows if (row["vs_random"] or 0) < 0)
+        text += f" · {below} of {len(rows)} classes below random"
+    return text
+
+
+def per_class_markdown(rows: list[dict], limit: int = 10) -> str:
+    """The worst ``limit`` rows of :func:`per_class_rows` as a Markdown table (reference columns only
+    where the evaluation has them)."""
+    if not rows:
+        return ""
+    columns = [("accuracy", "run %"), ("random", "random %"), ("full", "whole split %"), ("vs_random", "vs random")]
+    columns = [(key, label) for key, label in columns if any(row[key] is not None for row in rows)]
+    lines = ["| class | " + " | ".join(label for _, label in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for row in rows[:limit]:
+        cells = ["–" if row[key] is None else (f"{row[key]:+.1f}" if key == "vs_random" else f"{row[key]:.1f}")
+                 for key, _ in columns]
+        lines.append(f"| {row['class']} | " + " | ".join(cells) + " |")
+    if len(rows) > limit:
+        lines.append(f"\n… and {len(rows) - limit} more classes (all in the bars above)")
+    return "\n".join(lines)
 
 
 def color_report(dataset: fo.Dataset, run: RunOrKey, source_sample: int = 2000) -> dict:
@@ -313,16 +408,20 @@ def run_summary(run) -> str:
 
 def run_report(dataset: fo.Dataset, run_key: str, per_class: int = 10) -> dict:
     """Everything the panel shows for one opened run, as plain data: a summary line, the image
-    mosaic (PNG data URL), per-class accuracy bars (and their protocol), colour densities before and
-    after with colourfulness and unique colours, and bytes on disk."""
+    mosaic (PNG data URL), per-class accuracy bars (and their protocol) with the per-class rows
+    worst first (:func:`per_class_rows`), colour densities before and after with colourfulness and
+    unique colours, and bytes on disk."""
     run = fc.load_run(dataset, run_key)
     protocol, _ = _evaluation(run.results, None)
+    rows = per_class_rows(dataset, run, protocol)
     return {
         "key": run_key,
         "summary": run_summary(run),
         "mosaic": data_url(image_mosaic(dataset, run, per_class=per_class)),
         "per_class_protocol": protocol,
         "per_class_traces": per_class_traces(dataset, run, protocol),
+        "per_class": rows,
+        "per_class_weakest": weakest_classes(rows),
         "color": color_report(dataset, run),
         "storage": storage_report(dataset, run),
     }

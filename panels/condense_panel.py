@@ -96,6 +96,8 @@ class CondensePanel(foo.Panel):
         ctx.panel.state.run = {
             "summary": report["summary"],
             "protocol": report["per_class_protocol"] if report["per_class_traces"] else None,
+            "weakest": report["per_class_weakest"],
+            "per_class_table": reports.per_class_markdown(report["per_class"]),
             "colorfulness": report["color"]["colorfulness"],
             "unique_colors": report["color"]["unique_colors"],
             "storage": reports.storage_markdown(report["storage"]),
@@ -139,6 +141,10 @@ class CondensePanel(foo.Panel):
         if run.get("protocol"):
             panel.plot("per_class", layout=_layout(f"Per-class test accuracy ({run['protocol']} protocol)", "class",
                                                    "accuracy %", barmode="group"))
+            if run.get("weakest"):
+                panel.md(run["weakest"], name="weakest_md")
+            if run.get("per_class_table"):
+                panel.md("**Per-class accuracy, worst first**\n\n" + run["per_class_table"], name="per_class_table_md")
         else:
             panel.md("Not evaluated yet: **Evaluate** trains models on these images for per-class accuracy.",
                      name="per_class_md")

@@ -39,6 +39,39 @@ def test_accuracy_traces_plot_methods_against_ipc_with_the_random_and_whole_spli
     assert full["y"][0] == round(100 * evaluation["full"]["mean"], 2)
     assert set(reports.accuracy_figures(dataset)) == {"hard"}  # no soft evaluation: no soft plot
 
+    rows = reports.per_class_rows(dataset, "h2")  # the whole split per class too, where it was trained
+    assert sorted(row["class"] for row in rows) == sorted(CLASSES)
+    by_class = {row["class"]: row for row in rows}
+    for name, value in zip(CLASSES, evaluation["full"]["per_class"]):
+        assert by_class[name]["full"] == round(100 * value, 1)
+    assert "whole split" in reports.weakest_classes(rows) and "whole split %" in reports.per_class_markdown(rows)
+
+
+def test_per_class_rows_sort_the_worst_classes_first_and_name_them(dataset):
+    """Without a run too: the dict fc.evaluate returns for a view, named by the dataset's classes."""
+    per_class = [0.5, 0.9, 0.2, 0.4, 0.6, 0.7, 0.3, 0.8, 1.0, float("nan")]  # Ankle boot: no test images
+    random = [0.4, 0.95, 0.5, 0.4, 0.6, 0.7, 0.35, 0.8, 0.9, 0.5]
+    evaluation = {"per_class": per_class, "label_field": "ground_truth", "random": {"per_class": random}}
+    rows = reports.per_class_rows(dataset, evaluation)
+    assert [row["class"] for row in rows[:3]] == ["Pullover", "Shirt", "Trouser"]  # -30, -5, -5 points
+    assert rows[0] == {"class": "Pullover", "accuracy": 20.0, "random": 50.0, "full": None, "vs_random": -30.0}
+    assert rows[-1] == {"class": "Ankle boot", "accuracy": None, "random": 50.0, "full": None, "vs_random": None}
+    assert reports.weakest_classes(rows) == (
+        "**Weakest classes** (against random): Pullover 20% (random 50%), Shirt 30% (random 35%), "
+        "Trouser 90% (random 95%) · 3 of 10 classes below random")
+    table = reports.per_class_markdown(rows, limit=3).splitlines()
+    assert table[:3] == ["| class | run % | random % | vs random |", "|---|---:|---:|---:|",
+                         "| Pullover | 20.0 | 50.0 | -30.0 |"]
+    assert table[-1] == "… and 7 more classes (all in the bars above)"
+    bars = reports.per_class_traces(dataset, evaluation)
+    assert [trace["name"] for trace in bars] == ["condensed set", "random reference"]
+    assert bars[0]["x"] == CLASSES and bars[0]["y"][-1] is None  # NaN is not JSON
+
+    alone = reports.per_class_rows(dataset, {"per_class": per_class, "classes": [c.upper() for c in CLASSES]})
+    assert [row["class"] for row in alone[:2]] == ["PULLOVER", "SHIRT"]  # no reference: lowest accuracy first
+    assert reports.weakest_classes(alone).startswith("**Weakest classes** (lowest accuracy): PULLOVER 20%, SHIRT 30%")
+    assert reports.per_class_rows(dataset, {"mean": 0.5}) == []
+
 
 def test_colour_report_compares_a_run_with_its_source(dataset):
     fc.select(dataset.match_tags("train"), method="random", ipc=1, run_key="r1")
@@ -69,6 +102,25 @@ def test_run_report_of_a_distillation_shows_its_images_per_class_accuracy_colour
     assert set(bars) == {"dm2", "random reference"} and report["per_class_protocol"] == "hard"
     assert bars["dm2"]["x"] == CLASSES and len(bars["dm2"]["y"]) == 10
     assert all(0 <= value <= 100 for value in bars["dm2"]["y"])
+
+    # per class, by name, against the random reference, worst first
+    evaluation = fc.load_run(dataset, "dm2").results["evaluation"]["hard"]
+    rows = report["per_class"]
+    assert sorted(row["class"] for row in rows) == sorted(CLASSES)
+    by_class = {row["class"]: row for row in rows}
+    for index, name in enumerate(CLASSES):
+        row = by_class[name]
+        assert row["accuracy"] == round(100 * evaluation["per_class"][index], 1) == bars["dm2"]["y"][index]
+        assert row["random"] == round(100 * evaluation["random"]["per_class"][index], 1)
+        gain = evaluation["per_class"][index] - evaluation["random"]["per_class"][index]
+        assert row["vs_random"] == round(100 * gain, 1)
+        assert row["full"] is None
+    assert [row["vs_random"] for row in rows] == sorted(row["vs_random"] for row in rows)
+    worst = rows[0]
+    assert report["per_class_weakest"].startswith(f"**Weakest classes** (against random): {worst['class']} "
+                                                  f"{worst['accuracy']:.0f}% (random {worst['random']:.0f}%)")
+    below = sum(row["vs_random"] < 0 for row in rows)
+    assert report["per_class_weakest"].endswith(f"{below} of 10 classes below random")
 
     assert {t["name"] for t in report["color"]["kde_traces"]} == {"source gray", "dm2 gray"}
     storage = {row["what"]: row for row in report["storage"]}
@@ -137,5 +189,10 @@ def test_opening_a_run_in_the_panel_sends_its_view_images_and_plots(dataset):
     assert data["mosaic"].startswith("data:image/png;base64,")
     assert data["per_class"][0]["type"] == "bar" and data["kde"][0]["type"] == "scatter"
     shown = sent["show_panel_output"][0]["output"]["type"]["properties"]
-    assert {"mosaic", "per_class", "kde", "storage_md", "actions"} <= set(shown)
+    assert {"mosaic", "per_class", "weakest_md", "per_class_table_md", "kde", "storage_md", "actions"} <= set(shown)
+    assert data["per_class"][0]["x"] == CLASSES  # the bars are labelled with the class names
+    run = next(patch["state"]["run"] for patch in sent["patch_panel_state"] if "run" in patch["state"])
+    rows = reports.per_class_rows(dataset, "opened")
+    assert run["weakest"] == reports.weakest_classes(rows) and rows[0]["class"] in run["weakest"]
+    assert run["per_class_table"].startswith("| class | run % | random % | vs random |")
     assert shown["mosaic"]["view"]["name"] == "ImageView"
