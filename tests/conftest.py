@@ -10,6 +10,7 @@ test that touched the database by mistake would fail to connect rather than star
 """
 
 import atexit
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -140,15 +141,61 @@ def ctrl_c_while_saving_the_view(monkeypatch):
 # --------------------------------------------------------------------------- shared helpers
 
 
+def _files(folder: Path, recursive: bool) -> "dict | None":
+    """{relative path: sha256 of its bytes} of the files in ``folder`` (None when it is not there)."""
+    if not folder.is_dir():
+        return None
+    paths = folder.rglob("*") if recursive else folder.iterdir()
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(paths) if p.is_file()}
+
+
+def media_files(dataset: fo.Dataset) -> dict:
+    """The files a run may touch: those in each folder holding the dataset's media, everything under the
+    ``condense`` folder beside them (where runs write by default) and under every run's ``output_dir``."""
+    folders = sorted({os.path.dirname(path) for path in dataset.values("filepath")})
+    trees = {Path(os.path.commonpath(folders)).parent / "condense"} if folders else set()
+    for key in dataset.list_runs():
+        output_dir = getattr(dataset.get_run_info(key).config, "output_dir", None)
+        if output_dir:
+            trees.add(Path(output_dir))
+    return {**{folder: _files(Path(folder), recursive=False) for folder in folders},
+            **{str(tree): _files(tree, recursive=True) for tree in sorted(trees)}}
+
+
+def _run_records(dataset: fo.Dataset) -> dict:
+    """Every run's config and stored results, as plain data."""
+    records = {}
+    for key in dataset.list_runs():
+        results = dataset.load_run_results(key, cache=False)
+        records[key] = {"config": dataset.get_run_info(key).config.serialize(),
+                        "results": results.serialize() if results is not None else None}
+    return records
+
+
+def sample_documents(dataset: fo.Dataset) -> dict:
+    """Every sample's field values by id (all but ``last_modified_at``, which an undone write moves)."""
+    return {sample.id: {k: v for k, v in sample.to_dict().items() if k != "last_modified_at"}
+            for sample in dataset.iter_samples()}
+
+
 @pytest.fixture
 def snapshot():
-    """Everything a run may touch on a dataset: tags, fields, runs, saved views, sample count, info."""
+    """Everything a run may touch on a dataset: every sample's field values and tags, the schema with
+    field types, the runs with their configs and results, saved views and their stages, the dataset's
+    info, classes and tags, and the media files on disk with their hashes (:func:`media_files`)."""
 
     def take(dataset: fo.Dataset) -> dict:
         dataset.reload()
-        return {"tags": dataset.count_sample_tags(), "fields": sorted(dataset.get_field_schema()),
-                "runs": dataset.list_runs(), "views": dataset.list_saved_views(), "samples": len(dataset),
-                "info": dict(dataset.info)}
+        return {"tags": dataset.count_sample_tags(),
+                "fields": {name: (str(field), field.description, field.info)
+                           for name, field in dataset.get_field_schema(flat=True).items()},
+                "runs": dataset.list_runs(), "run_records": _run_records(dataset),
+                "other_runs": [dataset.list_brain_runs(), dataset.list_evaluations(), dataset.list_annotation_runs()],
+                "views": {doc.name: list(doc.view_stages) for doc in dataset._doc.get_saved_views()},
+                "samples": len(dataset), "sample_documents": sample_documents(dataset),
+                "info": dict(dataset.info), "classes": [dataset.classes, dataset.default_classes],
+                "dataset_tags": list(dataset.tags), "media": media_files(dataset)}
 
     return take
 

@@ -18,7 +18,7 @@ def test_defaults_fill_what_is_not_given_and_values_are_converted():
 
 @pytest.mark.parametrize("given,message", [
     ({"lamda": 2}, "m has no parameter 'lamda'; its parameters are: lambda_, optimizer"),
-    ({"lambda_": -1}, r"lambda_=-1 is out of range \[0.0, None\]"),
+    ({"lambda_": -1}, "lambda_=-1 is out of range: it must be at least 0.0"),
     ({"optimizer": "Greedy"}, "optimizer must be one of"),
     ({"lambda_": "much"}, "lambda_ must be float"),
 ])
