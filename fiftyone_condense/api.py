@@ -29,7 +29,7 @@ from .bridge import runs as run_store
 from .bridge.transaction import Transaction
 from .bridge.views import (
     DEFAULT_EMBEDDINGS_FIELD, DEFAULT_EVAL_SPLIT, DEFAULT_LABEL_FIELD, DEFAULT_SOURCE_SPLIT, check_label_field,
-    check_media, class_names, require_samples,
+    class_names, require_samples,
 )
 from .color import diffusion as diffusion_backend
 from .core import compensation, distillation, evaluation, selection
@@ -47,6 +47,13 @@ Collection = fo.core.collections.SampleCollection
 RunRecord = run_store.RunRecord
 default_lr_img = distillation.default_lr_img
 images_per_class = distillation.images_per_class
+
+
+def default_run_key(run_key: Optional[str], method: str, ipc: int) -> str:
+    """``run_key`` as given (an empty one is checked, not replaced), else ``<method>_ipc<ipc>`` for a valid IPC."""
+    if not isinstance(ipc, int) or isinstance(ipc, bool) or ipc < 1:
+        raise CondensationError(f"ipc must be at least 1, got {ipc!r}: pass a whole number of images per class")
+    return f"{method}_ipc{ipc}" if run_key is None else run_key
 
 
 def method_parameters(kind: str, method: str) -> tuple[Param, ...]:
@@ -146,7 +153,7 @@ def select(
     run records which classes were kept whole or dropped. Images are read as :ref:`reading
     <reading>` says; the run records the working format.
     """
-    run_key = run_key or f"{method}_ipc{ipc}"
+    run_key = default_run_key(run_key, method, ipc)
     reading = Reading(image_size, channels, resize, background, cache_bytes)
     return selection.run(view, method, ipc, run_key, label_field, seed, device, overwrite, reporter(progress), params,
                          reading, small_classes)
@@ -196,7 +203,7 @@ def distill(
     synthetic images are written at the working format (:ref:`reading <reading>`), which the run
     records. ``small_classes`` as for :func:`select` (``keep_all`` distils at most a class's size).
     """
-    run_key = run_key or f"{method}_ipc{ipc}"
+    run_key = default_run_key(run_key, method, ipc)
     reading = Reading(image_size, channels, resize, background, cache_bytes)
     return distillation.run(view, method, ipc, init, run_key, label_field, output_dir, seed, device, overwrite,
                             reporter(progress), params, reading, small_classes)

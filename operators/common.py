@@ -12,6 +12,7 @@ import fiftyone.operators.types as types
 from fiftyone.operators.executor import ExecutionOptions
 
 import fiftyone_condense as fc
+from fiftyone_condense.bridge.runs import check_run_key
 from fiftyone_condense.bridge.views import DEFAULT_LABEL_FIELD, classification_fields
 from fiftyone_condense.params import Param
 
@@ -98,10 +99,10 @@ def run_key_input(ctx, inputs, default: str) -> str:
     run_key = ctx.params.get("run_key") or default
     prop = inputs.str("run_key", default=default, label="Run key",
                       description="Name of this run: tag condense:<key>, saved view condense-<key>")
-    if not run_key.isidentifier():
-        prop.invalid, prop.error_message = True, "Use letters, digits and underscores only"
-    elif run_key in ctx.dataset.list_runs() and not ctx.params.get("overwrite", False):
-        prop.invalid, prop.error_message = True, f"Run {run_key!r} exists; tick 'Overwrite' to replace it"
+    try:
+        check_run_key(ctx.dataset, run_key, bool(ctx.params.get("overwrite", False)))
+    except fc.CondensationError as error:  # the SDK's own check, so the form and the SDK agree
+        prop.invalid, prop.error_message = True, str(error).replace("pass overwrite=True", "tick 'Overwrite'")
     inputs.bool("overwrite", default=False, label="Overwrite", description="Replace an existing run with this key")
     return run_key
 

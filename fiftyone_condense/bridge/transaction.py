@@ -55,12 +55,16 @@ class Transaction:
         self.on_undo(lambda: self.dataset.delete_run(run_key))
         save_results(self.dataset, run_key, results)
 
-    def set_field(self, view: fo.core.collections.SampleCollection, field: str, values: list, info: dict) -> None:
-        """Write per-sample values; undo restores the previous values or removes a new field."""
+    def set_field(self, view: fo.core.collections.SampleCollection, field: str, values, info: dict,
+                  batch: int = 8192) -> None:
+        """Write per-sample values (a list, an array or a row store, in the view's order), ``batch``
+        samples at a time; undo restores the previous values or removes a new field."""
         existed = self.dataset.has_sample_field(field)
         previous = view.values(field) if existed else None
         ids = view.values("id")
-        view.set_values(field, values)
+        for start in range(0, len(ids), batch):
+            chunk = ids[start:start + batch]
+            self.dataset.set_values(field, dict(zip(chunk, list(values[start:start + len(chunk)]))), key_field="id")
         self.dataset.get_field(field).info = info
         self.dataset.get_field(field).save()
         if existed:

@@ -56,7 +56,7 @@ def run(view: Optional[Collection], run_key: Optional[str], parent: Optional[str
         raise CondensationError("Pass the view to compensate, e.g. dataset.load_saved_view('condense-<key>')")
     dataset = view._dataset
     parent = parent_run(view, parent)
-    run_key = run_key or f"{parent or 'view'}_{request.backend}_{request.combine_mode}"
+    run_key = f"{parent or 'view'}_{request.backend}_{request.combine_mode}" if run_key is None else run_key
     if parent is not None and parent in run_store.list_runs(dataset):
         label_field = label_field or run_store.run_config(dataset, parent).get("label_field")
     label_field = label_field or DEFAULT_LABEL_FIELD

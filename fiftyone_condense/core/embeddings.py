@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import fiftyone as fo
 import numpy as np
@@ -28,18 +28,21 @@ from ..embeddings import (
 from ..errors import CondensationError
 from ..images import as_rgb
 from ..progress import Progress, ProgressFn
+from ..loader import ImagesLike, subset
+from ..rows import Rows, RowStore
 from ..training import predict
 from .lifecycle import Reading
 
 Collection = fo.core.collections.SampleCollection
+STREAM_BATCH = 8192  # images embedded, or samples read from a field, at a time
 
 
 @dataclass
 class Embeddings:
     """Penultimate features (and logits, when the model has a head) of a view's samples, and their origin."""
 
-    features: np.ndarray
-    logits: Optional[np.ndarray]
+    features: Rows  # rows on disk for computed or stored embeddings: read a class at a time
+    logits: Optional[Rows]
     info: dict
     write: bool  # store them in the field (it is absent, or ours and may be replaced)
 
@@ -116,11 +119,17 @@ def _complete(view: Collection, field: str) -> bool:
     return len(view.exists(field, False)) == 0 and len(view.exists(logits_field(field), False)) == 0
 
 
-def _stored(view: Collection, field: str) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    features = np.stack([np.asarray(v, dtype=np.float32).ravel() for v in view.values(field)])
-    if not view._dataset.has_sample_field(logits_field(field)) or len(view.exists(logits_field(field), False)):
-        return features, None
-    return features, np.stack(view.values(logits_field(field))).astype(np.float32)
+def _stored(view: Collection, field: str) -> tuple[RowStore, Optional[RowStore]]:
+    """A field's vectors (and logits), read in batches of samples into row stores on disk."""
+    ids = view.values("id")
+    has_logits = view._dataset.has_sample_field(logits_field(field)) and not len(view.exists(logits_field(field), False))
+
+    def rows(name: str) -> RowStore:
+        return RowStore.of(np.stack([np.asarray(v, dtype=np.float32).ravel()
+                                     for v in view._dataset.select(ids[start:start + STREAM_BATCH], ordered=True).values(name)])
+                           for start in range(0, len(ids), STREAM_BATCH))
+
+    return rows(field), rows(logits_field(field)) if has_logits else None
 
 
 def compute(view: Collection, label_field: str, classes: list[str], model: Any, weights: Optional[str],
@@ -134,13 +143,36 @@ def compute(view: Collection, label_field: str, classes: list[str], model: Any, 
                           model_settings(model, weights, teacher_epochs), True)
     if isinstance(model, torch.nn.Module):
         images = reading.load(view, label_field, classes, progress.stage("checking images", 0.0, 0.3))
-        features, logits = _module_outputs(model, as_rgb(images.floats()), device, progress.stage("embedding", 0.3, 0.95))
+        features, logits = streamed(lambda part, report: _module_outputs(model, part, device, report),
+                                    as_rgb(images.floats()), progress.stage("embedding", 0.3, 0.95))
         return Embeddings(features, logits, model_settings(model, weights, teacher_epochs), True)
     net, normalizer, info = embedding_model(train_view if train_view is not None else view, model, label_field, classes,
                                             weights, teacher_epochs, device, seed, progress, reading)
     images = reading.load(view, label_field, classes, progress.stage("checking images", 0.4, 0.5))
-    features, logits = embed_images(net, normalizer, images.floats(), device, progress=progress.stage("embedding", 0.5, 0.95))
-    return Embeddings(features.numpy(), logits.numpy(), {**info, "classes": classes, "source": "computed"}, True)
+    features, logits = embedded(net, normalizer, images.floats(), device, progress.stage("embedding", 0.5, 0.95))
+    return Embeddings(features, logits, {**info, "classes": classes, "source": "computed"}, True)
+
+
+def streamed(outputs: Callable, images: ImagesLike, progress: ProgressFn) -> tuple[RowStore, Optional[RowStore]]:
+    """``outputs(part, progress)`` → (features, logits or None) over ``STREAM_BATCH`` images at a
+    time, kept in row stores on disk: memory holds one part, whatever the view's size."""
+    features, logits = RowStore(), None
+    for start in range(0, len(images), STREAM_BATCH):
+        part = subset(images, slice(start, start + STREAM_BATCH))
+        done = lambda fraction, message, start=start, n=len(part): progress(  # noqa: E731
+            (start + fraction * n) / len(images), f"{start + int(fraction * n)}/{len(images)} images")
+        part_features, part_logits = outputs(part, done)
+        features.append(part_features)
+        if part_logits is not None:
+            logits = logits or RowStore()
+            logits.append(part_logits)
+    return features, logits
+
+
+def embedded(net: torch.nn.Module, normalizer: Normalizer, images: ImagesLike, device: torch.device,
+             progress: ProgressFn) -> tuple[RowStore, RowStore]:
+    """(features, logits) of ``net`` on ``images``, streamed (see :func:`streamed`)."""
+    return streamed(lambda part, report: embed_images(net, normalizer, part, device, progress=report), images, progress)
 
 
 def _module_outputs(module: torch.nn.Module, images: torch.Tensor, device: torch.device,
@@ -164,9 +196,9 @@ def write(transaction: Transaction, view: Collection, field: str, embeddings: Em
     if not embeddings.write:
         return
     info = {**embeddings.info, "plugin": PLUGIN, "source": "computed"}
-    transaction.set_field(view, field, list(embeddings.features.astype(np.float32)), info)
+    transaction.set_field(view, field, embeddings.features, info)
     if embeddings.logits is not None:
-        transaction.set_field(view, logits_field(field), list(embeddings.logits.astype(np.float32)), info)
+        transaction.set_field(view, logits_field(field), embeddings.logits, info)
 
 
 def embedding_model(
@@ -195,7 +227,7 @@ def embedding_model(
         net = PretrainedResNet18(weights, len(classes))
         normalizer = Normalizer.identity(train.shape[0])
         features, _ = embed_images(net, normalizer, train.floats(), device, progress=progress.stage("probe features", 0.1, 0.4))
-        fit_linear_probe(net.classifier, features, train.labels, seed=seed)
+        fit_linear_probe(net.classifier, features, train.labels, seed=seed)  # ResNet features: 512 per image
         return net, normalizer, {"model": model, "weights": str(weights)}
     net, normalizer, path = trained_teacher(train, TeacherConfig(arch=model, epochs=teacher_epochs), train_view,
                                             label_field, device, seed, progress.stage(f"training {model} teacher", 0.1, 0.4))

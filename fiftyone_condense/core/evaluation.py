@@ -77,6 +77,10 @@ def run(view: Optional[Collection], run_key: Optional[str], dataset: Optional[fo
     settings = protocol_settings(request)
     test_view = split_view(dataset, request.eval_split)
     check_label_field(test_view, label_field)
+    untested = sorted(set(view.distinct(f"{label_field}.label")) - set(test_view.distinct(f"{label_field}.label")))
+    if untested:
+        raise CondensationError(f"Classes {untested} of the condensed set have no images tagged {request.eval_split!r}, "
+                                "so their accuracy cannot be measured; tag test images of them or evaluate a view without them.")
     overlap = set(view.values("id")) & set(test_view.values("id"))
     if overlap:
         raise CondensationError(f"{len(overlap)} samples of the condensed set are also tagged {request.eval_split!r}; "

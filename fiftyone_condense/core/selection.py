@@ -14,12 +14,13 @@ from ..bridge.runs import RunRecord, config_for, run_tag
 from ..bridge.views import ImageSet, class_names, labels_of
 from ..device import resolve_device
 from ..distill.palette import median_cut
-from ..embeddings import Normalizer, TeacherConfig, embed_images, load_vae, vae_latents
+from ..embeddings import Normalizer, TeacherConfig, load_vae, vae_latents
 from ..errors import CondensationError
 from ..loader import image_cache, materialised
 from ..params import resolve
 from ..progress import Progress
 from ..selection import METHODS, class_budgets, feature_gram, gradient_gram, select_per_class, small_class_report
+from ..selection.gram import FactoredGram, loss_gradients
 from . import embeddings as stored
 from .lifecycle import Reading, begin, record, versions
 
@@ -123,7 +124,7 @@ class SelectionInputs:
                                                    self.device, self.seed, self.progress.sub(0.0, 0.9), self.reading)
         elif method == "dc3":
             self.embeddings = self._dc3_gradient_embeddings()
-        elif "gram" in needs:
+        elif {"gram", "gram_rows"} & set(needs):
             self.embeddings = self.embed(self.params["embeddings_field"], self.params["model"], (0.0, 0.45),
                                          self.params.get("weights"))
         if self.embedding == "gradients" and self.embeddings is not None and self.embeddings.logits is None:
@@ -135,12 +136,15 @@ class SelectionInputs:
 
     def of_class(self, members: np.ndarray, wanted: tuple[str, ...]) -> dict:
         inputs = {}
+        e, gradients = self.embeddings, self.embedding == "gradients"
+        if "gram_rows" in wanted:
+            features = e.features[members]
+            inputs["gram"] = FactoredGram(features, loss_gradients(e.logits[members], self.labels[members],
+                                                                   self.params["gradient_loss"]) if gradients else None)
         if "gram" in wanted:
-            e = self.embeddings
-            inputs["gram"] = (
-                gradient_gram(e.features[members], e.logits[members], self.labels[members], self.params["gradient_loss"])
-                if self.embedding == "gradients" else feature_gram(e.features[members])
-            )
+            features = e.features[members]
+            inputs["gram"] = (gradient_gram(features, e.logits[members], self.labels[members], self.params["gradient_loss"])
+                              if gradients else feature_gram(features))
         if "encoder" in wanted:
             inputs["encoder"] = self.encoder[members]
         return inputs
@@ -198,9 +202,9 @@ def quantised_embeddings(view, label_field, classes, params: dict, device, seed,
     net, normalizer, path = stored.trained_teacher(
         quantised, config, view, label_field, device, seed,
         progress.stage("training the selection network on Median-Cut images", 0.05, 0.7), kind="median-cut-teachers")
-    features, logits = embed_images(net, normalizer, quantised.floats(), device,
-                                    progress=progress.stage("embedding quantised images", 0.7, 1.0))
+    features, logits = stored.embedded(net, normalizer, quantised.floats(), device,
+                                       progress.stage("embedding quantised images", 0.7, 1.0))
     info = {"model": "convnet3", "teacher_epochs": params["teacher_epochs"], "median_cut_colors": params["num_colors"],
             "teacher": str(path)}
-    return stored.Embeddings(features.numpy(), logits.numpy(), info, False)
+    return stored.Embeddings(features, logits, info, False)
 

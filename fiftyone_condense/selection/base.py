@@ -14,9 +14,10 @@ from ..progress import ProgressFn, silent
 
 # ``pick(n, budget, rng, **inputs, **params)`` returns ``budget`` local indices of one class of n.
 Picker = Callable[..., np.ndarray]
-# Per-class inputs a method may need: "gram" (inner products of the selection embeddings) and
-# "encoder" (encoder features, e.g. for DC3's bins).
-INPUTS = ("gram", "encoder")
+# Per-class inputs a method may need: "gram" (inner products of the selection embeddings, dense),
+# "gram_rows" (the same Gram, factored: rows on demand, for methods that read only rows) and
+# "encoder" (encoder features, e.g. for DC3's bins). Each is passed to ``pick`` as ``gram`` / ``encoder``.
+INPUTS = ("gram", "gram_rows", "encoder")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""Classic coreset baselines: random, herding and k-center, on a class's Gram matrix."""
+"""Classic coreset baselines: random, herding and k-center, on a class's Gram matrix (dense, or
+factored so a large class needs O(n·d) memory: see :class:`~.gram.FactoredGram`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .base import SelectionMethod, embedding_params, register
+from .gram import Gram, gram_diagonal, gram_row_means
 
 
 def pick_random(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
@@ -12,14 +14,14 @@ def pick_random(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(n, size=budget, replace=False)
 
 
-def pick_herding(n: int, budget: int, rng: np.random.Generator, gram: np.ndarray) -> np.ndarray:
+def pick_herding(n: int, budget: int, rng: np.random.Generator, gram: Gram) -> np.ndarray:
     """Herding (Welling 2009; the DC baseline): grow the set whose mean stays closest to the class mean.
 
     Step k picks ``argmin_i ||μ - (s + x_i)/(k+1)||²`` with ``s`` the sum of the picks so far,
     written with inner products only: ``-2(k+1)<μ, s+x_i> + ||s + x_i||²`` up to constants.
     """
-    mean_dot = gram.mean(axis=1)  # <μ, x_i>
-    diagonal = np.diag(gram).copy()
+    mean_dot = gram_row_means(gram)  # <μ, x_i>
+    diagonal = gram_diagonal(gram)
     sum_dot = np.zeros(n)  # <s, x_i>
     sum_mean, sum_norm = 0.0, 0.0  # <μ, s>, ||s||²
     available = np.ones(n, dtype=bool)
@@ -36,13 +38,13 @@ def pick_herding(n: int, budget: int, rng: np.random.Generator, gram: np.ndarray
     return np.array(picks)
 
 
-def pick_k_center(n: int, budget: int, rng: np.random.Generator, gram: np.ndarray) -> np.ndarray:
+def pick_k_center(n: int, budget: int, rng: np.random.Generator, gram: Gram) -> np.ndarray:
     """Greedy k-center (Sener & Savarese 2018): repeatedly take the point farthest from the picks.
 
     Starts from the point nearest the class mean, so the result does not depend on the seed.
     """
-    diagonal = np.diag(gram)
-    first = int(np.argmin(diagonal - 2.0 * gram.mean(axis=1)))
+    diagonal = gram_diagonal(gram)
+    first = int(np.argmin(diagonal - 2.0 * gram_row_means(gram)))
     picks = [first]
     nearest = diagonal + diagonal[first] - 2.0 * gram[first]  # squared distance to the nearest pick
     for _ in range(budget - 1):
@@ -54,6 +56,6 @@ def pick_k_center(n: int, budget: int, rng: np.random.Generator, gram: np.ndarra
 
 
 register(SelectionMethod("random", pick_random, (), "uniform random sample per class"))
-register(SelectionMethod("herding", pick_herding, ("gram",), "running mean closest to the class mean", embedding_params()))
-register(SelectionMethod("k_center", pick_k_center, ("gram",), "greedy farthest-first cover of the class",
+register(SelectionMethod("herding", pick_herding, ("gram_rows",), "running mean closest to the class mean", embedding_params()))
+register(SelectionMethod("k_center", pick_k_center, ("gram_rows",), "greedy farthest-first cover of the class",
                          embedding_params()))

@@ -10,6 +10,8 @@ embedding itself never has to be built.
 
 from __future__ import annotations
 
+from typing import Optional, Union
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -50,6 +52,49 @@ def gradient_gram(features: np.ndarray, logits: np.ndarray, labels: np.ndarray, 
     """Gram of gradient embeddings without building them: ``(G Gᵀ) ∘ (1 + E Eᵀ)``."""
     g = torch.as_tensor(loss_gradients(logits, labels, loss))
     return ((g @ g.T) * (1.0 + torch.as_tensor(feature_gram(features)))).numpy()
+
+
+class FactoredGram:
+    """A class's Gram matrix kept as its factors, rows computed on demand: O(n·d) memory instead of
+    O(n²), which is all herding and k-center need (its diagonal, row means and single rows).
+
+    Features ``E`` alone give ``E Eᵀ``; with loss gradients ``G`` it is the gradient-embedding Gram
+    ``(G Gᵀ) ∘ (1 + E Eᵀ)``, whose row means are ``G ḡ + diag(G M Eᵀ)`` with ``M = Gᵀ E / n``.
+    """
+
+    def __init__(self, features: np.ndarray, gradients: Optional[np.ndarray] = None):
+        self.features = torch.as_tensor(np.asarray(features, dtype=np.float32))
+        self.gradients = None if gradients is None else torch.as_tensor(np.asarray(gradients, dtype=np.float64))
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        row = (self.features @ self.features[i]).double()
+        return (row if self.gradients is None else (self.gradients @ self.gradients[i]) * (1.0 + row)).numpy()
+
+    def diagonal(self) -> np.ndarray:
+        norms = self.features.square().sum(1).double()
+        return (norms if self.gradients is None else self.gradients.square().sum(1) * (1.0 + norms)).numpy()
+
+    def row_means(self) -> np.ndarray:
+        e = self.features
+        if self.gradients is None:
+            return (e @ e.mean(0)).double().numpy()
+        g, e = self.gradients, e.double()
+        mixed = g.T @ e / len(e)  # (C, D)
+        return (g @ g.mean(0) + ((g @ mixed) * e).sum(1)).numpy()
+
+
+Gram = Union[np.ndarray, FactoredGram]
+
+
+def gram_diagonal(gram: Gram) -> np.ndarray:
+    return gram.diagonal() if isinstance(gram, FactoredGram) else np.diag(gram).copy()
+
+
+def gram_row_means(gram: Gram) -> np.ndarray:
+    return gram.row_means() if isinstance(gram, FactoredGram) else gram.mean(axis=1)
 
 
 def similarity_from_gram(gram: np.ndarray) -> np.ndarray:

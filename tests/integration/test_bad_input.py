@@ -296,20 +296,7 @@ def last_writes(dataset: fo.Dataset) -> dict:
 
 
 # Known gaps whose fix lies outside the run-key and parameter checks: {case id: what happens instead}.
-DEFAULT_KEY_FIRST = ("the default run key f'{method}_ipc{ipc}' is built and checked before ipc is, so ipc=-1 is "
-                     "answered \"Invalid run_key 'random_ipc-1'\", a key the user never gave (api.py / core)")
-EMPTY_KEY = ("run_key='' is taken as 'no key' (`run_key or <default>`), so the run is recorded under the default key "
-             "instead of being refused (api.py select/distill, core/compensation.py)")
-XFAIL: dict[str, str] = {
-    "ipc-negative-default-key-select": DEFAULT_KEY_FIRST,
-    "ipc-negative-default-key-distill": DEFAULT_KEY_FIRST,
-    "invalid-run-key-empty-string-select": EMPTY_KEY,
-    "invalid-run-key-empty-string-distill": EMPTY_KEY,
-    "invalid-run-key-empty-string-compensate": EMPTY_KEY,
-    "class-absent-from-test-split-evaluate": (
-        "no check: evaluate trains and returns mean 1.0 over the 2 classes it tests, per_class [1.0, 1.0, nan] "
-        "(with references it also caches a reference in dataset.info) (core/evaluation.py)"),
-}
+XFAIL: dict[str, str] = {}
 
 
 def params() -> list:
