@@ -1,15 +1,19 @@
 """The selection algorithms' math, checked against brute force on tiny inputs."""
 
 import itertools
+import os
 
 import numpy as np
 import pytest
+import torch
 
 from fiftyone_condense.errors import CondensationError
 from fiftyone_condense.selection import (
     check_class_budget, feature_gram, gradient_embeddings, gradient_gram, select_per_class, similarity_from_gram,
 )
+from fiftyone_condense.rows import RowStore
 from fiftyone_condense.selection.coresets import pick_herding, pick_k_center
+from fiftyone_condense.selection.gram import FactoredGram, loss_gradients
 from fiftyone_condense.selection.submodular import pick_facility_location, pick_graph_cut
 
 
@@ -92,3 +96,31 @@ def test_per_class_selection_is_balanced_seeded_and_within_class():
 def test_budget_larger_than_a_class_names_the_class():
     with pytest.raises(CondensationError, match="'b' has 2"):
         check_class_budget(np.array([0, 0, 0, 1, 1]), 3, ["a", "b"])
+
+
+def test_a_factored_gram_equals_the_dense_one_and_herding_and_k_center_pick_the_same_from_either():
+    rng = np.random.default_rng(0)
+    features, logits = rng.normal(size=(60, 12)).astype(np.float32), rng.normal(size=(60, 4))
+    labels = rng.integers(0, 4, size=60)
+    dense_features, dense_gradients = feature_gram(features), gradient_gram(features, logits, labels)
+    factored_features = FactoredGram(features)
+    factored_gradients = FactoredGram(features, loss_gradients(logits, labels))
+    for dense, factored in ((dense_features, factored_features), (dense_gradients, factored_gradients)):
+        np.testing.assert_allclose(factored.diagonal(), np.diag(dense), rtol=1e-5)
+        np.testing.assert_allclose(factored.row_means(), dense.mean(axis=1), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(factored[7], dense[7], rtol=1e-5, atol=1e-6)
+        for pick in (pick_herding, pick_k_center):
+            assert pick(60, 8, None, factored).tolist() == pick(60, 8, None, dense).tolist()
+
+
+def test_a_row_store_gives_back_the_rows_appended_in_batches(tmp_path):
+    rows = np.arange(30, dtype=np.float32).reshape(10, 3)
+    store = RowStore(directory=tmp_path)
+    store.append(rows[:4])
+    store.append(torch.from_numpy(rows[4:]))
+    assert store.shape == (10, 3)
+    np.testing.assert_array_equal(store[np.array([9, 0, 4])], rows[[9, 0, 4]])
+    np.testing.assert_array_equal(np.concatenate(list(store.batches(3))), rows)
+    path = store.path
+    del store
+    assert not os.path.exists(path)  # the scratch file goes with the store
