@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from .errors import CondensationError
 RESIZE_MODES = ("crop", "letterbox")
 WHITE = (255, 255, 255)
 DEFAULT_CACHE_BYTES = 1 << 30
+SLOW_DECODE_S = 0.001  # files taking longer on average to decode go to the decoding threads
 SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 Index = Union[int, slice, Sequence[int], np.ndarray, torch.Tensor]
 
@@ -208,32 +210,54 @@ class ImageFiles:
     def __init__(self, paths: Sequence[str], fmt: ImageFormat, cache: Optional[ImageCache] = None):
         self.paths, self.format = list(paths), fmt
         self.cache = cache if cache is not None else image_cache()
+        self.slow_files, self._timed = False, (0, 0.0)  # decodes timed in this thread: count, seconds
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _one(self, path: str) -> Union[np.ndarray, str]:
-        """Decoded pixels, or what went wrong (``missing`` / ``corrupt``)."""
+    def _cached(self, path: str) -> Union[np.ndarray, int, str]:
+        """Cached pixels, else the file's modification time (to decode), or ``missing``."""
         try:
             stamp = os.stat(path).st_mtime_ns
         except OSError:
             return "missing"
-        key = (path, self.format)
-        pixels = self.cache.get(key, stamp)
-        if pixels is None:
-            try:
-                pixels = decode(path, self.format)
-            except FileNotFoundError:
-                return "missing"
-            except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError):
-                return "corrupt"
-            self.cache.put(key, stamp, pixels)
+        pixels = self.cache.get((path, self.format), stamp)
+        return stamp if pixels is None else pixels
+
+    def _decoded(self, path: str, stamp: int) -> Union[np.ndarray, str]:
+        """Decoded pixels (then cached), or what went wrong (``missing`` / ``corrupt``)."""
+        try:
+            pixels = decode(path, self.format)
+        except FileNotFoundError:
+            return "missing"
+        except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError):
+            return "corrupt"
+        self.cache.put((path, self.format), stamp, pixels)
         return pixels
 
+    def _decode_all(self, paths: list[str], stamps: list[int]) -> list:
+        """Decode in this thread while files decode fast (small PNGs: threads only add overhead),
+        in the decoding threads once one is slow (large JPEGs and PNGs release the GIL)."""
+        results = []
+        for index, (path, stamp) in enumerate(zip(paths, stamps)):
+            if self.slow_files and len(paths) - index > 1:
+                return results + list(_POOL.map(self._decoded, paths[index:], stamps[index:]))
+            started = time.perf_counter()
+            results.append(self._decoded(path, stamp))
+            self._timed = (self._timed[0] + 1, self._timed[1] + time.perf_counter() - started)
+            self.slow_files = self._timed[0] >= 8 and self._timed[1] / self._timed[0] > SLOW_DECODE_S
+        return results
+
     def read(self, rows: np.ndarray) -> torch.Tensor:
-        """uint8 (n, C, H, W) images of ``rows``; a missing or undecodable file is a ``CondensationError``."""
+        """uint8 (n, C, H, W) images of ``rows``; a missing or undecodable file is a ``CondensationError``.
+
+        Cache hits are looked up in this thread; only the misses go to the decoding threads."""
         paths = [self.paths[int(i)] for i in rows]
-        results = list(_POOL.map(self._one, paths)) if len(paths) > 1 else [self._one(p) for p in paths]
+        results = [self._cached(path) for path in paths]
+        misses = [i for i, result in enumerate(results) if isinstance(result, int)]
+        decoded = self._decode_all([paths[i] for i in misses], [results[i] for i in misses])
+        for i, pixels in zip(misses, decoded):
+            results[i] = pixels
         failed = {kind: [p for p, r in zip(paths, results) if isinstance(r, str) and r == kind]
                   for kind in ("missing", "corrupt")}
         if failed["missing"]:
