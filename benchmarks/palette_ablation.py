@@ -21,7 +21,7 @@ import torch
 from common import benchmark_parser, command_line, load_benchmark_dataset, machine, publish
 
 import fiftyone_condense as fc
-from fiftyone_condense.bridge.views import load_images
+from fiftyone_condense.core.lifecycle import Reading
 from fiftyone_condense.distill import DistillSettings
 from fiftyone_condense.distill.engine import Distiller
 from fiftyone_condense.distill.palette import soft_quantize
@@ -57,8 +57,8 @@ def random_init(labels: torch.Tensor, ipc: int, seed: int = 0) -> torch.Tensor:
 def main(argv=None) -> None:
     args = parse_args(argv)
     dataset = load_benchmark_dataset(args)
-    train = load_images(dataset.match_tags("train"), "ground_truth")
-    test = load_images(dataset.match_tags("test"), "ground_truth")
+    train = Reading().load(dataset.match_tags("train"), "ground_truth", None)
+    test = Reading().load(dataset.match_tags("test"), "ground_truth", None)
     real, labels = train.floats(), train.labels
     picks = random_init(labels, fc.api.images_per_class(args.ipc, "autopalette", args.budget, args.num_colors))
     protocol = HardProtocol(epochs=args.epochs, num_models=args.num_models)
