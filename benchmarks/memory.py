@@ -5,9 +5,10 @@ Issue 11 item 2: memory must stay flat as the dataset grows. For each size (defa
 process (``memory.py --stage STAGE --size N``):
 
 * ``load``: import fiftyone and fiftyone_condense and load the dataset (the baseline a stage adds to);
-* ``select``: ``fc.select(method="herding")`` on ConvNet-3 features with a 1-epoch teacher, computed
-  afresh (a new teacher cache and an emptied embeddings field), so it trains, embeds and selects on
-  all N images;
+* ``select``: ``fc.select(method="herding")`` on ConvNet-3 features computed afresh (an emptied
+  embeddings field) — by default of a seeded, untrained ConvNet-3 passed as ``model=`` (a torch module:
+  the run embeds, writes the field and selects on all N images; ``--embedder teacher`` trains the
+  1-epoch teacher first, ~45 ms per training image on the 2-core CPU);
 * ``distill``: ``fc.distill(method="dm", ipc=10, init="random")`` for a fixed number of iterations;
 * ``evaluate``: ``fc.evaluate`` of that distillation run (hard protocol, ``--epochs`` × 1 model, no
   references), which streams the fixed test split.
@@ -22,8 +23,7 @@ FiftyOne's dataset directory) and added in batches with their labels (``ground_t
 (``train`` / ``test``) and image metadata. The checks: peak RSS at the largest size within
 ``--memory-limit`` (1.5×) of the smallest, and time ratio no more than ``--time-tolerance`` × the
 work ratio (selection ∝ N; distillation with fixed iterations and evaluation on the fixed test
-split: constant). On the 2-core CPU the selection's teacher (``--teacher-epochs`` 1 is 2 passes)
-dominates at ~45 ms per training image, so the default sizes take hours there; ``--smoke`` takes ~5 min.
+split: constant). ``--smoke`` takes a few minutes.
 
     .venv/bin/python benchmarks/memory.py                              # 10k, 60k, 200k; writes docs/benchmarks.md
     .venv/bin/python benchmarks/memory.py --smoke                      # 1k and 3k, tiny settings, prints only
@@ -68,7 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=20, help="DM iterations (fixed across sizes)")
     parser.add_argument("--batch-real", type=int, default=256, help="DM real images per class per iteration")
-    parser.add_argument("--teacher-epochs", type=int, default=1, help="herding's ConvNet-3 teacher epochs")
+    parser.add_argument("--embedder", choices=("fixed", "teacher"), default="fixed",
+                        help="herding's features: a seeded untrained ConvNet-3 module, or a trained teacher")
+    parser.add_argument("--teacher-epochs", type=int, default=1, help="the teacher's epochs (--embedder teacher)")
     parser.add_argument("--epochs", type=int, default=2, help="evaluation epochs")
     parser.add_argument("--num-models", type=int, default=1, help="evaluation models")
     parser.add_argument("--cache-bytes", default=None,
@@ -268,6 +270,16 @@ def reading_options(function, args: argparse.Namespace) -> dict:
     return {"cache_bytes": args.cache_bytes}
 
 
+def fixed_embedder(num_classes: int):
+    """A seeded, untrained ConvNet-3 on RGB input (model objects are fed [0, 1] RGB batches)."""
+    import torch
+
+    from fiftyone_condense.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("convnet3", 3, num_classes, (28, 28)).eval()
+
+
 def run_stage(args: argparse.Namespace) -> None:
     began = time.perf_counter()
     import fiftyone as fo
@@ -297,8 +309,9 @@ def run_stage(args: argparse.Namespace) -> None:
         os.environ["FIFTYONE_CONDENSE_CACHE_DIR"] = teacher_cache
         options = reading_options(fc.select, args)
         started = time.perf_counter()
+        model = "convnet3" if args.embedder == "teacher" else fixed_embedder(len(dataset.distinct("ground_truth.label")))
         fc.select(train, method="herding", ipc=args.ipc, run_key=SELECT_KEY,
-                  **declared("selection", "herding", model="convnet3", embedding="features",
+                  **declared("selection", "herding", model=model, embedding="features",
                              embeddings_field=EMBEDDINGS_FIELD, teacher_epochs=args.teacher_epochs), **options)
     elif args.stage == "distill":
         if DISTILL_KEY in fc.list_runs(dataset):
@@ -335,6 +348,7 @@ def child(stage: str, size: int, args: argparse.Namespace) -> dict:
         command = [sys.executable, str(Path(__file__).resolve()), "--stage", stage, "--size", str(size),
                    "--result-file", str(result_file), "--ipc", str(args.ipc), "--iterations", str(args.iterations),
                    "--batch-real", str(args.batch_real), "--teacher-epochs", str(args.teacher_epochs),
+                   "--embedder", args.embedder,
                    "--epochs", str(args.epochs), "--num-models", str(args.num_models)]
         if args.cache_bytes is not None:
             command += ["--cache-bytes", str(args.cache_bytes)]
@@ -411,7 +425,9 @@ def main(argv=None) -> None:
         f"Datasets: Fashion-MNIST tiled to {', '.join(short(s) for s in args.size_list)} training PNGs (28×28 grey; "
         f"copies beyond 60k shifted ≤ {SHIFT} px or flipped) + {TEST_SIZE:,} test PNGs, metadata stored. Each stage in a "
         f"fresh process; wall time of the SDK call only; peak RSS = the process's VmHWM (the MongoDB server not "
-        f"included). Selection: herding, ConvNet-3 features, {args.teacher_epochs}-epoch teacher, computed afresh. "
+        f"included). Selection: herding, ConvNet-3 features "
+        f"({'of a ' + str(args.teacher_epochs) + '-epoch teacher' if args.embedder == 'teacher' else 'of a seeded untrained ConvNet-3 module'}), "
+        f"computed afresh and written to a field. "
         f"Distillation: DM, IPC {args.ipc}, init random, {args.iterations} iterations, real batch {args.batch_real}. "
         f"Evaluation: hard protocol, {args.epochs} epochs × {args.num_models} model, no references. "
         f"cache_bytes: {cache}.{' — **smoke settings**' if args.smoke else ''}",
