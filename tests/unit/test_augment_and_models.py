@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fiftyone_condense.augment import DSA, FAMILIES
-from fiftyone_condense.models import build_model
+from fiftyone_condense.models import bounded_features, build_model
 
 
 def test_a_shared_seed_gives_every_batch_the_same_transform():
@@ -55,3 +55,15 @@ def test_networks_embed_and_classify(arch, channels, size):
 
 def test_convnet_pads_grey_28px_input_like_the_reference():
     assert build_model("convnet3", 1, 10, (28, 28)).embedding_dim == 128 * 4 * 4
+
+
+def test_stored_features_are_pooled_to_at_most_2048_values_at_any_resolution():
+    small, large = build_model("convnet3", 1, 10, (28, 28)), build_model("convnet3", 3, 10, (224, 224))
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(bounded_features(small.embed(x), small), small.embed(x))  # 128 × 4 × 4: kept as it is
+    features = large.embed(torch.rand(2, 3, 224, 224))
+    assert features.shape[1] == 128 * 28 * 28
+    pooled = bounded_features(features, large)
+    assert pooled.shape == (2, 2048)
+    expected = torch.nn.functional.adaptive_avg_pool2d(features.view(2, 128, 28, 28), 4).flatten(1)
+    assert torch.allclose(pooled, expected)
