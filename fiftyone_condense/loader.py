@@ -110,17 +110,26 @@ def _fitted(pixels: torch.Tensor, fmt: ImageFormat) -> torch.Tensor:
     target_h, target_w = fmt.size
     if (height, width) == (target_h, target_w):
         return pixels
-    crop = fmt.resize == "crop"
-    scale = (max if crop else min)(target_h / height, target_w / width)
-    scaled_h = min(max(1, round(height * scale)), target_h) if not crop else max(target_h, round(height * scale))
-    scaled_w = min(max(1, round(width * scale)), target_w) if not crop else max(target_w, round(width * scale))
+    if fmt.resize == "crop":
+        # As torchvision's Resize(short side) then CenterCrop: the side that sets the scale gets its
+        # target exactly, the other int(target · other / side) (truncated, as torchvision does).
+        if target_h * width >= target_w * height:
+            scaled_h, scaled_w = target_h, max(target_w, int(target_h * width / height))
+        else:
+            scaled_h, scaled_w = max(target_h, int(target_w * height / width)), target_w
+        return TF.center_crop(TF.resize(pixels, [scaled_h, scaled_w], antialias=True), [target_h, target_w])
+    scale = min(target_h / height, target_w / width)
+    scaled_h = min(max(1, round(height * scale)), target_h)
+    scaled_w = min(max(1, round(width * scale)), target_w)
     pixels = TF.resize(pixels, [scaled_h, scaled_w], antialias=True)
-    if crop:
-        return TF.center_crop(pixels, [target_h, target_w])
     left, top = (target_w - scaled_w) // 2, (target_h - scaled_h) // 2
-    fill = list(fmt.background) if fmt.channels == 3 else round(0.299 * fmt.background[0] + 0.587 * fmt.background[1]
-                                                                 + 0.114 * fmt.background[2])
+    fill = list(fmt.background) if fmt.channels == 3 else _grey(fmt.background)
     return TF.pad(pixels, [left, top, target_w - scaled_w - left, target_h - scaled_h - top], fill=fill)
+
+
+def _grey(colour: tuple[int, int, int]) -> int:
+    """``colour`` as PIL converts it to ``L`` (so a letterbox's padding matches composited transparent pixels)."""
+    return Image.new("RGB", (1, 1), colour).convert("L").getpixel((0, 0))
 
 
 def decode(path: str, fmt: ImageFormat) -> np.ndarray:
@@ -174,7 +183,10 @@ class ImageCache:
         return self
 
     def clear(self) -> None:
-        self.resize(0).resize(self.capacity)
+        """Drop every entry; the capacity stays."""
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
 
     def _shrink(self, capacity: int) -> None:
         while self._bytes > capacity and self._entries:
