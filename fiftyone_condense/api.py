@@ -297,7 +297,7 @@ def evaluate(
     else :ref:`reading <reading>`'s, inferred from the condensed set and the test split (grey
     images are repeated to RGB when either is colour). The test split and the whole-split
     reference are streamed in batches. Returns a dict with ``mean``, ``std``, ``accuracies``,
-    ``per_class`` (and ``per_class_names``) and the references.
+    ``per_class`` (in the order of ``classes``) and the references.
     """
     soft = {"temperature": temperature, "teacher_arch": teacher_arch, "teacher_epochs": teacher_epochs}
     request = evaluation.Request(protocol, arch, epochs, num_models, eval_split, source_split, references,

@@ -10,6 +10,7 @@ grow with the dataset; decoded files are kept in a process-wide LRU cache bounde
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
@@ -206,6 +207,22 @@ _POOL = ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1)), thread
 def image_cache(cache_bytes: Optional[int] = None) -> ImageCache:
     """The process-wide cache, bounded to ``cache_bytes`` (None: the default bound; 0: off)."""
     return _SHARED_CACHE.resize(default_cache_bytes() if cache_bytes is None else cache_bytes)
+
+
+def _libc_trim() -> Callable[[], None]:
+    """glibc's ``malloc_trim``, or nothing on other C libraries."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
+release_free_memory = _libc_trim()
+release_free_memory.__doc__ = """Hand freed heap memory back to the system. Streaming many batches
+interleaves large short-lived buffers with small long-lived cache entries, and glibc keeps the
+fragmented heap it cannot trim from the top: without this, resident memory grew ~10 KB per image
+embedded (measured at 200k images)."""
 
 
 def cached_bytes() -> int:

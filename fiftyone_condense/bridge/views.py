@@ -163,6 +163,14 @@ def image_shapes(view: fo.core.collections.SampleCollection) -> list[tuple[int, 
     return [(int(h), int(w), int(c or 3)) for h, w, c in zip(heights, widths, channels)]
 
 
+def most_common_size(sizes: Counter) -> tuple[tuple[int, int], int]:
+    """The most frequent (height, width); among sizes as frequent (every image its own size, say),
+    the one of median area, so the choice does not depend on the order of the samples."""
+    top = max(sizes.values())
+    tied = sorted((size for size, count in sizes.items() if count == top), key=lambda s: (s[0] * s[1], s))
+    return tied[(len(tied) - 1) // 2], top
+
+
 def image_format(view: fo.core.collections.SampleCollection, image_size=None, channels: Optional[int] = None,
                  resize: str = "crop", background=WHITE) -> tuple[ImageFormat, str]:
     """The working format of a view and why: ``image_size`` / ``channels`` when given; else the
@@ -174,13 +182,14 @@ def image_format(view: fo.core.collections.SampleCollection, image_size=None, ch
     channels = channels or (3 if colour else 1)
     reasons = []
     if image_size is None:
-        (height, width), count = sizes.most_common(1)[0]
+        (height, width), count = most_common_size(sizes)
         scale = min(1.0, MAX_DEFAULT_SIZE / max(height, width))
         image_size = (max(1, round(height * scale)), max(1, round(width * scale)))
         if len(sizes) > 1 or scale < 1:
             reasons.append(
-                f"images come in {len(sizes)} sizes (most common {height}×{width}, {count} of {len(shapes)}); "
-                f"working at {image_size[0]}×{image_size[1]} ({resize}), the most common size"
+                f"images come in {len(sizes)} sizes (most common {height}×{width}, {count} of {len(shapes)}"
+                f"{', of median area among those as common' if len([c for c in sizes.values() if c == count]) > 1 else ''}); "
+                f"working at {image_size[0]}×{image_size[1]} ({resize}), that size"
                 f"{f' scaled to at most {MAX_DEFAULT_SIZE} px' if scale < 1 else ''}. Pass image_size= to choose another")
     if len({c >= 3 for _, _, c in shapes}) > 1 and channels == 3:
         reasons.append("grey and colour images are mixed; grey ones are converted to RGB")

@@ -101,7 +101,8 @@ def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: s
         seed=seed, classes=classes, output_dir=str(folder), versions=versions(), image_format=reading.recorded(),
     )
     labels_of_view = labels_of(view, label_field, classes)
-    small = small_class_report(labels_of_view, per_class if init != "noise" else 1, classes, small_classes)
+    needed = per_class if init != "noise" or small_classes == "drop" else 1  # noise needs no real images to keep
+    small = small_class_report(labels_of_view, needed, classes, small_classes)
 
     def write(transaction) -> dict:
         paths = [folder / f"{method}_{classes[int(label)]}_{i:05d}.png".replace("/", "-") for i, label in enumerate(labels)]
@@ -150,10 +151,23 @@ def initial_images(view, source: ImageSet, init: str, budgets: np.ndarray, label
     missing = [i for i in ids if i not in position]
     if missing:
         raise CondensationError(f"{len(missing)} initial samples are not in the view being distilled")
-    rows = torch.tensor([position[i] for i in ids])
+    rows = within_budgets([position[i] for i in ids], source.labels, budgets)
     order = torch.argsort(source.labels[rows], stable=True)  # the engine takes classes as contiguous blocks
     rows = rows[order]
-    return source.floats()[rows], source.labels[rows], [[ids[i]] for i in order.tolist()]
+    return source.floats()[rows], source.labels[rows], [[source.ids[int(row)]] for row in rows]
+
+
+def within_budgets(rows: list[int], labels: torch.Tensor, budgets: np.ndarray) -> torch.Tensor:
+    """The first ``budgets[c]`` of ``rows`` of each class c (a selection run may hold more of a class,
+    or one this run drops)."""
+    taken = np.zeros(len(budgets), dtype=np.int64)
+    kept = []
+    for row in rows:
+        label = int(labels[row])
+        if taken[label] < budgets[label]:
+            taken[label] += 1
+            kept.append(row)
+    return torch.tensor(kept, dtype=torch.long)
 
 
 def initial_ids(view, init: str, ipc: int, label_field: str, params: dict, seed: int, device: str,

@@ -28,7 +28,7 @@ from ..embeddings import (
 from ..errors import CondensationError
 from ..images import as_rgb
 from ..progress import Progress, ProgressFn
-from ..loader import ImagesLike, subset
+from ..loader import ImagesLike, release_free_memory, subset
 from ..rows import Rows, RowStore
 from ..training import predict
 from .lifecycle import Reading
@@ -166,6 +166,8 @@ def streamed(outputs: Callable, images: ImagesLike, progress: ProgressFn) -> tup
         if part_logits is not None:
             logits = logits or RowStore()
             logits.append(part_logits)
+        del part_features, part_logits
+        release_free_memory()
     return features, logits
 
 

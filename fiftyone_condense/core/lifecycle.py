@@ -10,7 +10,7 @@ import fiftyone as fo
 from ..bridge.runs import CondensationRunConfig, RunRecord, check_run_key, list_runs, load_run, run_tag, saved_view_name
 from ..bridge.transaction import Transaction
 from ..bridge.views import ImageSet, check_label_field, image_format, load_images, require_samples
-from ..loader import WHITE, ImageFormat, LazyImages
+from ..loader import WHITE, ImageFormat, LazyImages, release_free_memory
 from ..progress import Progress, ProgressFn, silent
 
 Collection = fo.core.collections.SampleCollection
@@ -53,6 +53,7 @@ class Reading:
             for start in range(0, total, 1024):
                 images.pixels.files.read(images.pixels.rows[start:start + 1024])
                 progress(min(1.0, (start + 1024) / total), f"checked {min(total, start + 1024)}/{total} images")
+            release_free_memory()
         return images
 
 

@@ -278,13 +278,9 @@ def test_a_class_smaller_than_ipc_is_dropped_by_name(varied, cache_high_water):
     assert "dm_strict" not in fc.list_runs(varied)
 
 
-# --------------------------------------------------------------------------- found broken (strict xfail: report)
+# --------------------------------------------------------------------------- small classes and per-class names
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "fiftyone_condense/core/distillation.py: with init=<selection run key> the initial images are the run's "
-    "selected_ids as they are, so a class the selection kept whole (keep_all) is distilled even with "
-    "small_classes='drop', while results['small_classes'] says it was dropped"))
 def test_dropping_a_small_class_also_drops_it_when_initialised_from_a_selection_that_kept_it(varied):
     train = varied.match_tags("train")
     fc.select(train, method="random", ipc=IPC, run_key="rnd_keep", small_classes="keep_all", image_size=16)
@@ -294,10 +290,6 @@ def test_dropping_a_small_class_also_drops_it_when_initialised_from_a_selection_
     assert "rocket" not in distilled.view.distinct("ground_truth.label")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "fiftyone_condense/core/distillation.py: init='noise' with small_classes='drop' leaves out a class smaller "
-    "than ipc (check_budget) but small_class_report is called with ipc 1 for noise, so results['small_classes'] "
-    "is {'policy': 'drop'} without naming the dropped class"))
 def test_a_class_dropped_from_a_noise_initialised_distillation_is_named(varied):
     train = varied.match_tags("train")
     distilled = fc.distill(train, method="dm", ipc=IPC, init="noise", iterations=2, run_key="dm_noise_drop",
@@ -306,10 +298,7 @@ def test_a_class_dropped_from_a_noise_initialised_distillation_is_named(varied):
     assert distilled.results["small_classes"] == {"policy": "drop", "dropped": {"rocket": TRAIN["rocket"]}}  # ... and said
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "fiftyone_condense/api.py: fc.evaluate's docstring promises 'per_class (and per_class_names)', but the "
-    "output names the classes under 'classes'; there is no 'per_class_names' key"))
-def test_evaluate_returns_per_class_names_as_documented(varied):
+def test_evaluate_names_the_classes_of_its_per_class_accuracies(varied):
     view = varied.match_tags("train").match(F("kind") == "png_rgb")
     result = fc.evaluate(view, epochs=1, num_models=1, references=False, image_size=16)
-    assert result["per_class_names"] == sorted(SOURCES)
+    assert result["classes"] == sorted(SOURCES) and len(result["per_class"]) == len(SOURCES)
