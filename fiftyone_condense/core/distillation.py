@@ -100,9 +100,8 @@ def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: s
                 "teacher_epochs": params["teacher_epochs"]},
         seed=seed, classes=classes, output_dir=str(folder), versions=versions(), image_format=reading.recorded(),
     )
-    labels_of_view = labels_of(view, label_field, classes)
     needed = per_class if init != "noise" or small_classes == "drop" else 1  # noise needs no real images to keep
-    small = small_class_report(labels_of_view, needed, classes, small_classes)
+    small = small_class_report(source.labels.numpy(), needed, classes, small_classes)  # labels already read
 
     def write(transaction) -> dict:
         paths = [folder / f"{method}_{classes[int(label)]}_{i:05d}.png".replace("/", "-") for i, label in enumerate(labels)]
