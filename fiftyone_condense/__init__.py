@@ -6,40 +6,48 @@
     train = dataset.match_tags("train")
     run = fc.select(train, method="graph_cut", ipc=10, run_key="gc10")
     fc.evaluate(run_key="gc10", dataset=dataset, epochs=300, num_models=3)
+
+The public names are imported on first use, so the tensor modules (``models``, ``augment``,
+``distill``, ``training``, ``evaluation``) import and run on a machine with PyTorch alone,
+without FiftyOne, diffusers or submodlib.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from . import datasets  # noqa: E402
-from .api import (  # noqa: E402
-    color_stats, compensate, compute_embeddings, delete_run, distill, evaluate, list_runs, load_run,
-    method_parameters, rename_run, select,
-)
-from .bridge.runs import (  # noqa: E402
-    CompensationRun, CompensationRunConfig, DistillationRun, DistillationRunConfig, SelectionRun, SelectionRunConfig,
-)
-from .errors import CondensationError  # noqa: E402
-from .selection import METHODS as SELECTION_METHODS  # noqa: E402
+# public name -> (module, attribute); attribute None: the module itself
+_EXPORTS: dict[str, tuple[str, str | None]] = {
+    "api": (".api", None),
+    "datasets": (".datasets", None),
+    **{name: (".api", name) for name in (
+        "color_stats", "compensate", "compute_embeddings", "delete_run", "distill", "evaluate", "list_runs",
+        "load_run", "method_parameters", "rename_run", "select",
+    )},
+    **{name: (".bridge.runs", name) for name in (
+        "CompensationRun", "CompensationRunConfig", "DistillationRun", "DistillationRunConfig", "SelectionRun",
+        "SelectionRunConfig",
+    )},
+    "CondensationError": (".errors", "CondensationError"),
+    "SELECTION_METHODS": (".selection", "METHODS"),
+}
 
-__all__ = [
-    "CompensationRun",
-    "CompensationRunConfig",
-    "CondensationError",
-    "DistillationRun",
-    "DistillationRunConfig",
-    "SELECTION_METHODS",
-    "color_stats",
-    "compensate",
-    "compute_embeddings",
-    "datasets",
-    "delete_run",
-    "distill",
-    "evaluate",
-    "list_runs",
-    "load_run",
-    "method_parameters",
-    "rename_run",
-    "select",
-    "SelectionRun",
-    "SelectionRunConfig",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module when the name is first used (PEP 562)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attribute = _EXPORTS[name]
+    module = importlib.import_module(module_name, __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

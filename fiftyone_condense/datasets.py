@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,26 +12,8 @@ import numpy as np
 from PIL import Image
 
 from .errors import CondensationError
+from .idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_FILES, read_idx  # noqa: F401 (re-exported)
 from .progress import Progress, ProgressFn, chunks
-
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]
-_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-          "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read a (gzipped) IDX file of unsigned bytes into an array of its declared shape."""
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
-    magic = int.from_bytes(data[:4], "big")
-    if magic >> 8 != 0x08:
-        raise CondensationError(f"{path} is not an IDX file of unsigned bytes")
-    ndim = magic & 0xFF
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def _balanced_head(labels: np.ndarray, per_class: Optional[int]) -> np.ndarray:
@@ -82,7 +63,7 @@ def load_fashion_mnist(
         if not overwrite:
             raise CondensationError(f"Dataset {name!r} exists with other contents; pass overwrite=True or another name")
         existing.delete()
-    missing = [f for files in _FILES.values() for f in files if not (source_dir / f).is_file()]
+    missing = [f for files in FASHION_MNIST_FILES.values() for f in files if not (source_dir / f).is_file()]
     if missing:
         raise CondensationError(
             f"Fashion-MNIST files {missing} not found in {source_dir}; install the Debian package dataset-fashion-mnist"
@@ -90,7 +71,7 @@ def load_fashion_mnist(
     media_root = Path(media_dir) if media_dir else Path(fo.config.default_dataset_dir) / name
     reporter = Progress(progress)
     samples = []
-    for position, (split, (image_file, label_file)) in enumerate(_FILES.items()):
+    for position, (split, (image_file, label_file)) in enumerate(FASHION_MNIST_FILES.items()):
         images, labels = read_idx(source_dir / image_file), read_idx(source_dir / label_file)
         keep = _balanced_head(labels, train_per_class if split == "train" else test_per_class)
         folder = media_root / split
