@@ -15,6 +15,8 @@ without FiftyOne, diffusers or submodlib.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -51,3 +53,17 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``fc.distill`` the SDK function once the ``distill`` subpackage is imported (Python
+    binds a subpackage to its parent's attribute of the same name; the subpackage stays
+    importable as ``fiftyone_condense.distill``)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name, ("", None))[1] is not None:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -75,7 +75,8 @@ class DSA:
     augmented with the same seed, gets the same transform; this is how distribution matching
     augments real and synthetic images alike. Without one, each image draws its own (the
     evaluation protocol), from torch's global generator, so ``torch.manual_seed`` fixes it.
-    Every operation is differentiable with respect to the pixels.
+    Every operation is differentiable with respect to the pixels. :meth:`blocks` augments many
+    blocks (one per class) with one seed each, applying each drawn family once for all of them.
     """
 
     def __init__(self, strategy: str = "_".join(FAMILIES), params: DSAParams = DSAParams()):
@@ -86,56 +87,105 @@ class DSA:
         self.params = params
 
     def __call__(self, x: torch.Tensor, seed: Optional[int] = None) -> torch.Tensor:
-        draws = _Draws(seed)
+        family, values = self._draw(x, x.shape[0], _Draws(seed))
+        return getattr(self, f"_{family}")(x, values).contiguous()
+
+    def blocks(self, x: torch.Tensor, sizes: Sequence[int], seeds: Sequence[Optional[int]]) -> torch.Tensor:
+        """``torch.cat([self(block, seed) for block, seed in zip(x.split(sizes), seeds)])``, with
+        each family that was drawn applied once to all the blocks that drew it: a handful of
+        batched operations per call instead of one set per block, and no host synchronisation."""
+        blocks = torch.split(x, list(sizes))
+        drawn = [self._draw(x, size, _Draws(seed)) for size, seed in zip(sizes, seeds)]
+        members: dict[str, list[int]] = {}
+        for index, (family, _) in enumerate(drawn):
+            members.setdefault(family, []).append(index)
+        out: list[torch.Tensor] = list(blocks)
+        for family, indices in members.items():
+            rows = torch.cat([blocks[i] for i in indices])
+            values = {name: torch.cat([drawn[i][1][name] for i in indices]) for name in drawn[indices[0]][1]}
+            augmented = getattr(self, f"_{family}")(rows, values)
+            for i, part in zip(indices, torch.split(augmented, [sizes[i] for i in indices])):
+                out[i] = part
+        return torch.cat(out).contiguous()
+
+    # -- draws: per family, one value per image of each kind, in the reference's order
+    def _draw(self, x: torch.Tensor, n: int, draws: _Draws) -> tuple[str, dict[str, torch.Tensor]]:
         family = self.families[int(draws.integers(0, len(self.families), 1, torch.device("cpu"))[0])]
-        return getattr(self, f"_{family}")(x, draws).contiguous()
+        values = getattr(self, f"_draw_{family}")(x, n, draws)
+        return family, {name: value.expand(n) for name, value in values.items()}
 
-    def _color(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
-        p, n = self.params, x.shape[0]
-        x = x + (draws.uniform(n, x.device, x.dtype).view(-1, 1, 1, 1) - 0.5) * p.brightness
+    def _draw_color(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
+        return {name: draws.uniform(n, x.device, x.dtype) for name in ("brightness", "saturation", "contrast")}
+
+    def _draw_crop(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
+        shift_rows, shift_cols = self._crop_shifts(x)
+        return {"rows": draws.integers(-shift_rows, shift_rows + 1, n, x.device),
+                "cols": draws.integers(-shift_cols, shift_cols + 1, n, x.device)}
+
+    def _draw_cutout(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
+        (height, width), (cut_rows, cut_cols) = x.shape[-2:], self._cutout_sides(x)
+        return {"top": draws.integers(0, height + (1 - cut_rows % 2), n, x.device),
+                "left": draws.integers(0, width + (1 - cut_cols % 2), n, x.device)}
+
+    def _draw_flip(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
+        return {"flip": draws.uniform(n, x.device)}
+
+    def _draw_scale(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
+        return {"sx": draws.uniform(n), "sy": draws.uniform(n)}  # on the CPU, as the reference
+
+    def _draw_rotate(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
+        return {"angle": draws.uniform(n)}  # on the CPU, as the reference
+
+    def _crop_shifts(self, x: torch.Tensor) -> tuple[int, int]:
+        height, width = x.shape[-2:]
+        return int(height * self.params.crop_pad + 0.5), int(width * self.params.crop_pad + 0.5)
+
+    def _cutout_sides(self, x: torch.Tensor) -> tuple[int, int]:
+        height, width = x.shape[-2:]
+        return int(height * self.params.cutout + 0.5), int(width * self.params.cutout + 0.5)
+
+    # -- transforms, with one drawn value per image
+    def _color(self, x: torch.Tensor, v: dict[str, torch.Tensor]) -> torch.Tensor:
+        p = self.params
+        x = x + (v["brightness"].view(-1, 1, 1, 1) - 0.5) * p.brightness
         mean = x.mean(dim=1, keepdim=True)
-        x = (x - mean) * (draws.uniform(n, x.device, x.dtype).view(-1, 1, 1, 1) * p.saturation) + mean
+        x = (x - mean) * (v["saturation"].view(-1, 1, 1, 1) * p.saturation) + mean
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        return (x - mean) * (draws.uniform(n, x.device, x.dtype).view(-1, 1, 1, 1) + p.contrast) + mean
+        return (x - mean) * (v["contrast"].view(-1, 1, 1, 1) + p.contrast) + mean
 
-    def _crop(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
+    def _crop(self, x: torch.Tensor, v: dict[str, torch.Tensor]) -> torch.Tensor:
         """Integer translation with zero fill, up to ``crop_pad`` of each side."""
         n, channels, height, width = x.shape
-        shift_rows, shift_cols = int(height * self.params.crop_pad + 0.5), int(width * self.params.crop_pad + 0.5)
-        rows = draws.integers(-shift_rows, shift_rows + 1, n, x.device).view(-1, 1)
-        cols = draws.integers(-shift_cols, shift_cols + 1, n, x.device).view(-1, 1)
         # Index a one-pixel zero border, clamping out-of-range positions onto it.
-        rows = (torch.arange(height, device=x.device) + rows + 1).clamp(0, height + 1).expand(n, height)
-        cols = (torch.arange(width, device=x.device) + cols + 1).clamp(0, width + 1).expand(n, width)
+        rows = (torch.arange(height, device=x.device) + v["rows"].view(-1, 1) + 1).clamp(0, height + 1)
+        cols = (torch.arange(width, device=x.device) + v["cols"].view(-1, 1) + 1).clamp(0, width + 1)
         padded = F.pad(x, [1, 1, 1, 1])
         picked_rows = padded.gather(2, rows.view(n, 1, height, 1).expand(n, channels, height, width + 2))
         return picked_rows.gather(3, cols.view(n, 1, 1, width).expand(n, channels, height, width))
 
-    def _cutout(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
+    def _cutout(self, x: torch.Tensor, v: dict[str, torch.Tensor]) -> torch.Tensor:
         """Zero a square of ``cutout`` × the side, centred at a random pixel (clipped at the edges)."""
-        n, _, height, width = x.shape
-        cut_rows, cut_cols = int(height * self.params.cutout + 0.5), int(width * self.params.cutout + 0.5)
-        top = draws.integers(0, height + (1 - cut_rows % 2), n, x.device).view(-1, 1, 1) - cut_rows // 2
-        left = draws.integers(0, width + (1 - cut_cols % 2), n, x.device).view(-1, 1, 1) - cut_cols // 2
+        height, width = x.shape[-2:]
+        cut_rows, cut_cols = self._cutout_sides(x)
+        top = v["top"].view(-1, 1, 1) - cut_rows // 2
+        left = v["left"].view(-1, 1, 1) - cut_cols // 2
         rows = torch.arange(height, device=x.device).view(1, -1, 1)
         cols = torch.arange(width, device=x.device).view(1, 1, -1)
         inside = (rows >= top) & (rows < top + cut_rows) & (cols >= left) & (cols < left + cut_cols)
         return x * (~inside).to(x.dtype).unsqueeze(1)
 
-    def _flip(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
-        flip = draws.uniform(x.shape[0], x.device).view(-1, 1, 1, 1) < self.params.flip
-        return torch.where(flip, x.flip(3), x)
+    def _flip(self, x: torch.Tensor, v: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.where(v["flip"].view(-1, 1, 1, 1) < self.params.flip, x.flip(3), x)
 
-    def _scale(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
-        ratio, n = self.params.scale, x.shape[0]
-        sx = draws.uniform(n) * (ratio - 1.0 / ratio) + 1.0 / ratio
-        sy = draws.uniform(n) * (ratio - 1.0 / ratio) + 1.0 / ratio
-        theta = torch.zeros(len(sx), 2, 3)
-        theta[:, 0, 0], theta[:, 1, 1] = sx, sy
+    def _scale(self, x: torch.Tensor, v: dict[str, torch.Tensor]) -> torch.Tensor:
+        ratio = self.params.scale
+        theta = torch.zeros(len(v["sx"]), 2, 3)
+        theta[:, 0, 0] = v["sx"] * (ratio - 1.0 / ratio) + 1.0 / ratio
+        theta[:, 1, 1] = v["sy"] * (ratio - 1.0 / ratio) + 1.0 / ratio
         return _warp(x, theta)
 
-    def _rotate(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
-        angle = (draws.uniform(x.shape[0]) - 0.5) * 2 * self.params.rotate_degrees / 180 * math.pi
+    def _rotate(self, x: torch.Tensor, v: dict[str, torch.Tensor]) -> torch.Tensor:
+        angle = (v["angle"] - 0.5) * 2 * self.params.rotate_degrees / 180 * math.pi
         theta = torch.zeros(len(angle), 2, 3)
         theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle), torch.sin(-angle)
         theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle), torch.cos(angle)
@@ -145,7 +195,7 @@ class DSA:
 def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Per-image (or one shared, broadcast) affine transforms, bilinear with zero fill, with
     ``align_corners=False`` as the reference's ``affine_grid``/``grid_sample`` defaults."""
-    theta = theta.to(device=x.device, dtype=x.dtype).expand(x.shape[0], 2, 3)
+    theta = theta.to(device=x.device, dtype=x.dtype, non_blocking=True).expand(x.shape[0], 2, 3)  # no host wait
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

@@ -44,6 +44,11 @@ class ConvNet3(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).flatten(1)
 
+    def reset_parameters(self) -> None:
+        """New weights in place: the very draws a new ConvNet3 makes after the same seed (its
+        modules re-drawn in construction order), without building one; draws on the weights' device."""
+        _reset_children(self)
+
     def style_layers(self) -> list[nn.Module]:
         """Where Decomposed DM reads style: the activation after each normalisation layer
         (the reference records each GroupNorm's output, which the in-place ReLU then overwrites)."""
@@ -68,6 +73,14 @@ class CifarResNet18(ResNet):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
 
+    def reset_parameters(self) -> None:
+        """New weights in place, from the distributions a new build draws them from (torchvision's
+        He-normal for the convolutions after the stem, PyTorch's defaults elsewhere)."""
+        _reset_children(self)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and module is not self.conv1:
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
     def style_layers(self) -> list[nn.Module]:
         """Where Decomposed DM reads style: the stem's activation, ``layer1`` and ``layer2`` (the
         reference's ``ResNet18_style``)."""
@@ -75,6 +88,13 @@ class CifarResNet18(ResNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))
+
+
+def _reset_children(network: nn.Module) -> None:
+    """Each sub-module's own ``reset_parameters``, in the order ``modules()`` lists them."""
+    for module in network.modules():
+        if module is not network and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
 
 
 MAX_FEATURE_WIDTH = 2048  # ConvNet-3's width at 28-32 px (128 × 4 × 4), kept at any resolution

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 import shutil
 import time
 from dataclasses import asdict
@@ -23,7 +22,7 @@ from ..device import resolve_device
 from ..distill import DistillSettings
 from ..distill import distill as distill_images
 from ..distill.palette import palette_png
-from ..distill.params import BUDGETS, DISTILL_PARAMS
+from ..distill.params import DISTILL_PARAMS, default_lr_img, images_per_class
 from ..errors import CondensationError
 from ..images import as_rgb
 from ..params import resolve
@@ -34,23 +33,6 @@ from .lifecycle import Reading, begin, record, versions
 
 Collection = fo.core.collections.SampleCollection
 SETTINGS_PARAMS = {"budget", "teacher_epochs"}  # declared parameters that are not engine settings
-
-
-def default_lr_img(method: str, ipc: int) -> float:
-    """The image learning rate of the method's reference: 1, AutoPalette 10 from IPC 50 (its paper's Table 9)."""
-    return 10.0 if method == "autopalette" and ipc >= 50 else 1.0
-
-
-def images_per_class(ipc: int, method: str, budget: str, num_colors: int) -> int:
-    """Synthetic images per class: AutoPalette's storage budget (``paper``: IPC × 2^(8 − ⌈log₂K⌉),
-    as its reference code; ``bits``: IPC × 8 / ⌈log₂K⌉, the same bytes as IPC 8-bit images;
-    ``count``: IPC), IPC for the other methods."""
-    if budget not in BUDGETS:
-        raise CondensationError(f"budget must be one of {BUDGETS}, got {budget!r}")
-    bits = math.ceil(math.log2(num_colors))
-    if method != "autopalette" or budget == "count":
-        return ipc
-    return ipc * 2 ** (8 - bits) if budget == "paper" else ipc * 8 // bits
 
 
 def method_params(method: str, ipc: int, given: dict) -> dict:

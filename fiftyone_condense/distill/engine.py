@@ -6,7 +6,10 @@ the reference loops do (``main_DM.py``; DM_Style_matching; AutoPalette's ``dm_qu
 loss is the same; the work is organised for speed: real images go through the network without
 autograd, in chunks (small on a CPU, where the maps then stay in cache; large on a GPU), and are
 reduced to class statistics at once; the synthetic images of all classes go through one forward
-pass. Randomness is derived from ``(seed, iteration)``, so
+pass; DSA applies each drawn family once to all the class blocks that drew it. On a GPU the real
+images stay on the device (when they fit) and batches are drawn there, the per-iteration network
+is one module re-initialised in place, and nothing waits for the device within an iteration (the
+loss is read every ``log_every`` iterations). Randomness is derived from ``(seed, iteration)``, so
 a run resumed from a checkpoint reproduces an uninterrupted one.
 """
 
@@ -34,6 +37,8 @@ DISTILL_METHODS = ("dm", "ddm", "autopalette")
 GPU_CHUNK_IMAGES = 8192
 WARMUP_BATCH = 256  # the reference's batch_train
 CPU_CHUNK_IMAGES = 32  # on a CPU, 32-image forwards keep the 128×32×32 maps in cache: 1.6× faster than 256 (measured)
+GPU_LOG_EVERY = 100  # iterations between reads of the loss on a GPU (each read waits for the device)
+DEVICE_REAL_FRACTION = 0.25  # real images move to the GPU when they take at most this share of its free memory
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class DistillSettings:
     # engine
     real_chunk: int = 0  # images per real forward; 0: 32 on a CPU, 8192 on a GPU
     mixed_precision: bool = False  # bf16 autocast: faster, not the reference's numbers
+    compile: bool = False  # torch.compile the embedding network (DM and AutoPalette's DM task; not style hooks)
+    log_every: int = 0  # iterations between loss reads; 0: every iteration on a CPU, every 100 on a GPU
     checkpoint_every: int = 500
 
     def __post_init__(self):
@@ -94,7 +101,8 @@ class DistillSettings:
 
     def key(self) -> str:
         """What a checkpoint must match to be resumed (everything but bookkeeping)."""
-        return digest({k: v for k, v in asdict(self).items() if k not in ("checkpoint_every", "iterations", "real_chunk")})
+        bookkeeping = ("checkpoint_every", "iterations", "real_chunk", "compile", "log_every")
+        return digest({k: v for k, v in asdict(self).items() if k not in bookkeeping})
 
 
 @dataclass
@@ -150,6 +158,40 @@ def _class_means(values: torch.Tensor, classes: torch.Tensor, num_classes: int) 
     return _class_sums(values, classes, num_classes) / counts.view(-1, *([1] * (values.dim() - 1)))
 
 
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move without waiting for the device (a small host tensor is staged at once)."""
+    return tensor.to(device, non_blocking=True)
+
+
+def _fits_on_device(real, device: torch.device) -> bool:
+    """Whether the real images (a tensor) should move to the GPU: when they take at most
+    ``DEVICE_REAL_FRACTION`` of its free memory. Lazily read images stay on the host."""
+    if device.type != "cuda" or not isinstance(real, torch.Tensor):
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return real.numel() * 4 <= DEVICE_REAL_FRACTION * free
+
+
+class _Embedder(nn.Module):
+    """A network's ``embed`` as its forward, so ``torch.compile`` compiles one module call."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net.embed(images)
+
+
+def _compiled(net: nn.Module) -> nn.Module:
+    return torch.compile(_Embedder(net))
+
+
+def embed(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The network's embedding (a compiled embedder is called as a module)."""
+    return net(images) if not hasattr(net, "embed") else net.embed(images)
+
+
 @dataclass
 class ClassStatistics:
     """Class means of what the losses compare: embeddings, and per style layer the mean map and
@@ -167,17 +209,28 @@ class Distiller:
                  num_classes: int, settings: DistillSettings, device: torch.device, seed: int):
         self.settings, self.device, self.seed, self.num_classes = settings, device, seed, num_classes
         self.normalizer = Normalizer.fit(real)
-        self.real = real  # stays on the CPU; batches move to the device
-        self.by_class = [torch.nonzero(real_labels == c).flatten() for c in range(num_classes)]
+        self.real_normalised = _fits_on_device(real, device)
+        # On a GPU with room, the normalised real images live there and batches are drawn there;
+        # otherwise they stay where they are (a tensor or lazily read files) and batches move.
+        self.real = self.normalizer(real).to(device) if self.real_normalised else real
+        index_device = device if self.real_normalised else torch.device("cpu")
+        self.by_class = [torch.nonzero(real_labels == c).flatten().to(index_device) for c in range(num_classes)]
         self.syn_labels = init_labels.to(device)
         self.classes_present = sorted(set(init_labels.tolist()))
         self.present = torch.tensor(self.classes_present, device=device)
+        self.syn_counts = torch.bincount(init_labels, minlength=num_classes)[self.classes_present].tolist()
         self.synthetic = self.normalizer(init.clone()).to(device).requires_grad_(True)
         self.image_optimizer = torch.optim.SGD([self.synthetic], lr=settings.lr_img, momentum=settings.momentum)
         self.augment = DSA() if settings.dsa else None
         self.shape = (real.shape[1], num_classes, tuple(real.shape[-2:]))
         self.real_chunk = settings.real_chunk or (GPU_CHUNK_IMAGES if device.type == "cuda" else CPU_CHUNK_IMAGES)
         self.classes_per_group = max(1, self.real_chunk // settings.batch_real)
+        self.log_every = settings.log_every or (GPU_LOG_EVERY if device.type == "cuda" else 1)
+        self.net = build_model(settings.arch, *self.shape).to(device)
+        for parameter in self.net.parameters():
+            parameter.requires_grad_(False)
+        self.recorder = StyleRecorder(self.net) if settings.style else None
+        self.embed_net = _compiled(self.net) if settings.compile and not settings.style else self.net
         self.palette = None
         if settings.method == "autopalette":
             torch.manual_seed(seed)
@@ -199,39 +252,55 @@ class Distiller:
 
     # -- one iteration
     def _real_batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch_real`` random real images of each class present (all of a smaller class), sorted
+        by class, normalised; labels on the CPU (their counts are known without asking the device)."""
         picks, labels = [], []
         for c in self.classes_present:
             members = self.by_class[c]
-            chosen = members[torch.randperm(len(members), generator=generator)[: self.settings.batch_real]]
+            order = torch.randperm(len(members), generator=generator, device=members.device)
+            chosen = members[order[: self.settings.batch_real]]
             picks.append(chosen)
             labels.append(torch.full((len(chosen),), c))
-        return self.normalizer(self.real[torch.cat(picks)]), torch.cat(labels)
+        return self._normalised_real(torch.cat(picks)), torch.cat(labels)
 
-    def _augment_by_class(self, images: torch.Tensor, labels: torch.Tensor, iteration_seed: int) -> torch.Tensor:
-        """DSA of each class's block (labels are sorted): with the class's seed when real and
-        synthetic images share draws, else each image draws its own from the global generator."""
+    def _normalised_real(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.real[rows.to(self.by_class[0].device)] if self.real_normalised else self.normalizer(self.real[rows])
+
+    def _generator(self, iteration_seed: int) -> torch.Generator:
+        """The batch sampler's generator, on the device that holds the real images."""
+        return torch.Generator(device=self.by_class[0].device).manual_seed(iteration_seed)
+
+    def _augment_by_class(self, images: torch.Tensor, classes: list[int], counts: list[int],
+                          iteration_seed: int) -> torch.Tensor:
+        """DSA of each class's block (``counts[i]`` rows of class ``classes[i]``, in order): with the
+        class's seed when real and synthetic images share draws, else each image draws its own
+        from the global generator."""
         if self.augment is None:
             return images
-        present = labels.unique_consecutive()
-        blocks = torch.split(images, torch.bincount(labels)[present].tolist())
-        seeds = [_class_seed(iteration_seed, int(c)) if self.settings.siamese else None for c in present.tolist()]
-        return torch.cat([self.augment(block, seed=seed) for block, seed in zip(blocks, seeds)])
+        seeds = [_class_seed(iteration_seed, c) if self.settings.siamese else None for c in classes]
+        return self.augment.blocks(images, counts, seeds)
 
     def _real_statistics(self, net: nn.Module, recorder: Optional[StyleRecorder], real: torch.Tensor,
                          labels: torch.Tensor, iteration_seed: int) -> ClassStatistics:
         """Class statistics of the augmented real batch, without autograd: classes are augmented
         in groups and go through the network ``real_chunk`` images at a time, reduced to sums at once."""
         settings, classes = self.settings, self.num_classes
-        counts = torch.bincount(labels, minlength=classes).clamp_min(1).to(self.device)
+        labels = labels.cpu()
+        class_counts = torch.bincount(labels, minlength=classes)
+        counts = _to(class_counts.clamp_min(1), self.device)
+        sizes = class_counts[self.classes_present].tolist()
+        starts = np.cumsum([0, *sizes]).tolist()
         embedding, maps, grams = 0.0, None, None
-        for group in torch.split(torch.arange(len(self.classes_present)), self.classes_per_group):
-            rows = torch.isin(labels, self.present.cpu()[group])
-            group_labels = labels[rows].to(self.device)
+        for first in range(0, len(self.classes_present), self.classes_per_group):
+            last = min(first + self.classes_per_group, len(self.classes_present))
+            rows = slice(starts[first], starts[last])
+            group_labels = _to(labels[rows], self.device)
             with torch.no_grad():
-                augmented = self._augment_by_class(real[rows].to(self.device), group_labels, iteration_seed)
+                augmented = self._augment_by_class(_to(real[rows], self.device), self.classes_present[first:last],
+                                                   sizes[first:last], iteration_seed)
                 for chunk, chunk_labels in zip(torch.split(augmented, self.real_chunk), torch.split(group_labels, self.real_chunk)):
                     with autocast(self.device, settings.mixed_precision):
-                        features = net.embed(chunk).float()
+                        features = embed(net, chunk).float()
                     embedding = embedding + _class_sums(features, chunk_labels, classes)
                     layer_maps = recorder.take() if recorder else []
                     map_sums = [_class_sums(m.float(), chunk_labels, classes) for m in layer_maps]
@@ -249,9 +318,9 @@ class Distiller:
         """DM (+ Decomposed DM's style and diversity terms), summed over classes."""
         settings, classes, present = self.settings, self.num_classes, self.present
         target = self._real_statistics(net, recorder, real, real_labels, iteration_seed)
-        syn = self._augment_by_class(syn, self.syn_labels, iteration_seed)
+        syn = self._augment_by_class(syn, self.classes_present, self.syn_counts, iteration_seed)
         with autocast(self.device, settings.mixed_precision):
-            syn_embedding = net.embed(syn).float()
+            syn_embedding = embed(net, syn).float()
         loss = (target.embedding - _class_means(syn_embedding, self.syn_labels, classes))[present].square().sum()
         if recorder is None:
             return loss
@@ -260,30 +329,26 @@ class Distiller:
                       for real_map, syn_map in zip(target.maps, syn_maps)) / len(syn_maps)
         correlation = sum(losses.gram_distance(real_gram[present], _class_means(losses.gram(syn_map), self.syn_labels, classes)[present])
                           for real_gram, syn_map in zip(target.grams, syn_maps)) / len(syn_maps)
-        diversity = sum(losses.diversity_loss(syn_embedding[self.syn_labels == c], settings.neighbours)
-                        for c in self.classes_present)
+        diversity = sum(losses.diversity_loss(block, settings.neighbours)
+                        for block in torch.split(syn_embedding, self.syn_counts))
         return (loss + settings.moments_weight * moments.sum() + settings.correlation_weight * correlation.sum()
                 + settings.diversity_weight * diversity)
 
-    def step(self, iteration: int) -> float:
-        settings = self.settings
+    def step(self, iteration: int) -> torch.Tensor:
+        """One iteration; returns its loss as a 0-d tensor on the device (reading it waits for the device)."""
         iteration_seed = _iteration_seed(self.seed, iteration)
         torch.manual_seed(iteration_seed)  # the network's weights, and DSA draws that are not shared
-        net = build_model(settings.arch, *self.shape).to(self.device).train()
-        for parameter in net.parameters():
-            parameter.requires_grad_(False)
-        recorder = StyleRecorder(net) if settings.style else None
-        real, real_labels = self._real_batch(torch.Generator().manual_seed(iteration_seed))
+        self.net.reset_parameters()  # a fresh network: the draws of a new build, in place
+        self.net.train()
+        real, real_labels = self._real_batch(self._generator(iteration_seed))
         self.image_optimizer.zero_grad(set_to_none=True)
-        try:
-            task = self._task_loss(net, recorder, real, real_labels, self.task_images(), iteration_seed)
-        finally:
-            if recorder is not None:
-                recorder.close()
+        if self.recorder is not None:
+            self.recorder.take()  # nothing left from an interrupted iteration
+        task = self._task_loss(self.embed_net, self.recorder, real, real_labels, self.task_images(), iteration_seed)
         if self.palette is None:
             task.backward()
             self.image_optimizer.step()
-            return float(task.detach())
+            return task.detach()
         return self._palette_step(task / self.num_classes, iteration_seed)
 
     def _colour_loss(self, images: torch.Tensor, rng: np.random.RandomState, confidence: bool = True) -> torch.Tensor:
@@ -305,7 +370,7 @@ class Distiller:
         batches = [batch for _ in range(self.settings.palette_warmup)
                    for batch in torch.randperm(len(self.real), generator=generator).split(WARMUP_BATCH)]
         for step, batch in enumerate(batches):
-            loss = self._colour_loss(self.normalizer(self.real[batch]).to(self.device), rng, confidence=False)
+            loss = self._colour_loss(_to(self._normalised_real(batch), self.device), rng, confidence=False)
             self.palette_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.palette_optimizer.step()
@@ -329,7 +394,7 @@ class Distiller:
         colour = self._colour_loss(self.synthetic.detach()[subset], np.random.RandomState(iteration_seed % 2**32))
         colour.backward()
         self.palette_optimizer.step()
-        return float(task.detach() + colour.detach())
+        return task.detach() + colour.detach()
 
     # -- checkpoints
     def state(self, iteration: int, history: list[float]) -> dict:
@@ -391,11 +456,17 @@ def distill(
     resumed_from = first
     if first == 0 and distiller.palette is not None and settings.palette_warmup:
         distiller.warm_up_palette(progress)
+    pending: list[torch.Tensor] = []  # losses not yet read from the device
     for iteration in range(first, settings.iterations):
-        history.append(distiller.step(iteration))
+        pending.append(distiller.step(iteration))
         done = iteration + 1
-        if checkpoint is not None and (done % settings.checkpoint_every == 0 or done == settings.iterations):
+        saving = checkpoint is not None and (done % settings.checkpoint_every == 0 or done == settings.iterations)
+        if saving or done % distiller.log_every == 0 or done == settings.iterations:
+            history += torch.stack(pending).tolist()
+            pending = []
+        if saving:
             save_atomically(distiller.state(done, history), checkpoint)
-        progress(done / max(settings.iterations, 1), f"iteration {done}/{settings.iterations} loss {history[-1]:.4g}")
+        last = f" loss {history[-1]:.4g}" if history else ""
+        progress(done / max(settings.iterations, 1), f"iteration {done}/{settings.iterations}{last}")
     images, palettes, indices = distiller.result()
     return DistillResult(images, init_labels.clone(), history, time.perf_counter() - started, palettes, indices, resumed_from)

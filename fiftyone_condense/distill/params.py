@@ -3,6 +3,9 @@ unless said otherwise); the SDK validates against them and the distil form is bu
 
 from __future__ import annotations
 
+import math
+
+from ..errors import CondensationError
 from ..params import Param
 
 BUDGETS = ("paper", "bits", "count")
@@ -55,3 +58,20 @@ DESCRIPTIONS = {
     "ddm": "Decomposed DM: DM + feature-map style matching + intra-class diversity",
     "autopalette": "AutoPalette: DM/DDM through a palette network; images stored with K colours",
 }
+
+
+def default_lr_img(method: str, ipc: int) -> float:
+    """The image learning rate of the method's reference: 1, AutoPalette 10 from IPC 50 (its paper's Table 9)."""
+    return 10.0 if method == "autopalette" and ipc >= 50 else 1.0
+
+
+def images_per_class(ipc: int, method: str, budget: str, num_colors: int) -> int:
+    """Synthetic images per class: AutoPalette's storage budget (``paper``: IPC × 2^(8 − ⌈log₂K⌉),
+    as its reference code; ``bits``: IPC × 8 / ⌈log₂K⌉, the same bytes as IPC 8-bit images;
+    ``count``: IPC), IPC for the other methods."""
+    if budget not in BUDGETS:
+        raise CondensationError(f"budget must be one of {BUDGETS}, got {budget!r}")
+    bits = math.ceil(math.log2(num_colors))
+    if method != "autopalette" or budget == "count":
+        return ipc
+    return ipc * 2 ** (8 - bits) if budget == "paper" else ipc * 8 // bits

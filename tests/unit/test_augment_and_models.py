@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fiftyone_condense.augment import DSA, FAMILIES
+from fiftyone_condense.augment import DSA, FAMILIES, _Draws
 from fiftyone_condense.models import bounded_features, build_model
 
 
@@ -67,3 +67,35 @@ def test_stored_features_are_pooled_to_at_most_2048_values_at_any_resolution():
     assert pooled.shape == (2, 2048)
     expected = torch.nn.functional.adaptive_avg_pool2d(features.view(2, 128, 28, 28), 4).flatten(1)
     assert torch.allclose(pooled, expected)
+
+
+def test_dsa_blocks_equal_one_call_per_block_with_each_family_applied_once():
+    """Distillation augments each class's block with the class's seed; ``blocks`` gives the same
+    images (and gradients) as one call per block, whatever families the blocks drew."""
+    sizes, seeds = [7, 3, 5, 1, 4, 6, 2, 8], [11, 12, 40, 41, 97, 98, 300, 301]
+    images = torch.rand(sum(sizes), 3, 12, 12, requires_grad=True)
+    families = {DSA()._draw(images, 1, _Draws(seed))[0] for seed in seeds}
+    assert len(families) >= 4
+    together = DSA().blocks(images, sizes, seeds)
+    one_by_one = torch.cat([DSA()(block, seed=seed) for block, seed in zip(torch.split(images, sizes), seeds)])
+    torch.testing.assert_close(together, one_by_one)
+    weights = torch.rand_like(together)
+    grad_together, = torch.autograd.grad((together * weights).sum(), images)
+    grad_one_by_one, = torch.autograd.grad((one_by_one * weights).sum(), images)
+    torch.testing.assert_close(grad_together, grad_one_by_one)
+
+
+@pytest.mark.parametrize("arch, channels, size", [("convnet3", 1, 28), ("convnet3", 3, 32), ("resnet18", 3, 32)])
+def test_a_network_redrawn_in_place_is_a_fresh_one(arch, channels, size):
+    """Distillation re-draws one network each iteration instead of building one: for ConvNet-3
+    the very weights a new build draws after the same seed; for ResNet-18 the same distributions."""
+    torch.manual_seed(5)
+    fresh = build_model(arch, channels, 10, (size, size))
+    reused = build_model(arch, channels, 10, (size, size))
+    torch.manual_seed(5)
+    reused.reset_parameters()
+    for (name, a), b in zip(fresh.state_dict().items(), reused.state_dict().values()):
+        if arch == "convnet3":
+            assert torch.equal(a, b), name
+        elif name.endswith("conv1.weight") or name.endswith("conv2.weight"):
+            assert abs(a.std() - b.std()) < 0.15 * a.std(), name
