@@ -96,7 +96,7 @@ def train_classifier(
     batches, parts = shuffled_batches(len(images), config.batch_size), micro_batch(model, device)
     for epoch in range(passes):
         for step, batch in enumerate(batches):
-            batch = batch.to(device)
+            batch = batch.to(device, non_blocking=True)  # no host wait per step
             x = images[batch]
             if augment is not None:
                 x = augment(x)
@@ -187,7 +187,7 @@ def train_to_convergence(
     for epoch in range(config.max_epochs):
         model.train()
         for batch in batches:
-            batch = batch.to(device)
+            batch = batch.to(device, non_blocking=True)  # no host wait per step
             optimizer.zero_grad(set_to_none=True)
             cross_entropy_backward(model, images[batch], labels[batch], device, parts=parts)
             optimizer.step()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -436,12 +436,14 @@ def distill(
     seed: int = 0,
     checkpoint: Optional[Path] = None,
     progress: ProgressFn = silent,
+    stop: Optional[Callable[[int], bool]] = None,
 ) -> DistillResult:
     """Optimise ``init`` images (floats in [0, 1], sorted by label) so they match ``real`` under
     ``settings.method``.
 
     With ``checkpoint`` the state is saved every ``settings.checkpoint_every`` iterations and a
-    matching checkpoint found there is resumed.
+    matching checkpoint found there is resumed. ``stop(iterations_done)``, asked at each read of
+    the loss, ends the run early when it returns True (a wall-clock budget, say).
     """
     started = time.perf_counter()
     order = torch.argsort(init_labels, stable=True)
@@ -468,5 +470,7 @@ def distill(
             save_atomically(distiller.state(done, history), checkpoint)
         last = f" loss {history[-1]:.4g}" if history else ""
         progress(done / max(settings.iterations, 1), f"iteration {done}/{settings.iterations}{last}")
+        if stop is not None and not pending and stop(done):
+            break
     images, palettes, indices = distiller.result()
     return DistillResult(images, init_labels.clone(), history, time.perf_counter() - started, palettes, indices, resumed_from)
