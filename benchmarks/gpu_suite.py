@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -42,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from step_speed import REFERENCE, our_iterations_per_second, reference_iterations_per_second, synchronize  # noqa: E402
 
 from fiftyone_condense.distill import DistillSettings, distill  # noqa: E402
+from fiftyone_condense.distill.engine import Distiller  # noqa: E402
 from fiftyone_condense.distill.params import default_lr_img, images_per_class  # noqa: E402
 from fiftyone_condense.evaluation import HardProtocol, evaluate_images  # noqa: E402
 from fiftyone_condense.idx import FASHION_MNIST_DIR, FASHION_MNIST_FILES, fashion_mnist_tensors  # noqa: E402
@@ -203,7 +205,27 @@ def speed_table(train_x, train_y, size: Size, device: torch.device, reference: P
         per_class = images_per_class(ipc, settings.method, "paper", NUM_COLORS)
         warmup = size.speed_warmup * (4 if settings.compile else 1)
         add(name, our_iterations_per_second(train_x, train_y, per_class, settings, size.speed_iterations, device, warmup))
+        if not settings.compile:  # (compiling again to count would cost more than it tells)
+            rows[-1]["host_syncs_per_iteration"] = host_syncs_per_step(train_x, train_y, per_class, settings, device)
     return rows
+
+
+def host_syncs_per_step(images, labels, ipc: int, settings: DistillSettings, device: torch.device) -> Optional[float]:
+    """Times an iteration made the host wait for the GPU (PyTorch's sync debug mode), over 3 iterations."""
+    if device.type != "cuda":
+        return None
+    distiller = Distiller(images, labels, torch.cat([images[labels == c][:ipc] for c in range(NUM_CLASSES)]),
+                          torch.arange(NUM_CLASSES).repeat_interleave(ipc), NUM_CLASSES, settings, device, seed=0)
+    distiller.step(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for iteration in range(1, 4):
+                distiller.step(iteration)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught) / 3
 
 
 def eval_step_seconds(train_x, train_y, test_x, test_y, device: torch.device) -> float:
@@ -245,7 +267,7 @@ def run_job(job: Job) -> dict:
     record = {"method": job.method, "ipc": job.ipc, "images_per_class": per_class, "init": "random real images"}
     if job.method != "random":
         settings = DistillSettings(method=job.method, iterations=size.max_iterations, batch_real=size.batch_real,
-                                   lr_img=default_lr_img(job.method, job.ipc), compile=job.compile and job.method != "ddm")
+                                   lr_img=default_lr_img(job.method, job.ipc), compile=job.compile and job.method == "dm")
         result = distill(train_x, train_y, images, labels, NUM_CLASSES, settings, device, job.seed,
                          stop=lambda done: time.time() >= job.distill_until)
         images = result.images
@@ -319,12 +341,15 @@ def speed_lines(rows: list[dict], cost: dict, ceilings: dict) -> list[str]:
     if ceilings:
         floor_ms = 1e3 * max(cost["flops"] / ceilings["tf32_flops"], cost["bytes"] / ceilings["copy_bytes"])
     reference = next((r["it_per_s"] for r in rows if r["loop"].startswith("reference")), None)
-    lines = ["| loop | iterations / s | ms / iteration | × reference | × floor time |", "|---|---|---|---|---|"]
+    lines = ["| loop | iterations / s | ms / iteration | × reference | × floor time | host waits / iteration |",
+             "|---|---|---|---|---|---|"]
     for row in rows:
         ms = 1e3 / row["it_per_s"]
         versus = f"{row['it_per_s'] / reference:.2f}×" if reference else "–"
         gap = f"{ms / floor_ms:.1f}×" if floor_ms and "DM" in row["loop"] and "Decomposed" not in row["loop"] else "–"
-        lines.append(f"| {row['loop']} | {row['it_per_s']:.2f} | {ms:.2f} | {versus} | {gap} |")
+        syncs = row.get("host_syncs_per_iteration")
+        lines.append(f"| {row['loop']} | {row['it_per_s']:.2f} | {ms:.2f} | {versus} | {gap} | "
+                     f"{'–' if syncs is None else f'{syncs:g}'} |")
     lines += ["", f"DM iteration at IPC 10, real batch 256: {cost['flops'] / 1e9:.0f} GFLOP, "
               f"{cost['bytes'] / 1e9:.2f} GB (layer-by-layer minimum)."]
     if ceilings:
@@ -387,10 +412,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="the smoke size (a CPU check of the script)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--ipcs", default=None, help="comma-separated; the first runs alone (default 10,1,50)")
-    parser.add_argument("--compile", action="store_true", help="time a torch.compile'd DM and use it for DM/AutoPalette")
-    parser.add_argument("--contention", type=float, default=0.5,
+    parser.add_argument("--compile", action="store_true", help="time a torch.compile'd DM step and use it in the DM jobs")
+    parser.add_argument("--contention", type=float, default=0.3,
                         help="slow-down of an evaluation per concurrent job, for planning the distillation time")
-    parser.add_argument("--first-share", type=float, default=0.62, help="share of the budget ending the first phase")
+    parser.add_argument("--first-share", type=float, default=0.6, help="share of the budget ending the first phase")
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--job-output", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)

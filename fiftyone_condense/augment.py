@@ -87,53 +87,57 @@ class DSA:
         self.params = params
 
     def __call__(self, x: torch.Tensor, seed: Optional[int] = None) -> torch.Tensor:
-        family, values = self._draw(x, x.shape[0], _Draws(seed))
+        family, values = self._draw(x, x.shape[0], _Draws(seed), x.device)
         return getattr(self, f"_{family}")(x, values).contiguous()
 
     def blocks(self, x: torch.Tensor, sizes: Sequence[int], seeds: Sequence[Optional[int]]) -> torch.Tensor:
         """``torch.cat([self(block, seed) for block, seed in zip(x.split(sizes), seeds)])``, with
         each family that was drawn applied once to all the blocks that drew it: a handful of
-        batched operations per call instead of one set per block, and no host synchronisation."""
+        batched operations per call instead of one set per block, and no host synchronisation.
+        The values are drawn on the CPU (the same on every device) and move to ``x``'s device once
+        per family; a single call on a GPU draws there, as the reference does."""
         blocks = torch.split(x, list(sizes))
-        drawn = [self._draw(x, size, _Draws(seed)) for size, seed in zip(sizes, seeds)]
+        cpu = torch.device("cpu")
+        drawn = [self._draw(x, size, _Draws(seed), cpu) for size, seed in zip(sizes, seeds)]
         members: dict[str, list[int]] = {}
         for index, (family, _) in enumerate(drawn):
             members.setdefault(family, []).append(index)
         out: list[torch.Tensor] = list(blocks)
         for family, indices in members.items():
             rows = torch.cat([blocks[i] for i in indices])
-            values = {name: torch.cat([drawn[i][1][name] for i in indices]) for name in drawn[indices[0]][1]}
+            values = {name: torch.cat([drawn[i][1][name] for i in indices]).to(x.device, non_blocking=True)
+                      for name in drawn[indices[0]][1]}
             augmented = getattr(self, f"_{family}")(rows, values)
             for i, part in zip(indices, torch.split(augmented, [sizes[i] for i in indices])):
                 out[i] = part
         return torch.cat(out).contiguous()
 
     # -- draws: per family, one value per image of each kind, in the reference's order
-    def _draw(self, x: torch.Tensor, n: int, draws: _Draws) -> tuple[str, dict[str, torch.Tensor]]:
+    def _draw(self, x: torch.Tensor, n: int, draws: _Draws, device: torch.device) -> tuple[str, dict[str, torch.Tensor]]:
         family = self.families[int(draws.integers(0, len(self.families), 1, torch.device("cpu"))[0])]
-        values = getattr(self, f"_draw_{family}")(x, n, draws)
+        values = getattr(self, f"_draw_{family}")(x, n, draws, device)
         return family, {name: value.expand(n) for name, value in values.items()}
 
-    def _draw_color(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
-        return {name: draws.uniform(n, x.device, x.dtype) for name in ("brightness", "saturation", "contrast")}
+    def _draw_color(self, x: torch.Tensor, n: int, draws: _Draws, device: torch.device) -> dict[str, torch.Tensor]:
+        return {name: draws.uniform(n, device, x.dtype) for name in ("brightness", "saturation", "contrast")}
 
-    def _draw_crop(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
+    def _draw_crop(self, x: torch.Tensor, n: int, draws: _Draws, device: torch.device) -> dict[str, torch.Tensor]:
         shift_rows, shift_cols = self._crop_shifts(x)
-        return {"rows": draws.integers(-shift_rows, shift_rows + 1, n, x.device),
-                "cols": draws.integers(-shift_cols, shift_cols + 1, n, x.device)}
+        return {"rows": draws.integers(-shift_rows, shift_rows + 1, n, device),
+                "cols": draws.integers(-shift_cols, shift_cols + 1, n, device)}
 
-    def _draw_cutout(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
+    def _draw_cutout(self, x: torch.Tensor, n: int, draws: _Draws, device: torch.device) -> dict[str, torch.Tensor]:
         (height, width), (cut_rows, cut_cols) = x.shape[-2:], self._cutout_sides(x)
-        return {"top": draws.integers(0, height + (1 - cut_rows % 2), n, x.device),
-                "left": draws.integers(0, width + (1 - cut_cols % 2), n, x.device)}
+        return {"top": draws.integers(0, height + (1 - cut_rows % 2), n, device),
+                "left": draws.integers(0, width + (1 - cut_cols % 2), n, device)}
 
-    def _draw_flip(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
-        return {"flip": draws.uniform(n, x.device)}
+    def _draw_flip(self, x: torch.Tensor, n: int, draws: _Draws, device: torch.device) -> dict[str, torch.Tensor]:
+        return {"flip": draws.uniform(n, device)}
 
-    def _draw_scale(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
+    def _draw_scale(self, x: torch.Tensor, n: int, draws: _Draws, device: torch.device) -> dict[str, torch.Tensor]:
         return {"sx": draws.uniform(n), "sy": draws.uniform(n)}  # on the CPU, as the reference
 
-    def _draw_rotate(self, x: torch.Tensor, n: int, draws: _Draws) -> dict[str, torch.Tensor]:
+    def _draw_rotate(self, x: torch.Tensor, n: int, draws: _Draws, device: torch.device) -> dict[str, torch.Tensor]:
         return {"angle": draws.uniform(n)}  # on the CPU, as the reference
 
     def _crop_shifts(self, x: torch.Tensor) -> tuple[int, int]:

@@ -152,10 +152,10 @@ def _class_sums(values: torch.Tensor, classes: torch.Tensor, num_classes: int) -
     return sums.index_add_(0, classes, values)
 
 
-def _class_means(values: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Mean of ``values`` rows per class id (classes without rows give zeros)."""
-    counts = torch.bincount(classes, minlength=num_classes).clamp_min(1).to(values.dtype)
-    return _class_sums(values, classes, num_classes) / counts.view(-1, *([1] * (values.dim() - 1)))
+def _class_means(values: torch.Tensor, classes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` rows per class id, given each class's row count (``bincount`` on a GPU
+    would wait for the device to size its output); classes without rows give zeros."""
+    return _class_sums(values, classes, len(counts)) / counts.clamp_min(1).to(values.dtype).view(-1, *([1] * (values.dim() - 1)))
 
 
 def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -192,6 +192,34 @@ def embed(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return net(images) if not hasattr(net, "embed") else net.embed(images)
 
 
+class ClassSampler:
+    """Draws up to ``batch`` random members of each requested class in a few batched operations:
+    the images, ordered by class once, get a random key per draw, are sorted by (class, key), and
+    the first ``batch`` of each class's segment are taken."""
+
+    def __init__(self, labels: torch.Tensor, batch: int, device: torch.device):
+        self.device, self.batch = device, batch
+        self.order = torch.argsort(labels, stable=True).to(device)
+        self.sorted_classes = labels[self.order.cpu()].to(device=device, dtype=torch.float64)
+        self.counts = torch.bincount(labels).tolist()
+        self.starts = [0, *np.cumsum(self.counts).tolist()]
+        self._positions: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def draw(self, classes: list[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row indices (on the sampler's device) and their labels (on the CPU), class by class."""
+        positions, labels = self._positions_of(tuple(classes))
+        keys = self.sorted_classes + torch.rand(len(self.order), generator=generator, device=self.device, dtype=torch.float64)
+        return self.order[torch.argsort(keys)[positions]], labels
+
+    def _positions_of(self, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        if classes not in self._positions:
+            sizes = [min(self.batch, self.counts[c]) if c < len(self.counts) else 0 for c in classes]
+            positions = torch.cat([torch.arange(self.starts[c], self.starts[c] + n) for c, n in zip(classes, sizes)])
+            labels = torch.cat([torch.full((n,), c) for c, n in zip(classes, sizes)])
+            self._positions[classes] = (positions.to(self.device), labels)
+        return self._positions[classes]
+
+
 @dataclass
 class ClassStatistics:
     """Class means of what the losses compare: embeddings, and per style layer the mean map and
@@ -214,8 +242,9 @@ class Distiller:
         # otherwise they stay where they are (a tensor or lazily read files) and batches move.
         self.real = self.normalizer(real).to(device) if self.real_normalised else real
         index_device = device if self.real_normalised else torch.device("cpu")
-        self.by_class = [torch.nonzero(real_labels == c).flatten().to(index_device) for c in range(num_classes)]
+        self.sampler = ClassSampler(real_labels, settings.batch_real, index_device)
         self.syn_labels = init_labels.to(device)
+        self.syn_class_counts = torch.bincount(init_labels, minlength=num_classes).to(device)
         self.classes_present = sorted(set(init_labels.tolist()))
         self.present = torch.tensor(self.classes_present, device=device)
         self.syn_counts = torch.bincount(init_labels, minlength=num_classes)[self.classes_present].tolist()
@@ -254,21 +283,15 @@ class Distiller:
     def _real_batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``batch_real`` random real images of each class present (all of a smaller class), sorted
         by class, normalised; labels on the CPU (their counts are known without asking the device)."""
-        picks, labels = [], []
-        for c in self.classes_present:
-            members = self.by_class[c]
-            order = torch.randperm(len(members), generator=generator, device=members.device)
-            chosen = members[order[: self.settings.batch_real]]
-            picks.append(chosen)
-            labels.append(torch.full((len(chosen),), c))
-        return self._normalised_real(torch.cat(picks)), torch.cat(labels)
+        rows, labels = self.sampler.draw(self.classes_present, generator)
+        return self._normalised_real(rows), labels
 
     def _normalised_real(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.real[rows.to(self.by_class[0].device)] if self.real_normalised else self.normalizer(self.real[rows])
+        return self.real[rows.to(self.sampler.device)] if self.real_normalised else self.normalizer(self.real[rows])
 
     def _generator(self, iteration_seed: int) -> torch.Generator:
         """The batch sampler's generator, on the device that holds the real images."""
-        return torch.Generator(device=self.by_class[0].device).manual_seed(iteration_seed)
+        return torch.Generator(device=self.sampler.device).manual_seed(iteration_seed)
 
     def _augment_by_class(self, images: torch.Tensor, classes: list[int], counts: list[int],
                           iteration_seed: int) -> torch.Tensor:
@@ -316,18 +339,18 @@ class Distiller:
     def _task_loss(self, net: nn.Module, recorder: Optional[StyleRecorder], real: torch.Tensor,
                    real_labels: torch.Tensor, syn: torch.Tensor, iteration_seed: int) -> torch.Tensor:
         """DM (+ Decomposed DM's style and diversity terms), summed over classes."""
-        settings, classes, present = self.settings, self.num_classes, self.present
+        settings, present = self.settings, self.present
         target = self._real_statistics(net, recorder, real, real_labels, iteration_seed)
         syn = self._augment_by_class(syn, self.classes_present, self.syn_counts, iteration_seed)
         with autocast(self.device, settings.mixed_precision):
             syn_embedding = embed(net, syn).float()
-        loss = (target.embedding - _class_means(syn_embedding, self.syn_labels, classes))[present].square().sum()
+        loss = (target.embedding - _class_means(syn_embedding, self.syn_labels, self.syn_class_counts))[present].square().sum()
         if recorder is None:
             return loss
         syn_maps = [m.float() for m in recorder.take()]
-        moments = sum(losses.moments_distance(real_map[present], _class_means(syn_map, self.syn_labels, classes)[present])
+        moments = sum(losses.moments_distance(real_map[present], _class_means(syn_map, self.syn_labels, self.syn_class_counts)[present])
                       for real_map, syn_map in zip(target.maps, syn_maps)) / len(syn_maps)
-        correlation = sum(losses.gram_distance(real_gram[present], _class_means(losses.gram(syn_map), self.syn_labels, classes)[present])
+        correlation = sum(losses.gram_distance(real_gram[present], _class_means(losses.gram(syn_map), self.syn_labels, self.syn_class_counts)[present])
                           for real_gram, syn_map in zip(target.grams, syn_maps)) / len(syn_maps)
         diversity = sum(losses.diversity_loss(block, settings.neighbours)
                         for block in torch.split(syn_embedding, self.syn_counts))
@@ -390,7 +413,7 @@ class Distiller:
                     parameter.grad.mul_(scale)
         self.image_optimizer.step()
         generator = torch.Generator().manual_seed(iteration_seed)
-        subset = torch.randperm(len(self.synthetic), generator=generator)[: self.settings.colour_batch].to(self.device)
+        subset = _to(torch.randperm(len(self.synthetic), generator=generator)[: self.settings.colour_batch], self.device)
         colour = self._colour_loss(self.synthetic.detach()[subset], np.random.RandomState(iteration_seed % 2**32))
         colour.backward()
         self.palette_optimizer.step()

@@ -107,8 +107,9 @@ def pixel_similarity_loss(probabilities: torch.Tensor, target: torch.Tensor, rng
     n_images, colours, height, width = probabilities.shape
     count = int(height * width * sample_ratio)
     picks = torch.from_numpy(np.stack([rng.choice(height * width, count, replace=False) for _ in range(n_images)]))
-    picks = picks.to(probabilities.device).unsqueeze(1).expand(-1, colours, -1)
-    one_hot = torch.zeros_like(probabilities).scatter_(1, target.unsqueeze(1).to(probabilities.device), 1.0)
+    picks = picks.to(probabilities.device, non_blocking=True).unsqueeze(1).expand(-1, colours, -1)
+    target = target.unsqueeze(1).to(probabilities.device, non_blocking=True)
+    one_hot = torch.zeros_like(probabilities).scatter_(1, target, 1.0)
 
     def affinity(assignment: torch.Tensor) -> torch.Tensor:
         sampled = assignment.reshape(n_images, colours, -1).gather(2, picks)

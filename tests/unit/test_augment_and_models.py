@@ -74,7 +74,7 @@ def test_dsa_blocks_equal_one_call_per_block_with_each_family_applied_once():
     images (and gradients) as one call per block, whatever families the blocks drew."""
     sizes, seeds = [7, 3, 5, 1, 4, 6, 2, 8], [11, 12, 40, 41, 97, 98, 300, 301]
     images = torch.rand(sum(sizes), 3, 12, 12, requires_grad=True)
-    families = {DSA()._draw(images, 1, _Draws(seed))[0] for seed in seeds}
+    families = {DSA()._draw(images, 1, _Draws(seed), images.device)[0] for seed in seeds}
     assert len(families) >= 4
     together = DSA().blocks(images, sizes, seeds)
     one_by_one = torch.cat([DSA()(block, seed=seed) for block, seed in zip(torch.split(images, sizes), seeds)])
