@@ -183,14 +183,14 @@ class DSA:
 
     def _scale(self, x: torch.Tensor, v: dict[str, torch.Tensor]) -> torch.Tensor:
         ratio = self.params.scale
-        theta = torch.zeros(len(v["sx"]), 2, 3)
+        theta = torch.zeros(len(v["sx"]), 2, 3, device=v["sx"].device)  # where the values are: no host round trip
         theta[:, 0, 0] = v["sx"] * (ratio - 1.0 / ratio) + 1.0 / ratio
         theta[:, 1, 1] = v["sy"] * (ratio - 1.0 / ratio) + 1.0 / ratio
         return _warp(x, theta)
 
     def _rotate(self, x: torch.Tensor, v: dict[str, torch.Tensor]) -> torch.Tensor:
         angle = (v["angle"] - 0.5) * 2 * self.params.rotate_degrees / 180 * math.pi
-        theta = torch.zeros(len(angle), 2, 3)
+        theta = torch.zeros(len(angle), 2, 3, device=angle.device)
         theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle), torch.sin(-angle)
         theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle), torch.cos(angle)
         return _warp(x, theta)
