@@ -40,14 +40,12 @@ class DSAParams:
 
 class _Draws:
     """The reference's random numbers: with a seed, every draw re-seeds with the next integer
-    (``set_seed_DiffAug``); without one, draws come from torch's global generators."""
+    (``set_seed_DiffAug``) and, ``shared``, every image takes the first image's draw; without a
+    seed, draws come from torch's global generators, one per image."""
 
-    def __init__(self, seed: Optional[int]):
+    def __init__(self, seed: Optional[int], shared: bool = True):
         self.next_seed = seed
-
-    @property
-    def siamese(self) -> bool:
-        return self.next_seed is not None
+        self.siamese = seed is not None and shared
 
     def _generator(self, device: torch.device) -> Optional[torch.Generator]:
         if self.next_seed is None:
@@ -90,15 +88,17 @@ class DSA:
         family, values = self._draw(x, x.shape[0], _Draws(seed), x.device)
         return getattr(self, f"_{family}")(x, values).contiguous()
 
-    def blocks(self, x: torch.Tensor, sizes: Sequence[int], seeds: Sequence[Optional[int]]) -> torch.Tensor:
+    def blocks(self, x: torch.Tensor, sizes: Sequence[int], seeds: Sequence[Optional[int]],
+               shared: bool = True) -> torch.Tensor:
         """``torch.cat([self(block, seed) for block, seed in zip(x.split(sizes), seeds)])``, with
         each family that was drawn applied once to all the blocks that drew it: a handful of
         batched operations per call instead of one set per block, and no host synchronisation.
         The values are drawn on the CPU (the same on every device) and move to ``x``'s device once
-        per family; a single call on a GPU draws there, as the reference does."""
+        per family; a single call on a GPU draws there, as the reference does. ``shared=False``:
+        each image of a block draws its own values, from the block's seeded generators."""
         blocks = torch.split(x, list(sizes))
         cpu = torch.device("cpu")
-        drawn = [self._draw(x, size, _Draws(seed), cpu) for size, seed in zip(sizes, seeds)]
+        drawn = [self._draw(x, size, _Draws(seed, shared), cpu) for size, seed in zip(sizes, seeds)]
         members: dict[str, list[int]] = {}
         for index, (family, _) in enumerate(drawn):
             members.setdefault(family, []).append(index)

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from .distributed import Parallel
 from .images import as_rgb
 from .loader import ImagesLike, LazyImages, subset
 from .models import bounded_features, build_model
@@ -225,12 +226,17 @@ def embed_images(
     device: torch.device,
     batch_size: int = 1024,
     progress: ProgressFn = silent,
+    parallel: Parallel = Parallel(),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, logits) of ``images`` (a tensor or lazily read images) in batches; images are
     normalised batch by batch, and features wider than ``MAX_FEATURE_WIDTH`` are pooled (logits
-    come from the full features)."""
-    return predict(_Normalized(model, normalizer), images, device, batch_size=batch_size, progress=progress,
-                   stored_features=lambda features: bounded_features(features, model))
+    come from the full features). With ``parallel`` each process embeds its share of the images
+    (the same ``model`` on every rank) and every process gets all rows, in order."""
+    share = parallel.share(len(images))
+    features, logits = predict(_Normalized(model, normalizer), subset(images, slice(share.start, share.stop)), device,
+                               batch_size=batch_size, progress=progress,
+                               stored_features=lambda features: bounded_features(features, model))
+    return parallel.gather_rows(features, len(images)), parallel.gather_rows(logits, len(images))
 
 
 class _Normalized(nn.Module):

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from .augment import DSA, SoftAugment
+from .distributed import Parallel
 from .embeddings import Normalizer
 from .models import ARCHITECTURES, build_model
 from .progress import ProgressFn, silent
@@ -152,21 +153,24 @@ def evaluate_images(
     seed: int = 0,
     progress: ProgressFn = silent,
     teacher: Optional[nn.Module] = None,
+    parallel: Parallel = Parallel(),
 ) -> EvaluationResult:
     """Train ``protocol.num_models`` fresh networks on the train images and test each.
 
     Images are floats in [0, 1]; both sets are standardised with the test images' channel
     statistics, which every method being compared then shares. The soft protocol needs
     ``teacher``, a trained network taking raw [0, 1] images; the hard one trains on the labels.
+    With ``parallel`` each process trains its share of the models (model ``i`` always from seed
+    ``seed · 1000 + i``) and every process returns the same result as one process would.
     """
     if protocol.name == "soft" and teacher is None:
         raise ValueError("the soft protocol needs a teacher")
     started = time.perf_counter()
     normalizer = Normalizer.fit(test_images)
     train_x, test_x = normalizer(train_images), normalizer(test_images)
-    accuracies, best, per_class = [], [], []
+    trained = []  # (index, accuracy, per-class accuracy, best accuracy or None) of this process's models
     shape = (train_images.shape[1], num_classes, tuple(train_images.shape[-2:]))
-    for index in range(protocol.num_models):
+    for index in parallel.share(protocol.num_models):
         model_seed = seed * 1000 + index
 
         def report(fraction: float, message: str, index=index) -> None:
@@ -180,14 +184,19 @@ def evaluate_images(
                 model, Renormalized(teacher, normalizer), train_x, protocol.kd_config(len(train_x), num_classes),
                 device, augment, model_seed, report, validate=lambda m: accuracy(m, test_x, test_labels, device),
             )
-            best.append(max(validations.values()))
+            best_accuracy = max(validations.values())
         else:
+            best_accuracy = None
             augment = DSA() if protocol.dsa else None
             model = train_classifier(model, train_x, train_labels, protocol.train_config(), device, model_seed, augment, report)
         _, logits = predict(model, test_x, device)
         predictions = logits.argmax(1)
-        accuracies.append(float((predictions == test_labels).float().mean()))
-        per_class.append(per_class_accuracy(predictions, test_labels, num_classes))
+        trained.append((index, float((predictions == test_labels).float().mean()),
+                        per_class_accuracy(predictions, test_labels, num_classes), best_accuracy))
+    trained = sorted(model for part in parallel.gather(trained) for model in part)
+    accuracies = [accuracy for _, accuracy, _, _ in trained]
+    per_class = [classes for _, _, classes, _ in trained]
+    best = [value for *_, value in trained if value is not None]
     return EvaluationResult(
         accuracies=accuracies,
         per_class=torch.stack(per_class).nanmean(0).tolist(),

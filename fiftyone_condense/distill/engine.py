@@ -27,6 +27,7 @@ import torch.nn as nn
 from ..augment import DSA
 from ..cache import digest, save_atomically
 from ..device import autocast
+from ..distributed import Parallel
 from ..embeddings import Normalizer
 from ..models import build_model
 from ..progress import ProgressFn, silent
@@ -52,7 +53,8 @@ class DistillSettings:
     momentum: float = 0.5
     dsa: bool = True
     # One DSA draw per class shared by its real and synthetic images (main_DM.py, DM_Style_matching);
-    # None: shared for dm/ddm, independent for autopalette (its dm_quant.py draws them separately).
+    # None: shared for dm/ddm, independent for autopalette (its dm_quant.py draws them separately, from
+    # the global generator; ours from per-class seeded generators, so any split across processes agrees).
     siamese: Optional[bool] = None
     arch: str = "convnet3"
     # Decomposed DM: the weights of the reference's README commands and its k.
@@ -234,8 +236,10 @@ class Distiller:
     """One distillation problem: real data, synthetic parameters, optimisers, and the step."""
 
     def __init__(self, real: torch.Tensor, real_labels: torch.Tensor, init: torch.Tensor, init_labels: torch.Tensor,
-                 num_classes: int, settings: DistillSettings, device: torch.device, seed: int):
+                 num_classes: int, settings: DistillSettings, device: torch.device, seed: int,
+                 parallel: Parallel = Parallel()):
         self.settings, self.device, self.seed, self.num_classes = settings, device, seed, num_classes
+        self.parallel = parallel
         self.normalizer = Normalizer.fit(real)
         self.real_normalised = _fits_on_device(real, device)
         # On a GPU with room, the normalised real images live there and batches are drawn there;
@@ -243,11 +247,19 @@ class Distiller:
         self.real = self.normalizer(real).to(device) if self.real_normalised else real
         index_device = device if self.real_normalised else torch.device("cpu")
         self.sampler = ClassSampler(real_labels, settings.batch_real, index_device)
-        self.syn_labels = init_labels.to(device)
         self.syn_class_counts = torch.bincount(init_labels, minlength=num_classes).to(device)
-        self.classes_present = sorted(set(init_labels.tolist()))
-        self.present = torch.tensor(self.classes_present, device=device)
-        self.syn_counts = torch.bincount(init_labels, minlength=num_classes)[self.classes_present].tolist()
+        classes_present = sorted(set(init_labels.tolist()))
+        if parallel.world_size > len(classes_present):
+            raise ValueError(f"{parallel.world_size} processes for {len(classes_present)} classes: at most one per class")
+        # This process matches its share of the classes (all of them in a single process): their
+        # real batches, their synthetic rows (contiguous: the images are sorted by class).
+        self.classes = [classes_present[i] for i in parallel.share(len(classes_present))]
+        all_counts = torch.bincount(init_labels, minlength=num_classes)[classes_present].tolist()
+        first = classes_present.index(self.classes[0])
+        self.syn_counts = all_counts[first:first + len(self.classes)]
+        self.syn_rows = slice(sum(all_counts[:first]), sum(all_counts[:first]) + sum(self.syn_counts))
+        self.syn_labels = init_labels[self.syn_rows].to(device)
+        self.present = torch.tensor(self.classes, device=device)
         self.synthetic = self.normalizer(init.clone()).to(device).requires_grad_(True)
         self.image_optimizer = torch.optim.SGD([self.synthetic], lr=settings.lr_img, momentum=settings.momentum)
         self.augment = DSA() if settings.dsa else None
@@ -272,18 +284,19 @@ class Distiller:
     def raw(self, normalised: torch.Tensor) -> torch.Tensor:
         return self.normalizer.inverse(normalised)
 
-    def task_images(self) -> torch.Tensor:
-        """The synthetic images the task loss sees (AutoPalette: soft-quantised, as the reference,
-        by a palette network that reads the normalised images)."""
+    def task_images(self, rows: slice = slice(None)) -> torch.Tensor:
+        """The synthetic images (``rows`` of them) the task loss sees (AutoPalette: soft-quantised, as
+        the reference, by a palette network that reads the normalised images)."""
         if self.palette is None:
-            return self.synthetic
-        return soft_quantize(self.synthetic, self.palette(self.synthetic))
+            return self.synthetic[rows]
+        return soft_quantize(self.synthetic[rows], self.palette(self.synthetic[rows]))
 
     # -- one iteration
     def _real_batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``batch_real`` random real images of each class present (all of a smaller class), sorted
-        by class, normalised; labels on the CPU (their counts are known without asking the device)."""
-        rows, labels = self.sampler.draw(self.classes_present, generator)
+        """``batch_real`` random real images of each of this process's classes (all of a smaller
+        class), sorted by class, normalised; labels on the CPU (their counts are known without asking
+        the device). Every process draws the same keys, so a class gets the same images on any rank."""
+        rows, labels = self.sampler.draw(self.classes, generator)
         return self._normalised_real(rows), labels
 
     def _normalised_real(self, rows: torch.Tensor) -> torch.Tensor:
@@ -294,14 +307,17 @@ class Distiller:
         return torch.Generator(device=self.sampler.device).manual_seed(iteration_seed)
 
     def _augment_by_class(self, images: torch.Tensor, classes: list[int], counts: list[int],
-                          iteration_seed: int) -> torch.Tensor:
-        """DSA of each class's block (``counts[i]`` rows of class ``classes[i]``, in order): with the
-        class's seed when real and synthetic images share draws, else each image draws its own
-        from the global generator."""
+                          iteration_seed: int, synthetic: bool) -> torch.Tensor:
+        """DSA of each class's block (``counts[i]`` rows of class ``classes[i]``, in order), drawn
+        from the class's seed: one draw for the class's real and synthetic images when they share
+        draws (Siamese), else one per image, the synthetic block from a seed of its own. Seeded per
+        class, a class is augmented alike whichever process matches it."""
         if self.augment is None:
             return images
-        seeds = [_class_seed(iteration_seed, c) if self.settings.siamese else None for c in classes]
-        return self.augment.blocks(images, counts, seeds)
+        if self.settings.siamese:
+            return self.augment.blocks(images, counts, [_class_seed(iteration_seed, c) for c in classes])
+        role_seed = _class_seed(iteration_seed, self.num_classes + 1) if synthetic else iteration_seed
+        return self.augment.blocks(images, counts, [_class_seed(role_seed, c) for c in classes], shared=False)
 
     def _real_statistics(self, net: nn.Module, recorder: Optional[StyleRecorder], real: torch.Tensor,
                          labels: torch.Tensor, iteration_seed: int) -> ClassStatistics:
@@ -311,16 +327,16 @@ class Distiller:
         labels = labels.cpu()
         class_counts = torch.bincount(labels, minlength=classes)
         counts = _to(class_counts.clamp_min(1), self.device)
-        sizes = class_counts[self.classes_present].tolist()
+        sizes = class_counts[self.classes].tolist()
         starts = np.cumsum([0, *sizes]).tolist()
         embedding, maps, grams = 0.0, None, None
-        for first in range(0, len(self.classes_present), self.classes_per_group):
-            last = min(first + self.classes_per_group, len(self.classes_present))
+        for first in range(0, len(self.classes), self.classes_per_group):
+            last = min(first + self.classes_per_group, len(self.classes))
             rows = slice(starts[first], starts[last])
             group_labels = _to(labels[rows], self.device)
             with torch.no_grad():
-                augmented = self._augment_by_class(_to(real[rows], self.device), self.classes_present[first:last],
-                                                   sizes[first:last], iteration_seed)
+                augmented = self._augment_by_class(_to(real[rows], self.device), self.classes[first:last],
+                                                   sizes[first:last], iteration_seed, synthetic=False)
                 for chunk, chunk_labels in zip(torch.split(augmented, self.real_chunk), torch.split(group_labels, self.real_chunk)):
                     with autocast(self.device, settings.mixed_precision):
                         features = embed(net, chunk).float()
@@ -338,10 +354,11 @@ class Distiller:
 
     def _task_loss(self, net: nn.Module, recorder: Optional[StyleRecorder], real: torch.Tensor,
                    real_labels: torch.Tensor, syn: torch.Tensor, iteration_seed: int) -> torch.Tensor:
-        """DM (+ Decomposed DM's style and diversity terms), summed over classes."""
+        """DM (+ Decomposed DM's style and diversity terms), summed over this process's classes;
+        ``syn``: their synthetic rows."""
         settings, present = self.settings, self.present
         target = self._real_statistics(net, recorder, real, real_labels, iteration_seed)
-        syn = self._augment_by_class(syn, self.classes_present, self.syn_counts, iteration_seed)
+        syn = self._augment_by_class(syn, self.classes, self.syn_counts, iteration_seed, synthetic=True)
         with autocast(self.device, settings.mixed_precision):
             syn_embedding = embed(net, syn).float()
         loss = (target.embedding - _class_means(syn_embedding, self.syn_labels, self.syn_class_counts))[present].square().sum()
@@ -367,12 +384,20 @@ class Distiller:
         self.image_optimizer.zero_grad(set_to_none=True)
         if self.recorder is not None:
             self.recorder.take()  # nothing left from an interrupted iteration
-        task = self._task_loss(self.embed_net, self.recorder, real, real_labels, self.task_images(), iteration_seed)
+        task = self._task_loss(self.embed_net, self.recorder, real, real_labels, self.task_images(self.syn_rows),
+                               iteration_seed)
         if self.palette is None:
             task.backward()
+            self.parallel.sum_([self.synthetic.grad])  # each rank's classes' gradients, summed
             self.image_optimizer.step()
-            return task.detach()
+            return self._total(task)
         return self._palette_step(task / self.num_classes, iteration_seed)
+
+    def _total(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss summed over the processes (their classes' terms), detached."""
+        total = loss.detach().clone()
+        self.parallel.sum_([total])
+        return total
 
     def _colour_loss(self, images: torch.Tensor, rng: np.random.RandomState, confidence: bool = True) -> torch.Tensor:
         """AutoPalette's colour losses of the palette network on normalised, detached ``images``,
@@ -406,8 +431,10 @@ class Distiller:
         task value instead (an option of ours)."""
         self.palette_optimizer.zero_grad(set_to_none=True)
         task.backward()
+        self.parallel.sum_([self.synthetic.grad, *(parameter.grad for parameter in self.palette.parameters())])
+        task = self._total(task)
         if self.settings.normalize_palette_task:
-            scale = 1.0 / max(float(task.detach()), 1e-8)
+            scale = 1.0 / max(float(task), 1e-8)
             for parameter in self.palette.parameters():
                 if parameter.grad is not None:
                     parameter.grad.mul_(scale)
@@ -415,9 +442,9 @@ class Distiller:
         generator = torch.Generator().manual_seed(iteration_seed)
         subset = _to(torch.randperm(len(self.synthetic), generator=generator)[: self.settings.colour_batch], self.device)
         colour = self._colour_loss(self.synthetic.detach()[subset], np.random.RandomState(iteration_seed % 2**32))
-        colour.backward()
+        colour.backward()  # the same on every rank: computed on the same images, not summed
         self.palette_optimizer.step()
-        return task.detach() + colour.detach()
+        return task + colour.detach()
 
     # -- checkpoints
     def state(self, iteration: int, history: list[float]) -> dict:
@@ -460,24 +487,28 @@ def distill(
     checkpoint: Optional[Path] = None,
     progress: ProgressFn = silent,
     stop: Optional[Callable[[int], bool]] = None,
+    parallel: Parallel = Parallel(),
 ) -> DistillResult:
     """Optimise ``init`` images (floats in [0, 1], sorted by label) so they match ``real`` under
     ``settings.method``.
 
     With ``checkpoint`` the state is saved every ``settings.checkpoint_every`` iterations and a
     matching checkpoint found there is resumed. ``stop(iterations_done)``, asked at each read of
-    the loss, ends the run early when it returns True (a wall-clock budget, say).
+    the loss, ends the run early when it returns True (a wall-clock budget, say). With ``parallel``
+    (several processes, each calling this), each process matches its share of the classes, the
+    synthetic images' gradients are summed, and every process holds the same images after every
+    iteration; the main process alone writes the checkpoint and decides when to stop.
     """
     started = time.perf_counter()
     order = torch.argsort(init_labels, stable=True)
     if not torch.equal(order, torch.arange(len(order))):
         raise ValueError("init images must be sorted by label")
-    distiller = Distiller(real, real_labels, init, init_labels, num_classes, settings, device, seed)
+    distiller = Distiller(real, real_labels, init, init_labels, num_classes, settings, device, seed, parallel)
     first, history = 0, []
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state.get("key") == settings.key() and state.get("seed") == seed:
-            first, history = distiller.load(state)
+    found = checkpoint is not None and parallel.is_main and checkpoint.is_file()
+    state = parallel.broadcast(torch.load(checkpoint, map_location="cpu", weights_only=False) if found else None)
+    if state is not None and state.get("key") == settings.key() and state.get("seed") == seed:
+        first, history = distiller.load(state)
     resumed_from = first
     if first == 0 and distiller.palette is not None and settings.palette_warmup:
         distiller.warm_up_palette(progress)
@@ -489,11 +520,11 @@ def distill(
         if saving or done % distiller.log_every == 0 or done == settings.iterations:
             history += torch.stack(pending).tolist()
             pending = []
-        if saving:
+        if saving and parallel.is_main:
             save_atomically(distiller.state(done, history), checkpoint)
         last = f" loss {history[-1]:.4g}" if history else ""
         progress(done / max(settings.iterations, 1), f"iteration {done}/{settings.iterations}{last}")
-        if stop is not None and not pending and stop(done):
+        if stop is not None and not pending and parallel.broadcast(stop(done)):
             break
     images, palettes, indices = distiller.result()
     return DistillResult(images, init_labels.clone(), history, time.perf_counter() - started, palettes, indices, resumed_from)
