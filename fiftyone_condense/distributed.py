@@ -8,10 +8,11 @@ process every operation is the identity, so single-process code is the same code
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -110,8 +111,64 @@ def init_from_env() -> Parallel:
     return Parallel.current()
 
 
-def device_for(parallel: Parallel) -> torch.device:
-    """The rank's device: its GPU under NCCL, else the CPU."""
-    if parallel.active and dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cuda" if torch.cuda.is_available() and not parallel.active else "cpu")
+def rank_device(parallel: Parallel, requested: torch.device) -> torch.device:
+    """The device a rank computes on: the requested one in a single process, else the rank's
+    collective device (its GPU under NCCL, the CPU under Gloo)."""
+    return _collective_device() if parallel.active else requested
+
+
+class Team:
+    """Tensor work shared by the processes of a group, the main process in charge.
+
+    The main process runs the SDK as usual; where it computes, it calls ``run(task, ...)``, which
+    hands the task (a module-level function) and its picklable arguments to the other processes and
+    runs it with them; the others ``serve()`` until dismissed. Only the main process touches
+    FiftyOne: tasks get images as file paths and the other processes read the media alone. In a
+    single process ``run`` is a plain call.
+    """
+
+    def __init__(self, parallel: Parallel = Parallel()):
+        self.parallel = parallel
+
+    def run(self, task: Callable[..., Any], *args, local: Optional[dict] = None, **kwargs) -> Any:
+        """``task(*args, **kwargs, parallel=...)`` on every process, each on its own device (a
+        ``device`` keyword is the single-process choice); ``local`` keywords (a progress callback)
+        are this process's alone."""
+        if self.parallel.active:
+            self.parallel.broadcast((task, args, kwargs))
+        return self._call(task, args, {**kwargs, **(local or {})})
+
+    def serve(self) -> None:
+        """Run the main process's tasks until it dismisses the team."""
+        while (message := self.parallel.broadcast(None)) is not None:
+            task, args, kwargs = message
+            self._call(task, args, kwargs)
+
+    def dismiss(self) -> None:
+        if self.parallel.active:
+            self.parallel.broadcast(None)
+
+    def _call(self, task: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        if "device" in kwargs:
+            kwargs["device"] = rank_device(self.parallel, torch.device(kwargs["device"]))
+        return task(*args, **kwargs, parallel=self.parallel)
+
+
+_team = Team()
+
+
+def current_team() -> Team:
+    """The team the SDK's computations run on: one process unless a launcher leads a group."""
+    return _team
+
+
+@contextlib.contextmanager
+def leading(team: Team) -> Iterator[Team]:
+    """Make ``team`` the current one in the main process; dismiss it when done (or failed)."""
+    global _team
+    previous, _team = _team, team
+    try:
+        yield team
+    finally:
+        _team = previous
+        team.dismiss()

@@ -244,6 +244,13 @@ class ImageFiles:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def __getstate__(self) -> dict:
+        """Pickled as paths and format: another process reads the files through its own cache."""
+        return {"paths": self.paths, "format": self.format}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["paths"], state["format"])
+
     def _cached(self, path: str) -> Union[np.ndarray, int, str]:
         """Cached pixels, else the file's modification time (to decode), or ``missing``."""
         try:

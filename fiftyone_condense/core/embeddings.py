@@ -21,6 +21,7 @@ from ..bridge.runs import PLUGIN
 from ..bridge.transaction import Transaction
 from ..bridge.views import ImageSet
 from ..cache import cached_path, digest, save_atomically
+from ..distributed import current_team
 from ..embeddings import (
     EMBEDDING_MODELS, ImageNetResNet18, Normalizer, PretrainedResNet18, TeacherConfig, embed_images,
     fit_linear_probe, imagenet_resnet18_weights, load_teacher, teacher_checkpoint, train_teacher,
@@ -173,8 +174,10 @@ def streamed(outputs: Callable, images: ImagesLike, progress: ProgressFn) -> tup
 
 def embedded(net: torch.nn.Module, normalizer: Normalizer, images: ImagesLike, device: torch.device,
              progress: ProgressFn) -> tuple[RowStore, RowStore]:
-    """(features, logits) of ``net`` on ``images``, streamed (see :func:`streamed`)."""
-    return streamed(lambda part, report: embed_images(net, normalizer, part, device, progress=report), images, progress)
+    """(features, logits) of ``net`` on ``images``, streamed (see :func:`streamed`); under a launcher's
+    team each process embeds its share of every part."""
+    return streamed(lambda part, report: current_team().run(embed_images, net, normalizer, part, device=device,
+                                                            local={"progress": report}), images, progress)
 
 
 def _module_outputs(module: torch.nn.Module, images: torch.Tensor, device: torch.device,

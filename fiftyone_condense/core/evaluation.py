@@ -13,6 +13,7 @@ from ..bridge import runs as run_store
 from ..bridge.views import DEFAULT_LABEL_FIELD, ImageSet, check_label_field, class_names, labels_of, require_samples, split_view
 from ..cache import cached_path, digest, save_atomically
 from ..device import resolve_device
+from ..distributed import current_team
 from ..embeddings import Normalizer, TeacherConfig, load_teacher, teacher_checkpoint, train_converged_teacher
 from ..errors import CondensationError
 from ..evaluation import PROTOCOLS, HardProtocol, Protocol, SoftProtocol, evaluate_images
@@ -134,9 +135,9 @@ class Evaluator:
             self.header["teacher"]["test_accuracy"] = accuracy(self.teacher, self.test.floats(), self.test.labels, self.device)
 
     def protocol(self, images: ImageSet, stage: ProgressFn, settings: Optional[Protocol] = None) -> dict:
-        return evaluate_images(images.tensor(), images.labels, self.test_x,
-                               self.test.labels, len(self.classes), settings or self.settings, self.device,
-                               self.request.seed, stage, self.teacher).as_dict()
+        return current_team().run(evaluate_images, images.tensor(), images.labels, self.test_x, self.test.labels,
+                                  len(self.classes), settings or self.settings, device=self.device,
+                                  seed=self.request.seed, teacher=self.teacher, local={"progress": stage}).as_dict()
 
     def alone(self) -> dict:
         return {**self.header, **self.protocol(self.train, self.progress.stage("evaluating condensed set", 0.2, 0.99))}
