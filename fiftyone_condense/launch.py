@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from typing import Any, Optional
 
 from .distributed import Team, init_from_env, leading
 
 COMMANDS = {"distill": "distill", "select": "select", "evaluate": "evaluate", "embed": "compute_embeddings"}
+NPROC_VARIABLE = "FIFTYONE_CONDENSE_NPROC"  # processes for runs the App schedules (1: in the executor itself)
 
 
 def parse_value(text: str) -> Any:
@@ -37,6 +40,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("command", choices=list(COMMANDS), help="embed: compute_embeddings")
     parser.add_argument("--dataset", required=True, help="the FiftyOne dataset's name")
     parser.add_argument("--tags", nargs="*", default=None, help="condense the samples with these tags (e.g. train)")
+    parser.add_argument("--view", help="a view's stages as JSON (what DatasetView._serialize() gives); else --tags")
     parser.add_argument("--method", help="selection or distillation method")
     parser.add_argument("--ipc", type=int, help="images per class")
     parser.add_argument("--run-key", help="the run's key (evaluate: the run to evaluate)")
@@ -57,7 +61,10 @@ def sdk_call(args: argparse.Namespace):
     import fiftyone_condense as fc
 
     dataset = fo.load_dataset(args.dataset)
-    view = dataset.match_tags(args.tags) if args.tags else dataset.view()
+    if args.view:
+        view = fo.DatasetView._build(dataset, json.loads(args.view))
+    else:
+        view = dataset.match_tags(args.tags) if args.tags else dataset.view()
     keywords = {key: value for key, value in (
         ("method", args.method), ("ipc", args.ipc), ("run_key", args.run_key), ("init", args.init),
         ("label_field", args.label_field)) if value is not None}
@@ -68,8 +75,36 @@ def sdk_call(args: argparse.Namespace):
     if args.command == "evaluate":
         keywords.pop("seed")
         return fc.evaluate(dataset=dataset, **keywords)
-    keywords["overwrite"] = args.overwrite
+    keywords.setdefault("overwrite", args.overwrite)
     return getattr(fc, COMMANDS[args.command])(view, **keywords)
+
+
+def default_processes() -> int:
+    """``$FIFTYONE_CONDENSE_NPROC``, else 1."""
+    return max(1, int(os.environ.get(NPROC_VARIABLE) or 1))
+
+
+def launch_command(view, command: str, processes: int, **keywords) -> list[str]:
+    """The one-host ``torchrun`` command running ``command`` on ``view`` (any view: its stages travel
+    as JSON) with the SDK keywords given."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+            "-m", "fiftyone_condense.launch", command, "--dataset", view._dataset.name,
+            "--view", json.dumps(view._serialize())]
+    for name, value in keywords.items():
+        if value is not None:
+            args += ["--param", f"{name}={json.dumps(value)}"]
+    return args
+
+
+def run_launched(args: list[str]) -> dict:
+    """Run a launch command to its end; its summary, or a :class:`CondensationError` with its output."""
+    from .errors import CondensationError
+
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise CondensationError(f"The {args[args.index('--nproc_per_node') + 1]}-process run failed "
+                                f"(exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: Optional[list[str]] = None) -> int:
