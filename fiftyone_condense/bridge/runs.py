@@ -13,8 +13,10 @@ and :meth:`~CondensationRun.get_fields` keep FiftyOne's own ``dataset.delete_run
 from __future__ import annotations
 
 import datetime
+import logging
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +25,9 @@ import fiftyone.core.utils as fou
 from fiftyone.core.runs import Run, RunConfig, RunResults
 
 from ..errors import CondensationError
+from .journal import wrote
 
+logger = logging.getLogger(__name__)
 PLUGIN = "fiftyone-condense"
 SYNTHETIC_TAG = "synthetic"
 RUN_FIELD = "condense_run"
@@ -58,19 +62,11 @@ class CondensationRun(Run):
         return fields
 
     def cleanup(self, samples, key):
-        """Remove the run's synthetic samples and media, its tag and its saved view (what is there)."""
-        dataset = samples._root_dataset
-        synthetic = synthetic_samples(dataset, key)
-        if len(synthetic):
-            media = [Path(p) for p in synthetic.values("filepath")]
-            dataset.delete_samples(synthetic)
-            remove_files(media)
-        if dataset.has_sample_field(RUN_FIELD) and not len(dataset.exists(RUN_FIELD)):
-            dataset.delete_sample_fields([RUN_FIELD, SOURCES_FIELD])  # the last synthetic samples are gone
-        tag = run_tag(key)
-        dataset.match_tags(tag).untag_samples(tag)
-        if dataset.has_saved_view(saved_view_name(key)):
-            dataset.delete_saved_view(saved_view_name(key))
+        """Remove what there is of the run's synthetic samples and media, its tag and its saved view;
+        what was already gone (removed by hand) is logged, not an error."""
+        report = remove_outputs(samples._root_dataset, key)
+        if report.missing:
+            logger.warning("%s", report)
 
     def rename(self, samples, key, new_key):
         """Move the tag, ``condense_run`` values, saved view and other runs' references to ``new_key``."""
@@ -256,3 +252,96 @@ def remove_files(paths: list[Path]) -> None:
     for folder in {Path(p).parent for p in paths}:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
+
+
+# --------------------------------------------------------------------------- deleting
+
+
+@dataclass
+class DeleteReport:
+    """What deleting a run removed, and what it expected but found already gone (removed by hand)."""
+
+    run_key: str
+    samples: int = 0
+    media: int = 0
+    untagged: int = 0
+    saved_view: bool = False
+    record: bool = False
+    missing: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        removed = [f"{self.samples} synthetic samples", f"{self.media} media files", f"its tag on {self.untagged} samples"]
+        removed += ["its saved view"] * self.saved_view + ["its record"] * self.record
+        text = f"Deleted run {self.run_key!r}: {', '.join(removed)}."
+        return text + (f" Already gone: {'; '.join(self.missing)}." if self.missing else "")
+
+
+def remove_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
+    """Remove a run's outputs, then its record: whatever of them is there (idempotent)."""
+    report = remove_outputs(dataset, run_key)
+    dataset.reload()
+    if run_key in dataset.list_runs():
+        Run.delete_run(dataset, run_key, cleanup=False)
+        wrote()
+        report.record = True
+    else:
+        report.missing.append("the run record")
+    return report
+
+
+def remove_outputs(dataset: fo.Dataset, run_key: str) -> DeleteReport:
+    """Remove what is there of a run's outputs — media files (before their samples, so a deletion cut
+    short still finds them), synthetic samples, tag, saved view, the synthetic fields once unused —
+    and say what was expected but already gone."""
+    report = DeleteReport(run_key)
+    config, expected = _recorded(dataset, run_key)
+    synthetic = synthetic_samples(dataset, run_key)
+    paths = [Path(p) for p in synthetic.values("filepath")]
+    strays = _unreferenced_files(dataset, config.get("output_dir"), paths)
+    absent = [path for path in paths if not path.exists()]
+    remove_files(paths + strays)
+    wrote()
+    report.media = len(paths) - len(absent) + len(strays)
+    if absent:
+        report.missing.append(f"{len(absent)} media files (e.g. {absent[0]})")
+    if paths:
+        dataset.delete_samples(synthetic)
+        wrote()
+    report.samples = len(paths)
+    if dataset.has_sample_field(RUN_FIELD) and not len(dataset.exists(RUN_FIELD)):
+        dataset.delete_sample_fields([f for f in (RUN_FIELD, SOURCES_FIELD) if dataset.has_sample_field(f)])
+    tag = run_tag(run_key)
+    tagged = dataset.match_tags(tag)
+    report.untagged = len(tagged) if config.get("kind") == "selection" else 0
+    tagged.untag_samples(tag)
+    wrote()
+    produced = report.untagged if config.get("kind") == "selection" else report.samples
+    if expected is not None and produced < expected:
+        what = "selected samples no longer carried the tag" if config.get("kind") == "selection" else "synthetic samples"
+        report.missing.append(f"{expected - produced} of its {expected} {what} (deleted by hand)")
+    if dataset.has_saved_view(saved_view_name(run_key)):
+        dataset.delete_saved_view(saved_view_name(run_key))
+        wrote()
+        report.saved_view = True
+    else:
+        report.missing.append(f"the saved view {saved_view_name(run_key)!r} (renamed or deleted by hand; a renamed "
+                              "view is left as it is)")
+    return report
+
+
+def _recorded(dataset: fo.Dataset, run_key: str) -> tuple[dict, Optional[int]]:
+    """A run's config and the number of samples it made, when its record is there."""
+    if run_key not in dataset.list_runs():
+        return {}, None
+    results = dataset.load_run_results(run_key, cache=False)
+    return run_config(dataset, run_key), getattr(results, "num_samples", None) if results is not None else None
+
+
+def _unreferenced_files(dataset: fo.Dataset, folder: Optional[str], known: list[Path]) -> list[Path]:
+    """Files left in a run's own output folder that no sample of the dataset refers to (their samples
+    were deleted by hand)."""
+    if not folder or not os.path.isdir(folder):
+        return []
+    candidates = {str(p) for p in Path(folder).iterdir() if p.is_file()} - {str(p) for p in known}
+    referenced = set(dataset.match(fo.ViewField("filepath").is_in(sorted(candidates))).values("filepath"))
+    return [Path(p) for p in sorted(candidates - referenced)]

@@ -1,0 +1,271 @@
+"""Recovery from the journal: undo a run whose writer is gone, or finish one that had committed.
+
+Every step reads what the journal entry recorded (never the writer's memory) and is safe to repeat,
+so a recovery that is itself interrupted is simply run again by the next call. The same
+:func:`roll_back` undoes a run that fails with an exception in its own process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import fiftyone as fo
+import fiftyone.core.odm as foo
+import gridfs
+from bson import ObjectId, json_util
+from pymongo import UpdateOne
+
+from . import journal
+from .journal import Writer
+from .runs import (
+    PLUGIN, RUN_FIELD, SYNTHETIC_TAG, DeleteReport, remove_files, remove_run, run_tag, saved_view_name,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Recovered:
+    """What recovery did with one journal entry."""
+
+    key: str
+    action: str  # "rolled back", "completed", "left alone"
+    why: str
+    steps: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        steps = f": {'; '.join(self.steps)}" if self.steps else ""
+        return f"{self.key!r} {self.action} ({self.why}){steps}"
+
+
+@dataclass
+class RecoveryReport:
+    """What :func:`recover` found on a dataset and what it did (empty: nothing was left half-written)."""
+
+    dataset: str
+    entries: list[Recovered] = field(default_factory=list)
+
+    @property
+    def recovered(self) -> list[Recovered]:
+        return [entry for entry in self.entries if entry.action != "left alone"]
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def __str__(self) -> str:
+        if not self.entries:
+            return f"Dataset {self.dataset!r}: no half-written runs."
+        return "\n".join([f"Dataset {self.dataset!r}:", *(f"  {entry}" for entry in self.entries)])
+
+
+def recover(dataset: fo.Dataset, force: bool = False) -> RecoveryReport:
+    """Roll back (or, once committed, finish) every journal entry of ``dataset`` whose writer is
+    gone: a process of this machine that no longer runs, or one that gave its entry up. Entries of
+    running writers are left alone; so are those written from another machine, whose process cannot
+    be checked from here, unless ``force``."""
+    report = RecoveryReport(dataset.name)
+    for document in journal.entries(dataset):
+        writer = Writer.of(document["writer"])
+        if not document.get("abandoned"):
+            if writer.here() and writer.alive():
+                report.entries.append(Recovered(document["key"], "left alone", f"{writer} is still writing"))
+                continue
+            if not writer.here() and not force:
+                report.entries.append(Recovered(
+                    document["key"], "left alone",
+                    f"written by {writer}, which cannot be checked from here; if it is gone, "
+                    "fc.recover(dataset, force=True)"))
+                continue
+        if not journal.take_over(document):
+            continue  # another process is recovering it
+        why = "given up by its writer" if document.get("abandoned") else f"{writer} is gone"
+        if document["phase"] in ("committed", "deleting"):
+            report.entries.append(Recovered(document["key"], "completed", why, finish(dataset, document)))
+        else:
+            report.entries.append(Recovered(document["key"], "rolled back", why, roll_back(dataset, document)))
+            journal.close(document["_id"])
+    if report.recovered:
+        logger.warning("fiftyone-condense recovered half-written runs. %s", report)
+        dataset.reload()
+    return report
+
+
+# --------------------------------------------------------------------------- rolling forward
+
+
+def finish(dataset: fo.Dataset, entry: dict) -> list[str]:
+    """Complete a committed run (drop what it replaced) or a deletion, then close the entry."""
+    steps = []
+    dataset.reload()  # another process wrote it
+    if entry["phase"] == "deleting":
+        steps.append(str(remove_run(dataset, entry["run_key"])))
+    else:
+        asides = [Path(aside) for _, aside in entry.get("asides", []) if os.path.exists(aside)]
+        remove_files(asides)
+        if asides:
+            steps.append(f"removed {len(asides)} replaced media files")
+        if entry.get("run") and _delete_run_documents({"_id": entry["run"]}):
+            steps.append("removed the replaced run's record")
+    journal.close(entry["_id"])
+    return steps
+
+
+# --------------------------------------------------------------------------- rolling back
+
+
+def roll_back(dataset: fo.Dataset, entry: dict) -> list[str]:
+    """Put the dataset back as it was before the entry's run wrote anything (idempotent)."""
+    if entry["phase"] in ("claimed", "backing up"):
+        return []  # the dataset was not written yet (backups go with the entry)
+    key, steps = entry.get("run_key"), []
+    dataset.reload()  # another process wrote it
+    if key is not None:
+        kept = [backup["doc"]["_id"] for backup in journal.backups(entry["_id"], "sample")]
+        steps += _remove_new_samples(dataset, key, kept)
+        steps += _restore_media(entry.get("media", []), entry.get("asides", []), entry.get("folders", []))
+        steps += _restore_samples(dataset, entry["_id"])
+        steps += _restore_tags(dataset, key, entry["_id"])
+    for written in reversed(entry.get("fields", [])):
+        steps += _restore_field(dataset, entry["_id"], written)
+    steps += _remove_created_fields(dataset, entry.get("created_fields", []))
+    if key is not None:
+        steps += _restore_view(dataset, key, entry.get("view"))
+        steps += _restore_record(dataset, key, entry.get("run"))
+    dataset.reload()
+    return steps
+
+
+def _said(count: int, what: str) -> list[str]:
+    return [f"{what.format(count)}"] if count else []
+
+
+def _remove_new_samples(dataset: fo.Dataset, key: str, kept: list[ObjectId]) -> list[str]:
+    """The run's new synthetic samples (those it replaced are in the backups, and stay)."""
+    query = {"tags": SYNTHETIC_TAG, RUN_FIELD: key, "_id": {"$nin": kept}}
+    ids = [str(d["_id"]) for d in dataset._sample_collection.find(query, {"_id": 1})]
+    if ids:
+        dataset.delete_samples(ids)
+    return _said(len(ids), "removed {} new samples")
+
+
+def _restore_media(written: list[str], asides: list[list[str]], folders: list[str]) -> list[str]:
+    """Remove the files the run wrote and move back those it set aside (a path can be both), then
+    the folders it made, once empty."""
+    replaced = {path for path, _ in asides}
+    new = [Path(path) for path in written if path not in replaced and os.path.exists(path)]
+    remove_files(new)
+    back = [(path, aside) for path, aside in asides if os.path.exists(aside)]
+    for path, aside in back:
+        os.replace(aside, path)
+    for folder in sorted(folders, key=len, reverse=True):  # the deepest first
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+    return _said(len(new), "removed {} new media files") + _said(len(back), "put back {} replaced media files")
+
+
+def _restore_samples(dataset: fo.Dataset, entry_id: ObjectId) -> list[str]:
+    """Insert again the replaced run's samples that were removed, as they were (same ids)."""
+    documents = [backup["doc"] for backup in journal.backups(entry_id, "sample")]
+    present = {d["_id"] for d in dataset._sample_collection.find({"_id": {"$in": [d["_id"] for d in documents]}},
+                                                                 {"_id": 1})}
+    missing = [d for d in documents if d["_id"] not in present]
+    if missing:
+        dataset._sample_collection.insert_many(missing)
+    return _said(len(missing), "restored {} replaced samples")
+
+
+def _restore_tags(dataset: fo.Dataset, key: str, entry_id: ObjectId) -> list[str]:
+    """The run's tag exactly on the samples that had it before."""
+    tag = run_tag(key)
+    tagged = [i for backup in journal.backups(entry_id, "tagged") for i in backup["ids"]]
+    now = {str(d["_id"]) for d in dataset._sample_collection.find({"tags": tag}, {"_id": 1})}
+    if now != set(tagged):
+        dataset.match_tags(tag).untag_samples(tag)
+        dataset.select(tagged).tag_samples(tag)
+        return [f"tag {tag!r} back on the {len(tagged)} samples that had it"]
+    return []
+
+
+def _restore_field(dataset: fo.Dataset, entry_id: ObjectId, written: dict) -> list[str]:
+    """A field the run created is deleted; one it overwrote gets its previous values and info back."""
+    name = written["field"]
+    if written["created"]:
+        if dataset.has_sample_field(name):
+            dataset.delete_sample_field(name)
+            return [f"removed field {name!r}"]
+        return []
+    updates = [UpdateOne({"_id": b["sample"]}, {"$set": {name: b["value"]}} if "value" in b else {"$unset": {name: ""}})
+               for b in journal.backups(entry_id, f"value:{name}")]
+    for start in range(0, len(updates), journal.BACKUP_BATCH):
+        dataset._sample_collection.bulk_write(updates[start:start + journal.BACKUP_BATCH], ordered=False)
+    dataset.reload()
+    if dataset.has_sample_field(name):
+        stored = dataset.get_field(name)
+        stored.info = written.get("info")
+        stored.save()
+    return [f"previous values of field {name!r} on {len(updates)} samples"]
+
+
+def _remove_created_fields(dataset: fo.Dataset, names: list[str]) -> list[str]:
+    """Fields the run's samples added, once no sample holds a value in them."""
+    gone = [name for name in dict.fromkeys(names) if dataset.has_sample_field(name) and not len(dataset.exists(name))]
+    if gone:
+        dataset.delete_sample_fields(gone)
+    return [f"removed field {name!r}" for name in gone]
+
+
+def _restore_view(dataset: fo.Dataset, key: str, view: Optional[dict]) -> list[str]:
+    """Delete the run's saved view; save the replaced run's again."""
+    name, steps = saved_view_name(key), []
+    dataset.reload()
+    if dataset.has_saved_view(name):
+        dataset.delete_saved_view(name)
+        steps.append(f"removed saved view {name!r}")
+    if view is not None:
+        stages = fo.DatasetView._build(dataset, [json_util.loads(stage) for stage in view["view_stages"]])
+        dataset.save_view(name, stages, description=view.get("description"), color=view.get("color"))
+        steps = [f"restored saved view {name!r}"]
+    return steps
+
+
+def _restore_record(dataset: fo.Dataset, key: str, replaced: Optional[ObjectId]) -> list[str]:
+    """Remove the run's new record (even one FiftyOne stored but had not yet listed); attach the replaced one."""
+    datasets = foo.get_db_conn().datasets
+    current = (datasets.find_one({"_id": dataset._doc.id}, {"runs": 1}).get("runs") or {}).get(key)
+    removed = _delete_run_documents({"_dataset_id": dataset._doc.id, "key": key, "_id": {"$ne": replaced}})
+    if replaced is not None and current != replaced:
+        datasets.update_one({"_id": dataset._doc.id}, {"$set": {f"runs.{key}": replaced}})
+    elif replaced is None and current is not None:
+        datasets.update_one({"_id": dataset._doc.id}, {"$unset": {f"runs.{key}": ""}})
+    dataset.reload()
+    return (["removed the new run record"] if removed else []) + (["restored the replaced run record"]
+                                                                  if replaced is not None and current != replaced else [])
+
+
+def _delete_run_documents(query: dict) -> int:
+    """Delete this plugin's run documents matching ``query`` and their stored results."""
+    db = foo.get_db_conn()
+    files = gridfs.GridFS(db)
+    documents = list(db.runs.find({**query, "config.plugin": PLUGIN}, {"results": 1}))
+    for document in documents:
+        if document.get("results"):
+            files.delete(document["results"])
+        db.runs.delete_one({"_id": document["_id"]})
+    return len(documents)
+
+
+def delete(dataset: fo.Dataset, run_key: str) -> DeleteReport:
+    """Delete a run under a claim of its key, journalled first as a deletion: one cut short (by an
+    exception or a killed process) is completed by the next call."""
+    entry = journal.claim(dataset, run_key, run_key)
+    try:
+        entry.note(phase="deleting")
+        report = remove_run(dataset, run_key)
+        entry.close()
+        return report
+    finally:
+        entry.release()
