@@ -21,10 +21,14 @@ cache of decoded images bounded to ``cache_bytes`` (default ``$FIFTYONE_CONDENSE
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+import functools
+import inspect
+import logging
+from typing import Any, Callable, Optional, TypeVar, Union
 
 import fiftyone as fo
 
+from .bridge import recovery
 from .bridge import runs as run_store
 from .bridge.transaction import Transaction
 from .bridge.views import (
@@ -34,7 +38,7 @@ from .bridge.views import (
 from .color import diffusion as diffusion_backend
 from .core import compensation, distillation, evaluation, selection
 from .core import embeddings as stored_embeddings
-from .core.lifecycle import Reading, reporter
+from .core.lifecycle import Reading, claimed, reporter
 from .device import resolve_device
 from .distill.params import DISTILL_PARAMS
 from .errors import CondensationError
@@ -45,8 +49,28 @@ from .selection import METHODS
 
 Collection = fo.core.collections.SampleCollection
 RunRecord = run_store.RunRecord
+DeleteReport = run_store.DeleteReport
+RecoveryReport = recovery.RecoveryReport
+Function = TypeVar("Function", bound=Callable)
+logger = logging.getLogger(__name__)
 default_lr_img = distillation.default_lr_img
 images_per_class = distillation.images_per_class
+
+
+def recovers(function: Function) -> Function:
+    """Before the call, undo (or finish) what a killed writer left half-written on the dataset it is
+    given (its ``view`` or ``dataset``): one indexed query when nothing was."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        given = signature.bind_partial(*args, **kwargs).arguments
+        for name in ("view", "dataset"):
+            if isinstance(given.get(name), fo.core.collections.SampleCollection):
+                recovery.recover(given[name]._dataset)
+        return function(*args, **kwargs)
+
+    return call
 
 
 def default_run_key(run_key: Optional[str], method: str, ipc: int) -> str:
@@ -64,6 +88,7 @@ def method_parameters(kind: str, method: str) -> tuple[Param, ...]:
     return registry[kind][method]
 
 
+@recovers
 def compute_embeddings(
     view: Collection,
     model: Any = "convnet3",
@@ -101,12 +126,13 @@ def compute_embeddings(
     embeddings = stored_embeddings.embeddings_for(
         view, embeddings_field, label_field, class_names(view, label_field), model, weights, teacher_epochs,
         resolve_device(device), seed, progress, reading, train_view=train_view, overwrite=overwrite, strict=True)
-    with Transaction(view._dataset) as transaction:
+    with claimed(view._dataset, f"field:{embeddings_field}") as entry, Transaction(entry) as transaction:
         stored_embeddings.write(transaction, view, embeddings_field, embeddings)
     progress.stage("done", 0.95, 1.0)(1.0)
     return embeddings_field
 
 
+@recovers
 def select(
     view: Collection,
     method: str = "random",
@@ -159,6 +185,7 @@ def select(
                          reading, small_classes)
 
 
+@recovers
 def distill(
     view: Collection,
     method: str = "dm",
@@ -209,6 +236,7 @@ def distill(
                             reporter(progress), params, reading, small_classes)
 
 
+@recovers
 def compensate(
     view: Optional[Collection] = None,
     run_key: Optional[str] = None,
@@ -253,6 +281,7 @@ def compensate(
     return compensation.run(view, run_key, parent, label_field, request, reporter(progress))
 
 
+@recovers
 def evaluate(
     view: Optional[Collection] = None,
     run_key: Optional[str] = None,
@@ -306,6 +335,7 @@ def evaluate(
     return evaluation.run(view, run_key, dataset, label_field, request, reporter(progress))
 
 
+@recovers
 def color_stats(view: Collection, label_field: Optional[str] = None, points: int = 64) -> dict:
     """Colour statistics of a view's images: per-channel KDE, colourfulness, unique colours.
 
@@ -315,17 +345,20 @@ def color_stats(view: Collection, label_field: Optional[str] = None, points: int
     return compensation.color_stats(view, points)
 
 
+@recovers
 def list_runs(dataset: fo.Dataset, kind: Optional[str] = None) -> list[str]:
     """Keys of the condensation runs on ``dataset``; ``kind``: ``selection``, ``compensation`` or
     ``distillation`` (the same as ``dataset.list_runs(type=fc.SelectionRun)`` and so on)."""
     return run_store.list_runs(dataset, kind)
 
 
+@recovers
 def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
     """A run's config, results (selected ids, timings, evaluations) and saved view."""
     return run_store.load_run(dataset, run_key)
 
 
+@recovers
 def rename_run(dataset: fo.Dataset, run_key: str, new_run_key: str) -> None:
     """Give a run a new key: its tag, samples' ``condense_run``, saved view and references move with it
     (what FiftyOne's ``dataset.rename_run`` does for condensation runs)."""
@@ -334,9 +367,23 @@ def rename_run(dataset: fo.Dataset, run_key: str, new_run_key: str) -> None:
     dataset.rename_run(run_key, new_run_key)
 
 
-def delete_run(dataset: fo.Dataset, run_key: str) -> None:
+@recovers
+def delete_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
     """Remove a run and what it made: tags, saved view, synthetic samples and their media, record.
-    Selected real samples themselves are untouched."""
+    Selected real samples themselves are untouched. What is already gone (media files, samples or
+    the saved view removed or renamed by hand) is skipped and named in the returned report (and
+    logged); a deletion cut short is completed by the next call on the dataset."""
     run_store.require_run(dataset, run_key)
-    with Transaction(dataset) as transaction:
-        transaction.delete_run(run_key)
+    report = recovery.delete(dataset, run_key)
+    if report.missing:
+        logger.warning("%s", report)
+    return report
+
+
+def recover(dataset: fo.Dataset, force: bool = False) -> RecoveryReport:
+    """Undo what runs killed half-way left on ``dataset``, or finish those that had committed, from
+    their journal entries, and say what was done (``print(fc.recover(dataset))``). Every function of
+    the SDK, operator and panel does this first by itself. A run still being written by a live
+    process is left alone; so is one written from another machine (its process cannot be checked
+    from here) unless ``force=True``."""
+    return recovery.recover(dataset, force)

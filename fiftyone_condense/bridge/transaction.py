@@ -1,150 +1,184 @@
-"""All-or-nothing writes: :class:`Transaction` undoes every write of a run that fails or is interrupted."""
+"""All-or-nothing writes: :class:`Transaction` journals each write of a run before making it, so an
+exception, a Ctrl-C or a killed process is undone from the journal (:mod:`.recovery`)."""
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import fiftyone as fo
+import fiftyone.core.odm as foo
+from bson import ObjectId
 
+from . import journal, recovery
 from .runs import (
-    RUN_FIELD, SOURCES_FIELD, SYNTHETIC_TAG, CondensationRunConfig, load_run, remove_files, run_tag, save_results,
-    saved_view_name, synthetic_samples,
+    RUN_FIELD, SOURCES_FIELD, SYNTHETIC_TAG, CondensationRunConfig, run_tag, save_results, saved_view_name,
 )
+
+logger = logging.getLogger(__name__)
+WRITE_BATCH = 256  # new media files and samples written per step
+ASIDE = ".condense-undo"  # suffix of a replaced run's media file, kept until the new run commits
 
 
 class Transaction:
-    """Collects undo steps for each write; on any exception (or Ctrl-C) undoes them in reverse."""
+    """The writes of one claimed journal entry (a run key, or a field for ``compute_embeddings``).
 
-    def __init__(self, dataset: fo.Dataset):
-        self.dataset = dataset
-        self._undo: list[Callable[[], Any]] = []
-        self._commit: list[Callable[[], Any]] = []
+    On entering, everything the run key already holds (a replaced run's record, saved view,
+    samples, tags and media) is backed up in the journal and set aside. Each write is announced in
+    the entry before it is made. On success the entry is committed, what was replaced is dropped
+    and the entry closed, last; on any exception (or Ctrl-C) the writes are rolled back from the
+    journal, as recovery does for a process that was killed.
+    """
+
+    def __init__(self, entry: journal.Entry):
+        self.entry = entry
+        self.dataset = entry.dataset
 
     def __enter__(self) -> "Transaction":
+        if self.entry.run_key is not None:
+            self._set_aside(self.entry.run_key)
+        else:
+            self.entry.note(phase="writing")
         return self
 
     def __exit__(self, kind, error, traceback) -> bool:
-        if kind is not None:
-            for step in reversed(self._undo):
-                try:
-                    step()
-                except Exception:  # keep undoing the rest; the original error is what matters
-                    pass
-            self.dataset.reload()
-        else:
-            for step in self._commit:
-                step()
+        if kind is None:
+            self.entry.note(phase="committed")
+            self._settle(recovery.finish, "finishing")
+        elif self._settle(recovery.roll_back, "undoing"):
+            self.entry.close()
         return False
 
-    def on_undo(self, step: Callable[[], Any]) -> None:
-        self._undo.append(step)
+    def _settle(self, step: Callable[[fo.Dataset, dict], Any], doing: str) -> bool:
+        """Finish or undo the writes; a failure leaves the entry for the next call to recover."""
+        try:
+            step(self.dataset, self._document())
+            return True
+        except Exception:
+            logger.exception("fiftyone-condense: %s the writes of %r failed; the next call on dataset %r will "
+                             "retry it (or fc.recover(dataset))", doing, self.entry.key, self.dataset.name)
+            return False
+
+    def _document(self) -> dict:
+        return journal.journal_collection().find_one({"_id": self.entry.id})
+
+    # ------------------------------------------------------------------ what the key already holds
+
+    def _set_aside(self, run_key: str) -> None:
+        """Back up, then remove, whatever carries the run key (a replaced run, or leftovers)."""
+        dataset, samples = self.dataset, self.dataset._sample_collection
+        tag, view_name = run_tag(run_key), saved_view_name(run_key)
+        replaced_run = (foo.get_db_conn().datasets.find_one({"_id": dataset._doc.id}, {"runs": 1}).get("runs")
+                        or {}).get(run_key)
+        view = dataset._get_saved_view_doc(view_name) if dataset.has_saved_view(view_name) else None
+        self.entry.note(phase="backing up", run=replaced_run, view=view and {
+            "view_stages": list(view.view_stages), "description": view.description, "color": view.color})
+        tagged = [str(d["_id"]) for d in samples.find({"tags": tag}, {"_id": 1})]
+        self.entry.back_up("tagged", ({"ids": tagged[i:i + 10000]} for i in range(0, len(tagged), 10000)))
+        query = {"tags": SYNTHETIC_TAG, RUN_FIELD: run_key}
+        self.entry.back_up("sample", ({"doc": document} for document in samples.find(query)))
+        media = [d["filepath"] for d in samples.find(query, {"filepath": 1}) if os.path.exists(d["filepath"])]
+        asides = [[path, path + ASIDE] for path in media]
+        self.entry.note(phase="writing", asides=asides)
+        for start in range(0, len(asides), WRITE_BATCH):
+            for path, aside in asides[start:start + WRITE_BATCH]:
+                os.replace(path, aside)
+            journal.wrote()
+        if media or samples.count_documents(query, limit=1):
+            dataset.delete_samples([str(d["_id"]) for d in samples.find(query, {"_id": 1})])
+            journal.wrote()
+        if tagged:
+            dataset.match_tags(tag).untag_samples(tag)
+            journal.wrote()
+        if view is not None:
+            dataset.delete_saved_view(view_name)
+            journal.wrote()
+        if replaced_run is not None:
+            foo.get_db_conn().datasets.update_one({"_id": dataset._doc.id}, {"$unset": {f"runs.{run_key}": ""}})
+            dataset.reload()
+            journal.wrote()
+
+    # ------------------------------------------------------------------ the run's writes
 
     def tag(self, sample_ids: list[str], tag: str) -> None:
+        """Tag existing samples (undone from the tagged ids backed up on entering)."""
         self.dataset.select(sample_ids).tag_samples(tag)
-        self.on_undo(lambda: self.dataset.select(sample_ids).untag_samples(tag))
+        journal.wrote()
 
     def save_view(self, name: str, view: fo.DatasetView) -> None:
         self.dataset.save_view(name, view)
-        self.on_undo(lambda: self.dataset.delete_saved_view(name))
+        journal.wrote()
 
     def register(self, source: fo.core.collections.SampleCollection, run_key: str, config: CondensationRunConfig,
                  results: dict) -> None:
         """Record the run on ``source`` (FiftyOne keeps the source view's stages with it)."""
         source.register_run(run_key, config)
-        self.on_undo(lambda: self.dataset.delete_run(run_key))
+        journal.wrote()
         save_results(self.dataset, run_key, results)
+        journal.wrote()
 
     def set_field(self, view: fo.core.collections.SampleCollection, field: str, values, info: dict,
                   batch: int = 8192) -> None:
         """Write per-sample values (a list, an array or a row store, in the view's order), ``batch``
-        samples at a time; undo restores the previous values or removes a new field."""
+        samples at a time. The previous values are backed up first (a new field is simply removed
+        on undo)."""
         existed = self.dataset.has_sample_field(field)
-        previous = view.values(field) if existed else None
         ids = view.values("id")
+        previous_info = self.dataset.get_field(field).info if existed else None
+        if existed:
+            self.entry.back_up(f"value:{field}", self._values(ids, field))
+        self.entry.add("fields", [{"field": field, "created": not existed, "info": previous_info}])
         for start in range(0, len(ids), batch):
             chunk = ids[start:start + batch]
             self.dataset.set_values(field, dict(zip(chunk, list(values[start:start + len(chunk)]))), key_field="id")
+            journal.wrote()
         self.dataset.get_field(field).info = info
         self.dataset.get_field(field).save()
-        if existed:
-            self.on_undo(lambda: self.dataset.select(ids, ordered=True).set_values(field, previous))
-        else:
-            self.on_undo(lambda: self.dataset.delete_sample_field(field))
+        journal.wrote()
 
-    def add_samples(self, samples: list[fo.Sample]) -> list[str]:
-        """Add new samples; undo deletes them and any field they added to the schema."""
-        fields_before = set(self.dataset.get_field_schema())
-
-        def undo() -> None:
-            self.dataset.delete_samples(ids)
-            for field in set(self.dataset.get_field_schema()) - fields_before:
-                self.dataset.delete_sample_field(field)
-
-        ids = self.dataset.add_samples(samples, progress=False)
-        self.on_undo(undo)
-        return ids
+    def _values(self, ids: list[str], field: str) -> Iterator[dict]:
+        """The raw stored values of ``field`` on these samples (absent: no ``value``)."""
+        for start in range(0, len(ids), journal.BACKUP_BATCH):
+            chunk = [ObjectId(i) for i in ids[start:start + journal.BACKUP_BATCH]]
+            for document in self.dataset._sample_collection.find({"_id": {"$in": chunk}}, {field: 1}):
+                yield {"sample": document["_id"], **({"value": document[field]} if field in document else {})}
 
     def add_synthetic_samples(
         self, run_key: str, label_field: str, paths: list[Path], labels: list[str], sources: list[list[str]],
-        write_media: Callable[[list[Path]], Any], shape: tuple[int, int, int],
+        write_media: Callable[[slice, list[Path]], Any], shape: tuple[int, int, int],
     ) -> int:
-        """Write a run's new media with ``write_media(paths)`` and add one sample per file (label,
-        tags ``condense:<key>`` and ``synthetic``, ``condense_run``, ``condense_sources``, and
-        ``metadata`` of the (channels, height, width) ``shape`` written, which a palette PNG's
-        header does not tell); undo removes both. Returns the bytes written."""
-        for folder in {path.parent for path in paths}:
+        """Write a run's new media, ``WRITE_BATCH`` files at a time with ``write_media(rows, paths)``,
+        and add one sample per file (label, tags ``condense:<key>`` and ``synthetic``,
+        ``condense_run``, ``condense_sources``, and ``metadata`` of the (channels, height, width)
+        ``shape`` written, which a palette PNG's header does not tell). Each batch's paths are
+        journalled before its files are written. Returns the bytes written."""
+        created = [f for f in (RUN_FIELD, SOURCES_FIELD) if not self.dataset.has_sample_field(f)]
+        if created:
+            self.entry.add("created_fields", created)
+        folders = sorted({path.parent for path in paths})
+        new_folders = sorted({str(f) for folder in folders for f in (folder, *folder.parents) if not f.exists()})
+        if new_folders:
+            self.entry.add("folders", new_folders)
+        for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
-        self.on_undo(lambda: remove_files(paths))
-        write_media(paths)
         channels, height, width = shape
-        sizes = [path.stat().st_size for path in paths]
-        self.add_samples([
-            fo.Sample(filepath=str(path), tags=[run_tag(run_key), SYNTHETIC_TAG],
-                      metadata=fo.ImageMetadata(size_bytes=size, mime_type="image/png", width=width, height=height,
-                                                num_channels=channels),
-                      **{label_field: fo.Classification(label=label), RUN_FIELD: run_key, SOURCES_FIELD: list(origin)})
-            for path, label, origin, size in zip(paths, labels, sources, sizes)
-        ])
-        return int(sum(sizes))
-
-    def delete_run(self, run_key: str) -> None:
-        """Remove a run and everything it made (FiftyOne's delete, which runs the run's cleanup);
-        undo puts it all back."""
-        record = load_run(self.dataset, run_key)
-        info = self.dataset.get_run_info(run_key)
-        source_view = self.dataset.load_run_view(run_key)
-        tag = run_tag(run_key)
-        tagged = self.dataset.match_tags(tag).values("id")
-        self._set_aside_synthetic(run_key)
-        self.dataset.delete_run(run_key)
-
-        def restore() -> None:
-            source_view.register_run(run_key, info.config)
-            save_results(self.dataset, run_key, record.results)
-            self.dataset.select(tagged).tag_samples(tag)
-            if record.view is not None:
-                self.dataset.save_view(saved_view_name(run_key), record.view)
-
-        self.on_undo(restore)
-
-    def _set_aside_synthetic(self, run_key: str) -> None:
-        """Remove a run's synthetic samples, keeping their media aside until the transaction ends."""
-        synthetic = synthetic_samples(self.dataset, run_key)
-        if not len(synthetic):
-            return
-        documents = [sample.to_dict() for sample in synthetic]
-        media = [Path(p) for p in synthetic.values("filepath")]
-        present = [path for path in media if path.exists()]
-        kept = [path.with_name(path.name + ".condense-undo") for path in present]
-        for path, aside in zip(present, kept):
-            path.replace(aside)
-        self.dataset.delete_samples(synthetic)
-
-        def restore() -> None:
-            for path, aside in zip(present, kept):
-                aside.replace(path)
-            self.dataset.add_samples([fo.Sample.from_dict(d) for d in documents], progress=False)
-
-        self.on_undo(restore)
-        self._commit.append(lambda: remove_files(kept))
+        written = 0
+        for start in range(0, len(paths), WRITE_BATCH):
+            rows = slice(start, min(start + WRITE_BATCH, len(paths)))
+            self.entry.add("media", [str(path) for path in paths[rows]])
+            write_media(rows, paths[rows])
+            journal.wrote()
+            sizes = [path.stat().st_size for path in paths[rows]]
+            self.dataset.add_samples([
+                fo.Sample(filepath=str(path), tags=[run_tag(run_key), SYNTHETIC_TAG],
+                          metadata=fo.ImageMetadata(size_bytes=size, mime_type="image/png", width=width, height=height,
+                                                    num_channels=channels),
+                          **{label_field: fo.Classification(label=label), RUN_FIELD: run_key,
+                             SOURCES_FIELD: list(origin)})
+                for path, label, origin, size in zip(paths[rows], labels[rows], sources[rows], sizes)
+            ], progress=False)
+            journal.wrote()
+            written += sum(sizes)
+        return int(written)

@@ -21,7 +21,7 @@ from ..errors import CondensationError
 from ..images import as_rgb, resized
 from ..loader import ImageFiles, ImageFormat, LazyImages
 from ..progress import Progress
-from .lifecycle import Reading, begin, record, versions
+from .lifecycle import Reading, begin, claimed, record, versions
 
 Collection = fo.core.collections.SampleCollection
 COLOR_STATS_IMAGES = 5000
@@ -51,7 +51,7 @@ def parent_run(view: Collection, parent: Optional[str]) -> Optional[str]:
 
 def run(view: Optional[Collection], run_key: Optional[str], parent: Optional[str], label_field: Optional[str],
         request: Request, progress: Progress) -> run_store.RunRecord:
-    """Validate, edit in memory, then write the new samples and record the run (all-or-nothing)."""
+    """Validate, claim the key, edit in memory, then write the new samples and record the run (all-or-nothing)."""
     if view is None:
         raise CondensationError("Pass the view to compensate, e.g. dataset.load_saved_view('condense-<key>')")
     dataset = view._dataset
@@ -65,32 +65,34 @@ def run(view: Optional[Collection], run_key: Optional[str], parent: Optional[str
         raise CondensationError(f"Unknown backend {request.backend!r}; choose one of {BACKENDS}")
     if request.combine_mode not in COMBINE_MODES:
         raise CondensationError(f"Unknown combine_mode {request.combine_mode!r}; choose one of {COMBINE_MODES}")
-    reading = output_reading(dataset, view, parent, request.reading)
-    started = time.perf_counter()
-    source = reading.load(view, label_field, None, progress.stage("loading images", 0.0, 0.05))
-    images = as_rgb(source.tensor())
-    output, plan = edited(images, request, progress)
-    edit_seconds = time.perf_counter() - started
-    folder = Path(request.output_dir) / run_key if request.output_dir else media_dir_beside(view, run_key)
-    if folder.exists() and any(folder.iterdir()) and not request.overwrite:
-        raise CondensationError(f"Output folder {folder} is not empty; choose output_dir= or overwrite=True")
-    config = run_store.config_for(
-        "compensation", method="dc3_compensation", parent=parent, backend=request.backend,
-        combine_mode=request.combine_mode, label_field=label_field, seed=request.seed, classes=source.classes,
-        params=_params(request), styles={"warm": plan.warm, "cold": plan.cold}, output_dir=str(folder),
-        versions=versions(), image_format=reading.recorded(),
-    )
+    with claimed(dataset, run_key, run_key, request.overwrite) as entry:
+        reading = output_reading(dataset, view, parent, request.reading)
+        started = time.perf_counter()
+        source = reading.load(view, label_field, None, progress.stage("loading images", 0.0, 0.05))
+        images = as_rgb(source.tensor())
+        output, plan = edited(images, request, progress)
+        edit_seconds = time.perf_counter() - started
+        folder = Path(request.output_dir) / run_key if request.output_dir else media_dir_beside(view, run_key)
+        if folder.exists() and any(folder.iterdir()) and not request.overwrite:
+            raise CondensationError(f"Output folder {folder} is not empty; choose output_dir= or overwrite=True")
+        config = run_store.config_for(
+            "compensation", method="dc3_compensation", parent=parent, backend=request.backend,
+            combine_mode=request.combine_mode, label_field=label_field, seed=request.seed, classes=source.classes,
+            params=_params(request), styles={"warm": plan.warm, "cold": plan.cold}, output_dir=str(folder),
+            versions=versions(), image_format=reading.recorded(),
+        )
 
-    def write(transaction) -> dict:
-        paths = [folder / f"{source_id}.png" for source_id in source.ids]
-        written = transaction.add_synthetic_samples(
-            run_key, label_field, paths, [source.classes[int(label)] for label in source.labels],
-            [[source_id] for source_id in source.ids], lambda files: write_pngs(output, files), reading.format.shape)
-        return {"num_samples": len(paths), "bytes": written,
-                "timings": {"edit_s": edit_seconds, "total_s": time.perf_counter() - started},
-                "color_stats": {"before": image_color_stats(images), "after": image_color_stats(output)}}
+        def write(transaction) -> dict:
+            paths = [folder / f"{source_id}.png" for source_id in source.ids]
+            written = transaction.add_synthetic_samples(
+                run_key, label_field, paths, [source.classes[int(label)] for label in source.labels],
+                [[source_id] for source_id in source.ids], lambda rows, files: write_pngs(output[rows], files),
+                reading.format.shape)
+            return {"num_samples": len(paths), "bytes": written,
+                    "timings": {"edit_s": edit_seconds, "total_s": time.perf_counter() - started},
+                    "color_stats": {"before": image_color_stats(images), "after": image_color_stats(output)}}
 
-    return record(view, run_key, config, write)
+        return record(view, entry, config, write)
 
 
 def output_reading(dataset: fo.Dataset, view: Collection, parent: Optional[str], reading: Reading) -> Reading:

@@ -29,7 +29,7 @@ from ..params import resolve
 from ..progress import Progress
 from ..selection import METHODS, class_budgets, small_class_report
 from . import selection
-from .lifecycle import Reading, begin, record, versions
+from .lifecycle import Reading, begin, claimed, record, versions
 
 Collection = fo.core.collections.SampleCollection
 SETTINGS_PARAMS = {"budget", "teacher_epochs"}  # declared parameters that are not engine settings
@@ -56,8 +56,8 @@ def settings_of(method: str, params: dict) -> DistillSettings:
 def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: str, label_field: str,
         output_dir: Optional[str], seed: int, device: str, overwrite: bool, progress: Progress,
         given: dict, reading: Reading, small_classes: str = "error") -> run_store.RunRecord:
-    """Validate, distil (resumable) from real images read in batches, then write the images as
-    samples at the working format and record the run (all-or-nothing)."""
+    """Validate, claim the key, distil (resumable) from real images read in batches, then write the
+    images as samples at the working format and record the run (all-or-nothing)."""
     dataset = view._dataset
     init = init or ("autopalette_init" if method == "autopalette" else "random")
     begin(view, run_key, label_field, overwrite)
@@ -66,39 +66,41 @@ def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: s
     per_class = images_per_class(ipc, method, params.get("budget", "paper"), settings.num_colors)
     classes = class_names(view, label_field)
     budgets = check_budget(view, label_field, classes, ipc, per_class, init, params, small_classes)
-    reading = reading.fixed(view)
-    started = time.perf_counter()
-    source = reading.load(view, label_field, classes, progress.stage("checking real images", 0.0, 0.05))
-    images, labels, sources = initial_images(view, source, init, budgets, label_field, params, seed, device,
-                                             progress.sub(0.05, 0.15), reading, small_classes)
-    workdir = cache_dir() / "runs" / str(dataset._doc.id) / run_key  # checkpoints while in progress
-    result = distill_images(source.floats(), source.labels, images, labels, len(classes), settings,
-                            resolve_device(device), seed, workdir / "checkpoint.pt",
-                            progress.stage(f"distilling ({method})", 0.15, 0.95))
-    folder = Path(output_dir) / run_key if output_dir else media_dir_beside(view, run_key)
-    config = run_store.config_for(
-        "distillation", method=method, ipc=per_class, init=init, label_field=label_field,
-        params={**asdict(settings), "budget": params.get("budget", "paper"), "requested_ipc": ipc,
-                "teacher_epochs": params["teacher_epochs"]},
-        seed=seed, classes=classes, output_dir=str(folder), versions=versions(), image_format=reading.recorded(),
-    )
-    needed = per_class if init != "noise" or small_classes == "drop" else 1  # noise needs no real images to keep
-    small = small_class_report(source.labels.numpy(), needed, classes, small_classes)  # labels already read
+    with claimed(dataset, run_key, run_key, overwrite) as entry:
+        reading = reading.fixed(view)
+        started = time.perf_counter()
+        source = reading.load(view, label_field, classes, progress.stage("checking real images", 0.0, 0.05))
+        images, labels, sources = initial_images(view, source, init, budgets, label_field, params, seed, device,
+                                                 progress.sub(0.05, 0.15), reading, small_classes)
+        workdir = cache_dir() / "runs" / str(dataset._doc.id) / run_key  # checkpoints while in progress
+        result = distill_images(source.floats(), source.labels, images, labels, len(classes), settings,
+                                resolve_device(device), seed, workdir / "checkpoint.pt",
+                                progress.stage(f"distilling ({method})", 0.15, 0.95))
+        folder = Path(output_dir) / run_key if output_dir else media_dir_beside(view, run_key)
+        config = run_store.config_for(
+            "distillation", method=method, ipc=per_class, init=init, label_field=label_field,
+            params={**asdict(settings), "budget": params.get("budget", "paper"), "requested_ipc": ipc,
+                    "teacher_epochs": params["teacher_epochs"]},
+            seed=seed, classes=classes, output_dir=str(folder), versions=versions(), image_format=reading.recorded(),
+        )
+        needed = per_class if init != "noise" or small_classes == "drop" else 1  # noise needs no real images to keep
+        small = small_class_report(source.labels.numpy(), needed, classes, small_classes)  # labels already read
 
-    def write(transaction) -> dict:
-        paths = [folder / f"{method}_{classes[int(label)]}_{i:05d}.png".replace("/", "-") for i, label in enumerate(labels)]
-        written = transaction.add_synthetic_samples(
-            run_key, label_field, paths, [classes[int(label)] for label in labels], sources,
-            lambda files: write_media(result, images.shape[1], settings.num_colors, files), reading.format.shape)
-        return {"num_samples": len(paths), "bytes": written, **encoded_sizes(result.images),
-                "loss_history": result.history[:: max(1, len(result.history) // 500)],
-                "resumed_from": result.resumed_from,
-                "timings": {"distill_s": result.seconds, "total_s": time.perf_counter() - started},
-                "color_stats": {"after": image_color_stats(result.images)}, "small_classes": small}
+        def write(transaction) -> dict:
+            paths = [folder / f"{method}_{classes[int(label)]}_{i:05d}.png".replace("/", "-") for i, label in enumerate(labels)]
+            written = transaction.add_synthetic_samples(
+                run_key, label_field, paths, [classes[int(label)] for label in labels], sources,
+                lambda rows, files: write_media(result, images.shape[1], settings.num_colors, rows, files),
+                reading.format.shape)
+            return {"num_samples": len(paths), "bytes": written, **encoded_sizes(result.images),
+                    "loss_history": result.history[:: max(1, len(result.history) // 500)],
+                    "resumed_from": result.resumed_from,
+                    "timings": {"distill_s": result.seconds, "total_s": time.perf_counter() - started},
+                    "color_stats": {"after": image_color_stats(result.images)}, "small_classes": small}
 
-    recorded = record(view, run_key, config, write)
-    shutil.rmtree(workdir, ignore_errors=True)
-    return recorded
+        recorded = record(view, entry, config, write)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return recorded
 
 
 def check_budget(view, label_field, classes, ipc: int, per_class: int, init: str, params: dict,
@@ -170,13 +172,13 @@ def initial_ids(view, init: str, ipc: int, label_field: str, params: dict, seed:
                                     small_classes).ids
 
 
-def write_media(result, channels: int, num_colors: int, paths: list) -> None:
-    """Palette PNGs (AutoPalette: K colours on disk) or 8-bit PNGs."""
+def write_media(result, channels: int, num_colors: int, rows: slice, paths: list) -> None:
+    """The images ``rows`` as palette PNGs (AutoPalette: K colours on disk) or 8-bit PNGs."""
     if result.palettes is None:
-        write_pngs(result.images, paths)
+        write_pngs(result.images[rows], paths)
         return
     bits = next(b for b in (1, 2, 4, 8) if 2**b >= num_colors)
-    for palette, index, path in zip(result.palettes, result.indices, paths):
+    for palette, index, path in zip(result.palettes[rows], result.indices[rows], paths):
         palette_png(palette, index, channels).save(path, bits=bits, optimize=False)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Callable, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import fiftyone as fo
 
-from ..bridge.runs import CondensationRunConfig, RunRecord, check_run_key, list_runs, load_run, run_tag, saved_view_name
+from ..bridge import journal
+from ..bridge.runs import CondensationRunConfig, RunRecord, check_run_key, load_run, run_tag, saved_view_name
 from ..bridge.transaction import Transaction
 from ..bridge.views import ImageSet, check_label_field, image_format, load_images, require_samples
 from ..loader import WHITE, ImageFormat, LazyImages, release_free_memory
@@ -64,17 +66,30 @@ def begin(view: Collection, run_key: str, label_field: str, overwrite: bool) -> 
     check_run_key(view._dataset, run_key, overwrite)
 
 
-def record(view: Collection, run_key: str, config: CondensationRunConfig,
+@contextmanager
+def claimed(dataset: fo.Dataset, key: str, run_key: Optional[str] = None, overwrite: bool = False) -> Iterator[journal.Entry]:
+    """Hold ``key`` in the journal while computing and writing: a second writer of the same key is
+    refused at once. A run key is checked again once held (another writer may have just finished)."""
+    entry = journal.claim(dataset, key, run_key)
+    try:
+        if run_key is not None:
+            dataset.reload()
+            check_run_key(dataset, run_key, overwrite)
+        yield entry
+    finally:
+        entry.release()
+
+
+def record(view: Collection, entry: journal.Entry, config: CondensationRunConfig,
            write: Callable[[Transaction], dict]) -> RunRecord:
-    """In one transaction: replace a run with this key, let ``write`` make the outputs (returning the
-    results), then register the run on ``view`` and save the view ``condense-<key>`` of its outputs."""
-    dataset = view._dataset
-    with Transaction(dataset) as transaction:
-        if run_key in list_runs(dataset):
-            transaction.delete_run(run_key)
+    """In one transaction on the claimed run key: set aside what the key held (a replaced run), let
+    ``write`` make the outputs (returning the results), then save the view ``condense-<key>`` of its
+    outputs and register the run on ``view``, last."""
+    dataset, run_key = view._dataset, entry.run_key
+    with Transaction(entry) as transaction:
         results = write(transaction)
-        transaction.register(view, run_key, config, {"evaluation": {}, **results})
         transaction.save_view(saved_view_name(run_key), dataset.match_tags(run_tag(run_key)))
+        transaction.register(view, run_key, config, {"evaluation": {}, **results})
     return load_run(dataset, run_key)
 
 

@@ -22,7 +22,7 @@ from ..progress import Progress
 from ..selection import METHODS, class_budgets, feature_gram, gradient_gram, select_per_class, small_class_report
 from ..selection.gram import FactoredGram, loss_gradients
 from . import embeddings as stored
-from .lifecycle import Reading, begin, record, versions
+from .lifecycle import Reading, begin, claimed, record, versions
 
 Collection = fo.core.collections.SampleCollection
 _log = logging.getLogger(__name__)
@@ -47,18 +47,19 @@ def method_params(method: str, given: dict) -> dict:
 
 def run(view: Collection, method: str, ipc: int, run_key: str, label_field: str, seed: int, device: str,
         overwrite: bool, progress: Progress, params: dict, reading: Reading, small_classes: str = "error") -> RunRecord:
-    """Validate, plan in memory, then tag the picks and record the run (all-or-nothing)."""
+    """Validate, claim the key, plan in memory, then tag the picks and record the run (all-or-nothing)."""
     begin(view, run_key, label_field, overwrite)
-    plan = plan_selection(view, method, ipc, label_field, seed, device, progress, params, reading, small_classes)
+    with claimed(view._dataset, run_key, run_key, overwrite) as entry:
+        plan = plan_selection(view, method, ipc, label_field, seed, device, progress, params, reading, small_classes)
 
-    def write(transaction) -> dict:
-        for field, embeddings in plan.writes:
-            stored.write(transaction, view, field, embeddings)
-        transaction.tag(plan.ids, run_tag(run_key))
-        return {"selected_ids": plan.ids, "timings": plan.timings, "num_samples": len(plan.ids),
-                "small_classes": plan.config["small_classes"]}
+        def write(transaction) -> dict:
+            for field, embeddings in plan.writes:
+                stored.write(transaction, view, field, embeddings)
+            transaction.tag(plan.ids, run_tag(run_key))
+            return {"selected_ids": plan.ids, "timings": plan.timings, "num_samples": len(plan.ids),
+                    "small_classes": plan.config["small_classes"]}
 
-    return record(view, run_key, config_for("selection", **plan.config), write)
+        return record(view, entry, config_for("selection", **plan.config), write)
 
 
 def plan_selection(view: Collection, method: str, ipc: int, label_field: str, seed: int, device: str,
