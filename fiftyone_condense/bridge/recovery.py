@@ -22,7 +22,8 @@ from pymongo import UpdateOne
 from . import journal
 from .journal import Writer
 from .runs import (
-    PLUGIN, RUN_FIELD, SYNTHETIC_TAG, DeleteReport, remove_files, remove_run, run_tag, saved_view_name,
+    PLUGIN, RUN_FIELD, SYNTHETIC_TAG, DeleteReport, remove_empty_folders, remove_files, remove_run, run_tag,
+    saved_view_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -161,9 +162,7 @@ def _restore_media(written: list[str], asides: list[list[str]], folders: list[st
     back = [(path, aside) for path, aside in asides if os.path.exists(aside)]
     for path, aside in back:
         os.replace(aside, path)
-    for folder in sorted(folders, key=len, reverse=True):  # the deepest first
-        if os.path.isdir(folder) and not os.listdir(folder):
-            os.rmdir(folder)
+    remove_empty_folders(folders)
     return _said(len(new), "removed {} new media files") + _said(len(back), "put back {} replaced media files")
 
 

@@ -254,6 +254,14 @@ def remove_files(paths: list[Path]) -> None:
             folder.rmdir()
 
 
+def remove_empty_folders(folders: list[str]) -> None:
+    """Delete those of ``folders`` that are empty, the deepest first (a run's media folders and the
+    parents it had to make)."""
+    for folder in sorted(folders, key=len, reverse=True):
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+
+
 # --------------------------------------------------------------------------- deleting
 
 
@@ -294,12 +302,14 @@ def remove_outputs(dataset: fo.Dataset, run_key: str) -> DeleteReport:
     short still finds them), synthetic samples, tag, saved view, the synthetic fields once unused —
     and say what was expected but already gone."""
     report = DeleteReport(run_key)
-    config, expected = _recorded(dataset, run_key)
+    config, results = _recorded(dataset, run_key)
+    expected = results.get("num_samples")
     synthetic = synthetic_samples(dataset, run_key)
     paths = [Path(p) for p in synthetic.values("filepath")]
     strays = _unreferenced_files(dataset, config.get("output_dir"), paths)
     absent = [path for path in paths if not path.exists()]
     remove_files(paths + strays)
+    remove_empty_folders(results.get("new_folders", []))
     wrote()
     report.media = len(paths) - len(absent) + len(strays)
     if absent:
@@ -329,12 +339,13 @@ def remove_outputs(dataset: fo.Dataset, run_key: str) -> DeleteReport:
     return report
 
 
-def _recorded(dataset: fo.Dataset, run_key: str) -> tuple[dict, Optional[int]]:
-    """A run's config and the number of samples it made, when its record is there."""
+def _recorded(dataset: fo.Dataset, run_key: str) -> tuple[dict, dict]:
+    """A run's config and results, when its record is there."""
     if run_key not in dataset.list_runs():
-        return {}, None
+        return {}, {}
     results = dataset.load_run_results(run_key, cache=False)
-    return run_config(dataset, run_key), getattr(results, "num_samples", None) if results is not None else None
+    stored = {name: getattr(results, name) for name in results.attributes() if name != "cls"} if results else {}
+    return run_config(dataset, run_key), stored
 
 
 def _unreferenced_files(dataset: fo.Dataset, folder: Optional[str], known: list[Path]) -> list[Path]:

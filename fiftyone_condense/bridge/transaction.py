@@ -35,6 +35,7 @@ class Transaction:
     def __init__(self, entry: journal.Entry):
         self.entry = entry
         self.dataset = entry.dataset
+        self.new_folders: list[str] = []  # made for the run's media: its deletion removes them once empty
 
     def __enter__(self) -> "Transaction":
         if self.entry.run_key is not None:
@@ -161,6 +162,7 @@ class Transaction:
         new_folders = sorted({str(f) for folder in folders for f in (folder, *folder.parents) if not f.exists()})
         if new_folders:
             self.entry.add("folders", new_folders)
+            self.new_folders += new_folders
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
         channels, height, width = shape

@@ -89,7 +89,8 @@ def record(view: Collection, entry: journal.Entry, config: CondensationRunConfig
     with Transaction(entry) as transaction:
         results = write(transaction)
         transaction.save_view(saved_view_name(run_key), dataset.match_tags(run_tag(run_key)))
-        transaction.register(view, run_key, config, {"evaluation": {}, **results})
+        transaction.register(view, run_key, config,
+                             {"evaluation": {}, **results, "new_folders": transaction.new_folders})
     return load_run(dataset, run_key)
 
 
