@@ -5,7 +5,7 @@ import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
-from .common import run_choice_input
+from .common import recovered, run_choice_input
 
 
 class DeleteCondensationRun(foo.Operator):
@@ -17,6 +17,7 @@ class DeleteCondensationRun(foo.Operator):
         )
 
     def resolve_input(self, ctx):
+        recovered(ctx)
         inputs = types.Object()
         run_key = run_choice_input(ctx, inputs, "Run to delete")
         if run_key is not None:
@@ -28,6 +29,6 @@ class DeleteCondensationRun(foo.Operator):
         return types.Property(inputs, view=types.View(label="Delete condensation run"))
 
     def execute(self, ctx):
-        fc.delete_run(ctx.dataset, ctx.params["run_key"])
+        report = fc.delete_run(ctx.dataset, ctx.params["run_key"])
         ctx.ops.reload_dataset()
-        return {"deleted": ctx.params["run_key"]}
+        return {"deleted": ctx.params["run_key"], "already_gone": report.missing}

@@ -5,9 +5,11 @@ import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 from fiftyone_condense.distill.params import DESCRIPTIONS
+from fiftyone_condense.launch import default_processes, launch_command, run_launched
 
 from .common import (declared_inputs, declared_values, execute_with_progress, image_dataset_input, ipc_input,
-                     label_field_input, reading_inputs, reading_values, run_key_input, split_input, split_of)
+                     label_field_input, reading_inputs, reading_values, recovered, run_key_input, split_input,
+                     split_of)
 
 
 def flag_budget(ctx, prop, label_field, split, ipc: int) -> None:
@@ -30,6 +32,7 @@ class DistillDataset(foo.Operator):
         )
 
     def resolve_input(self, ctx):
+        recovered(ctx)
         inputs = types.Object()
         if not image_dataset_input(ctx, inputs):
             return types.Property(inputs)
@@ -49,20 +52,37 @@ class DistillDataset(foo.Operator):
             flag_budget(ctx, inputs.get_property("budget"), label_field, split, ipc)
         reading_inputs(ctx, inputs)
         inputs.int("seed", default=0, label="Seed", description="Seed for networks, batches and augmentation")
+        inputs.int("processes", default=default_processes(), min=1, label="Processes",
+                   description="More than 1: the scheduled run starts torchrun with this many processes (one per "
+                               "GPU), each distilling its share of the classes (default: $FIFTYONE_CONDENSE_NPROC)")
         return types.Property(inputs, view=types.View(label="Distil synthetic images"))
+
+    def resolve_delegation(self, ctx):
+        """A run on several processes is always scheduled (an executor launches it)."""
+        return True if processes(ctx) > 1 else None
 
     def execute(self, ctx):
         p = ctx.params
         method = p.get("method", "dm")
         params = declared_values(ctx, fc.method_parameters("distillation", method))
 
+        keywords = dict(method=method, ipc=int(p.get("ipc", 10)), init=p.get("init"), run_key=p.get("run_key"),
+                        label_field=p.get("label_field", "ground_truth"), seed=int(p.get("seed", 0)),
+                        overwrite=bool(p.get("overwrite", False)), small_classes=p.get("small_classes") or "error",
+                        **reading_values(ctx), **params)
+
         def work(progress):
-            return fc.distill(split_of(ctx, p.get("split")), method=method, ipc=int(p.get("ipc", 10)), init=p.get("init"),
-                              run_key=p.get("run_key"), label_field=p.get("label_field", "ground_truth"),
-                              seed=int(p.get("seed", 0)), overwrite=bool(p.get("overwrite", False)), progress=progress,
-                              small_classes=p.get("small_classes") or "error", **reading_values(ctx),
-                              **params)
+            if processes(ctx) == 1:
+                return fc.distill(split_of(ctx, p.get("split")), progress=progress, **keywords)
+            progress(0.0, f"distilling on {processes(ctx)} processes")
+            summary = run_launched(launch_command(split_of(ctx, p.get("split")), "distill", processes(ctx), **keywords))
+            ctx.dataset.reload()
+            return fc.load_run(ctx.dataset, summary["run_key"])
 
         return execute_with_progress(
             ctx, work, lambda record: f"Distilled {record.results['num_samples']} images as run {record.key!r} "
                                       f"({record.results['bytes']} bytes)")
+
+
+def processes(ctx) -> int:
+    return max(1, int(ctx.params.get("processes") or default_processes()))

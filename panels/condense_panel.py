@@ -7,6 +7,7 @@ operators prefilled for the selected run.
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+import fiftyone_condense as fc
 from fiftyone_condense import reports
 
 PLUGIN = "@condense/fiftyone-condense"
@@ -31,6 +32,7 @@ class CondensePanel(foo.Panel):
 
     # -- events
     def on_load(self, ctx):
+        fc.recover(ctx.dataset)  # what a killed run left half-written is undone before it is shown
         self._refresh(ctx, reopen=True)  # panel data (images, plots) is not persisted
 
     def on_change_dataset(self, ctx):
