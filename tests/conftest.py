@@ -12,6 +12,7 @@ test that touched the database by mistake would fail to connect rather than star
 import atexit
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -241,3 +242,17 @@ def form():
         return op.resolve_input(ctx).type.properties
 
     return resolve
+
+
+@pytest.fixture(scope="session")
+def reliability():
+    """``record(table, row)``: a row of the reliability report (tools/reliability_report.py writes
+    docs/reliability.md from them), kept as a JSON line in ``$CONDENSE_RELIABILITY_OUT`` when set."""
+    path = os.environ.get("CONDENSE_RELIABILITY_OUT")
+
+    def record(table: str, row: dict) -> None:
+        if path:
+            with open(path, "a") as file:
+                file.write(json.dumps({"table": table, **row}, default=str) + "\n")
+
+    return record

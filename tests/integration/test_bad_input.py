@@ -23,12 +23,9 @@ from typing import Any, Callable, Optional
 import fiftyone as fo
 import numpy as np
 import pytest
-from PIL import Image
 
 import fiftyone_condense as fc
-
-CLASSES = ("circle", "square", "stripe")
-TRAIN, TEST = 8, 4
+from small_dataset import CLASSES, TRAIN, build
 
 # Cheap settings: every call is refused before it computes, but one that is not must not run long.
 SELECT = {"method": "random", "ipc": 2}
@@ -40,24 +37,6 @@ COMPENSATE = {"backend": "classical", "run_key": "comp", "edit_size": 32}
 
 def train(dataset: fo.Dataset) -> fo.DatasetView:
     return dataset.match_tags("train")
-
-
-def build(folder: Path) -> fo.Dataset:
-    """3 classes of 28×28 grey PNGs told apart by their brightness, tagged train/test."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    samples = []
-    for c, name in enumerate(CLASSES):
-        for i in range(TRAIN + TEST):
-            path = folder / f"{name}_{i:02d}.png"
-            Image.fromarray(np.clip(rng.normal(50 + 75 * c, 30, (28, 28)), 0, 255).astype(np.uint8), "L").save(path)
-            samples.append(fo.Sample(filepath=str(path), tags=["train" if i < TRAIN else "test"],
-                                     ground_truth=fo.Classification(label=name)))
-    dataset = fo.Dataset()
-    dataset.add_samples(samples, progress=False)
-    dataset.info = {"made_by": "test_bad_input"}
-    dataset.save()
-    return dataset
 
 
 @pytest.fixture
@@ -116,13 +95,25 @@ def add_detections(dataset, tmp_path):
                        * len(dataset))
 
 
-def video_dataset(dataset, tmp_path):
-    clip = tmp_path / "media" / "clip.mp4"
-    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42")
-    video = fo.Dataset()
-    video.add_samples([fo.Sample(filepath=str(clip), tags=["train"], ground_truth=fo.Classification(label=name))
-                       for name in CLASSES], progress=False)
-    return video
+def a_dataset_of(name: str, data: bytes) -> Callable:
+    """Another dataset whose labeled train samples all point at one file ``name`` (its extension
+    sets FiftyOne's media type)."""
+
+    def make(dataset, tmp_path):
+        media = tmp_path / "media" / name
+        media.write_bytes(data)
+        other = fo.Dataset()
+        other.add_samples([fo.Sample(filepath=str(media), tags=["train"], ground_truth=fo.Classification(label=label))
+                           for label in CLASSES], progress=False)
+        return other
+
+    return make
+
+
+video_dataset = a_dataset_of("clip.mp4", b"\x00\x00\x00\x18ftypmp42")
+point_cloud_dataset = a_dataset_of("scan.pcd", b"# .PCD v0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\n"
+                                                b"WIDTH 0\nHEIGHT 1\nPOINTS 0\nDATA ascii\n")
+scene_dataset = a_dataset_of("scene.fo3d", b'{"_type": "Scene", "children": []}')
 
 
 def grouped_dataset(dataset, tmp_path):
@@ -171,6 +162,8 @@ MISSING = ("1 image files are missing", "Restore them or exclude those samples")
 UNDECODABLE = ("1 image files cannot be decoded", "Replace .*or exclude those samples")
 UNREADABLE = ("1 image files cannot be decoded", r"Replace or convert them \(PNG, JPEG")
 IMAGES_ONLY = ("is a video dataset; fiftyone-condense works on image datasets only", "image datasets only")
+POINT_CLOUDS = ("is a point-cloud dataset; fiftyone-condense works on image datasets only", "image datasets only")
+SCENES = ("is a 3d dataset; fiftyone-condense works on image datasets only", "image datasets only")
 GROUPS_ONLY = ("is a group dataset; fiftyone-condense works on image datasets only",
                r"select_group_slices\('<slice>'\)")
 EMPTY = ("The (view|condensed set) is empty", "nothing to condense or evaluate")
@@ -225,6 +218,8 @@ CASES: list[Case] = [
     *on(EVERY, "text-as-jpg", UNREADABLE, point_a_sample_at("notes.jpg", b"not an image, just some words\n")),
     # collections that are not image datasets with samples
     *on(EVERY, "video-dataset", IMAGES_ONLY, video_dataset, pick=whole),
+    *on(EVERY, "point-cloud-dataset", POINT_CLOUDS, point_cloud_dataset, pick=whole),
+    *on(EVERY, "3d-dataset", SCENES, scene_dataset, pick=whole),
     *on(EVERY, "grouped-dataset", GROUPS_ONLY, grouped_dataset, pick=whole),
     *on(EVERY, "empty-view", EMPTY, pick=nothing),
     Case("no-test-split-evaluate", lambda ds: fc.evaluate(train(ds), eval_split="validation", **EVALUATE),
@@ -306,7 +301,7 @@ def params() -> list:
 
 
 @pytest.mark.parametrize("case", params())
-def test_bad_input_is_refused_with_advice_and_changes_nothing(case: Case, small, tmp_path, snapshot):
+def test_bad_input_is_refused_with_advice_and_changes_nothing(case: Case, small, tmp_path, snapshot, reliability):
     dataset = small
     replaced = case.prepare(dataset, tmp_path) if case.prepare is not None else None
     dataset = replaced or dataset
@@ -317,6 +312,7 @@ def test_bad_input_is_refused_with_advice_and_changes_nothing(case: Case, small,
         assert re.search(case.advice, str(refused.value)), f"the message does not say what to do: {refused.value}"
         assert snapshot(dataset) == before
         assert last_writes(dataset) == written, "something was written (and undone) before the input was refused"
+        reliability("bad input", {"case": case.id, "message": str(refused.value), "unchanged": "yes"})
     finally:
         if replaced is not None:
             replaced.delete()

@@ -1,0 +1,185 @@
+"""Crash-safe and concurrency-safe runs (issue 12): kill -9 at every write, two writers at once.
+
+A child process (:mod:`writers`) makes one plugin call on a small dataset and stops itself right
+after its N-th durable write; the test kills it there with SIGKILL and makes the next plugin call
+(``fc.list_runs``) in this process. Then the dataset must be identical to before the call — every
+sample's values and tags, the schema, saved views, runs with their configs and results, media
+files and their bytes (the ``snapshot`` of ../conftest.py) — or identical to the finished call, and
+no journal entry may be left. N takes every value from the first write to the last: a distillation
+(new samples and media), a compensation replacing an earlier one (its samples, tags, media, view
+and record set aside first), embeddings written over stored ones (previous values backed up) and a
+deletion (completed, never undone). Two writers of one key race too: exactly one wins, and the
+other is refused before writing anything.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from typing import Callable
+
+import fiftyone as fo
+import pytest
+
+import fiftyone_condense as fc
+import writers
+from fiftyone_condense.bridge import journal
+from small_dataset import build
+
+
+@pytest.fixture
+def small(tmp_path):
+    """The small dataset, persistent so the children can load it by name."""
+    dataset = build(tmp_path / "media", persistent=True)
+    yield dataset
+    for run_key in fc.list_runs(dataset):
+        fc.delete_run(dataset, run_key)
+    dataset.delete()
+
+
+def select_picked(dataset: fo.Dataset) -> None:
+    fc.select(dataset.match_tags("train"), method="random", ipc=2, run_key="picked")
+
+
+def earlier_colours(dataset: fo.Dataset) -> None:
+    """The compensation the ``compensate`` job replaces."""
+    select_picked(dataset)
+    fc.compensate(dataset.load_saved_view("condense-picked"), backend="classical", combine_mode="gradient",
+                  edit_size=32, run_key="colours")
+
+
+def stored_embeddings(dataset: fo.Dataset) -> None:
+    writers.embed(dataset, seed=0)
+
+
+def comparable(state: dict) -> dict:
+    """A snapshot without what differs between two runs of one call: the new samples' ids (their
+    labels' too) and creation times, the run's timings and where it resumed its checkpoint from."""
+    documents = {d["filepath"]: without_ids({k: v for k, v in d.items() if k != "created_at"})
+                 for d in state["sample_documents"].values()}
+    records = {key: {"config": record["config"],
+                     "results": {k: v for k, v in (record["results"] or {}).items()
+                                 if k not in ("timings", "resumed_from")}}
+               for key, record in state["run_records"].items()}
+    return {**state, "sample_documents": documents, "run_records": records}
+
+
+def without_ids(value):
+    if isinstance(value, dict):
+        return {k: without_ids(v) for k, v in value.items() if k != "_id"}
+    return [without_ids(v) for v in value] if isinstance(value, list) else value
+
+
+def differences(a, b, path: str = "") -> list[str]:
+    """Where two snapshots differ (paths to the differing values), for a failure's message."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for key in sorted(set(a) | set(b), key=str)
+                for d in differences(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{path}/{key}")]
+    return [] if a == b else [f"{path}: {str(a)[:120]} != {str(b)[:120]}"]
+
+
+@dataclass
+class Job:
+    """A call run in a child, how to make the dataset it starts from, and how to get back there."""
+
+    setup: Callable[[fo.Dataset], None]
+    reset: Callable[[fo.Dataset], None]
+
+
+JOBS = {
+    "distill": Job(setup=lambda ds: None, reset=lambda ds: fc.delete_run(ds, "dm")),
+    "compensate": Job(setup=earlier_colours, reset=lambda ds: (fc.delete_run(ds, "colours"), fc.delete_run(ds, "picked"),
+                                                               earlier_colours(ds))),
+    "embed": Job(setup=stored_embeddings, reset=stored_embeddings),
+    "delete": Job(setup=earlier_colours, reset=lambda ds: (fc.delete_run(ds, "picked"), earlier_colours(ds))),
+}
+
+
+def finished_run(job: str, dataset: fo.Dataset, snapshot) -> tuple[int, dict]:
+    """Run the call to its end in a child: its number of writes and the dataset it leaves."""
+    process, results = writers.start(job, dataset)
+    assert writers.wait(process) == "exited"
+    outcome = results.get(timeout=10)
+    process.join()
+    assert outcome[0] == "done", outcome
+    return outcome[1], comparable(snapshot(dataset))
+
+
+def kill_at(job: str, dataset: fo.Dataset, point: int) -> None:
+    process, _ = writers.start(job, dataset, pause=point)
+    assert writers.wait(process) == "stopped", f"the child ended before its write {point}"
+    writers.kill(process)
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_a_call_killed_at_any_write_leaves_the_dataset_as_before_or_as_finished(job, small, snapshot, reliability):
+    dataset = small
+    JOBS[job].setup(dataset)
+    writes, finished = finished_run(job, dataset, snapshot)
+    JOBS[job].reset(dataset)
+    outcomes = {"as before": 0, "as finished": 0}
+    for point in range(1, writes + 1):
+        before = snapshot(dataset)
+        kill_at(job, dataset, point)
+
+        fc.list_runs(dataset)  # the next plugin call recovers
+
+        after = snapshot(dataset)
+        assert not journal.entries(dataset), f"killed after write {point}: a journal entry is left"
+        assert after == before or comparable(after) == finished, (
+            f"killed after write {point}, half-written: against before {differences(after, before)[:5]}, "
+            f"against finished {differences(comparable(after), finished)[:5]}")
+        if after == before:
+            outcomes["as before"] += 1
+        else:
+            outcomes["as finished"] += 1
+            JOBS[job].reset(dataset)
+    assert journal.backups_collection().count_documents({}) == 0
+    reliability("kill points", {"call": job, "writes": writes, "killed": writes, **outcomes,
+                                "passed": outcomes["as before"] + outcomes["as finished"]})
+    assert outcomes["as finished"] >= 1
+    assert job == "delete" or outcomes["as before"] >= writes - 3  # only the commit and closing writes come after it
+
+
+def test_of_two_writers_of_one_key_one_wins_and_the_other_is_refused_before_writing(small, snapshot, reliability):
+    """Both start at once; the first to claim the key stops right after its claim, so the other
+    reaches its own claim while the key is held, whatever the timing; then the first goes on."""
+    dataset = small
+    _, alone = finished_run("distill", dataset, snapshot)
+    fc.delete_run(dataset, "dm")
+    barrier = writers.CONTEXT.Barrier(2)
+    started = [writers.start("distill", dataset, pause=1, barrier=barrier) for _ in range(2)]
+    states = [writers.wait(process) for process, _ in started]
+    assert sorted(states) == ["exited", "stopped"]
+    winner, results = started[states.index("stopped")]
+    loser_outcome = started[states.index("exited")][1].get(timeout=10)
+    os.kill(winner.pid, signal.SIGCONT)
+    winner.join(timeout=120)
+    winner_outcome = results.get(timeout=10)
+
+    assert winner_outcome[0] == "done", winner_outcome
+    assert loser_outcome[0] == "refused" and loser_outcome[2] == 0, loser_outcome  # no write at all
+    assert "run key 'dm'" in loser_outcome[1] and "is being written by process" in loser_outcome[1]
+    assert comparable(snapshot(dataset)) == alone  # one run, its 6 samples and media, nothing else
+    assert len(dataset.match_tags("condense:dm")) == 6
+    reliability("races", {"race": "two writers, one key", "result": "one done, one refused before writing",
+                          "dataset": "as after the winner alone"})
+
+
+def test_two_writers_of_different_keys_both_write(small, reliability):
+    dataset = small
+    barrier = writers.CONTEXT.Barrier(2)
+    started = [writers.start("distill", dataset, barrier=barrier, run_key=key) for key in ("a", "b")]
+    outcomes = [results.get(timeout=120) for _, results in started]
+    for process, _ in started:
+        process.join()
+
+    assert [outcome[0] for outcome in outcomes] == ["done", "done"], outcomes
+    dataset.reload()  # written by other processes
+    assert fc.list_runs(dataset) == ["a", "b"]
+    for key in ("a", "b"):
+        assert len(dataset.load_saved_view(f"condense-{key}")) == len(dataset.match_tags(f"condense:{key}")) == 6
+    assert len(dataset.match_tags("synthetic")) == 12
+    reliability("races", {"race": "two writers, two keys", "result": "both done",
+                          "dataset": "both runs, each with its 6 samples and view"})

@@ -1,0 +1,184 @@
+"""Recovery and forgiving deletes (issue 12): who recovers what, what it says, and deleting what is
+partly gone already.
+
+A run killed half-way is made by the crash tests' child (:mod:`writers`), stopped after a given
+write and killed with SIGKILL. Recovery undoes it only when its writer is really gone: a process of
+this machine that no longer runs (a later process that reuses its pid is told apart by its start
+time), or one that gave it up; a live writer's run and one written from another machine are left
+alone (the latter unless ``force``). Deleting removes what there is and names what was missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import pytest
+
+import fiftyone_condense as fc
+import writers
+from fiftyone_condense.bridge import journal, recovery
+from small_dataset import build
+
+SAMPLES_ADDED = 9  # the distill job's write after which its first 2 samples are in the dataset
+
+
+@pytest.fixture
+def small(tmp_path):
+    dataset = build(tmp_path / "media", persistent=True)
+    yield dataset
+    for run_key in fc.list_runs(dataset):
+        fc.delete_run(dataset, run_key)
+    dataset.delete()
+
+
+def killed(dataset: fo.Dataset, job: str = "distill", point: int = SAMPLES_ADDED) -> dict:
+    """Kill the job after its write ``point``; its journal entry, left open."""
+    process, _ = writers.start(job, dataset, pause=point)
+    assert writers.wait(process) == "stopped"
+    writers.kill(process)
+    (entry,) = journal.entries(dataset)
+    return entry
+
+
+def with_writer(entry: dict, **changes) -> None:
+    """Pretend the entry was written by another writer (the same one with ``changes``)."""
+    writer = dataclasses.replace(journal.Writer.of(entry["writer"]), **changes)
+    journal.journal_collection().update_one({"_id": entry["_id"]}, {"$set": {"writer": dataclasses.asdict(writer)}})
+
+
+def test_recover_undoes_a_killed_run_and_says_what_it_did(small, snapshot):
+    before = snapshot(small)
+    entry = killed(small)
+    assert len(small.match_tags("condense:dm")) == 2  # half-written: 2 of its 6 samples
+
+    report = fc.recover(small)
+
+    assert str(report) == (f"Dataset {small.name!r}:\n  'dm' rolled back (process {entry['writer']['pid']} on "
+                           f"{entry['writer']['host']} is gone): removed 2 new samples; removed 2 new media files; "
+                           "removed field 'condense_run'; removed field 'condense_sources'")
+    assert snapshot(small) == before
+    assert str(fc.recover(small)) == f"Dataset {small.name!r}: no half-written runs."
+
+
+def test_a_key_being_written_is_refused_to_others_and_left_alone_by_recovery(small):
+    entry = journal.claim(small, "busy", "busy")  # this process is writing "busy"
+    try:
+        with pytest.raises(fc.CondensationError, match=f"run key 'busy' .* is being written by process {os.getpid()}"):
+            fc.select(small.match_tags("train"), method="random", ipc=1, run_key="busy")
+        fc.select(small.match_tags("train"), method="random", ipc=1, run_key="other")  # another key: as usual
+        (left,) = fc.recover(small).entries
+        assert (left.key, left.action) == ("busy", "left alone") and "is still writing" in left.why
+    finally:
+        entry.release()
+    assert not journal.entries(small)
+
+
+def test_a_process_that_reuses_the_writers_pid_is_not_taken_for_it(small, snapshot):
+    before = snapshot(small)
+    with_writer(killed(small), pid=os.getpid())  # alive, but started at another time
+    fc.list_runs(small)
+    assert snapshot(small) == before and not journal.entries(small)
+
+
+def test_a_run_written_from_another_machine_is_left_until_forced(small, snapshot):
+    before = snapshot(small)
+    with_writer(killed(small), host="elsewhere")
+    (left,) = fc.recover(small).entries
+    assert left.action == "left alone" and "on elsewhere, which cannot be checked from here" in left.why
+    with pytest.raises(fc.CondensationError, match="being written by process .* on elsewhere"):
+        writers.distill(small)
+    assert [e.action for e in fc.recover(small, force=True).entries] == ["rolled back"]
+    assert snapshot(small) == before
+
+
+def test_an_undo_that_fails_is_left_for_the_next_call(small, snapshot, ctrl_c_while_saving_the_view, monkeypatch):
+    before = snapshot(small)
+    monkeypatch.setattr(recovery, "_restore_view", lambda *args: 1 / 0)  # the undo breaks half-way
+    ctrl_c_while_saving_the_view()
+    with pytest.raises(KeyboardInterrupt):
+        writers.distill(small)
+    (entry,) = journal.entries(small)
+    assert entry["abandoned"]
+    monkeypatch.undo()
+
+    fc.list_runs(small)  # the writer (this process) gave it up: the next call recovers it
+
+    assert snapshot(small) == before and not journal.entries(small)
+
+
+def test_the_forms_and_the_panel_recover_before_showing_the_dataset(small, snapshot, form):
+    before = snapshot(small)
+    killed(small)
+    form("select_coreset", small)
+    assert snapshot(small) == before and not journal.entries(small)
+    killed(small)
+    result = foo.execute_operator("@condense/fiftyone-condense/condense_panel", ctx={"dataset": small, "params": {
+        "__method__": "on_load", "panel_id": "p1", "panel_state": {}}})
+    assert result.error is None, result.error
+    assert snapshot(small) == before and not journal.entries(small)
+
+
+# --------------------------------------------------------------------------- deleting what is partly gone
+
+
+def distilled(dataset: fo.Dataset) -> list[Path]:
+    writers.distill(dataset)
+    return [Path(p) for p in dataset.match_tags("condense:dm").values("filepath")]
+
+
+def test_deleting_a_run_whose_media_were_removed_by_hand_removes_the_rest(small, snapshot):
+    before = snapshot(small)
+    media = distilled(small)
+    shutil.rmtree(media[0].parent)
+
+    report = fc.delete_run(small, "dm")
+
+    assert snapshot(small) == before
+    assert (report.samples, report.media, report.saved_view, report.record) == (6, 0, True, True)
+    assert report.missing == [f"6 media files (e.g. {media[0]})"]
+    assert str(report) == (f"Deleted run 'dm': 6 synthetic samples, 0 media files, its tag on 0 samples, its saved "
+                           f"view, its record. Already gone: 6 media files (e.g. {media[0]}).")
+
+
+def test_deleting_a_run_whose_samples_were_deleted_by_hand_removes_their_media_too(small, snapshot):
+    before = snapshot(small)
+    distilled(small)
+    small.delete_samples(small.match_tags("condense:dm").limit(2))
+
+    report = fc.delete_run(small, "dm")
+
+    assert snapshot(small) == before  # the 2 files no sample refers to any more are gone too
+    assert (report.samples, report.media) == (4, 6)
+    assert report.missing == ["2 of its 6 synthetic samples (deleted by hand)"]
+
+
+def test_deleting_a_run_whose_view_was_renamed_by_hand_leaves_the_renamed_view(small):
+    fc.select(small.match_tags("train"), method="random", ipc=2, run_key="picked")
+    small.update_saved_view_info("condense-picked", {"name": "my picks"})
+
+    report = fc.delete_run(small, "picked")
+
+    assert report.untagged == 6 and report.record and not report.saved_view
+    assert report.missing == ["the saved view 'condense-picked' (renamed or deleted by hand; a renamed view is left "
+                              "as it is)"]
+    assert small.list_saved_views() == ["my picks"] and fc.list_runs(small) == []
+
+
+def test_fiftyones_own_delete_run_forgives_too_and_logs_what_was_missing(small, snapshot, caplog):
+    before = snapshot(small)
+    media = distilled(small)
+    for path in media[:3]:
+        path.unlink()
+    small.delete_saved_view("condense-dm")
+
+    with caplog.at_level(logging.WARNING):
+        small.delete_run("dm")
+
+    assert snapshot(small) == before
+    assert "Already gone: 3 media files" in caplog.text and "the saved view 'condense-dm'" in caplog.text
