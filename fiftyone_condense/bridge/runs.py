@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Optional
 
 import fiftyone as fo
+import fiftyone.core.odm as foo
 import fiftyone.core.utils as fou
+import gridfs
+from bson import json_util
 from fiftyone.core.runs import Run, RunConfig, RunResults
 
 from ..errors import CondensationError
@@ -233,9 +236,22 @@ def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
 
 
 def save_results(dataset: fo.Dataset, run_key: str, results: dict) -> None:
-    """Replace a run's stored results (config and outputs stay)."""
-    info = dataset.get_run_info(run_key)
-    dataset.save_run_results(run_key, RunResults(dataset, info.config, run_key, **results), overwrite=True, cache=False)
+    """Replace a run's stored results (config and outputs stay), as FiftyOne stores them but in an
+    order a kill cannot break: the new results are stored, then the record points at them, then the
+    old ones are deleted (FiftyOne's own save deletes the old ones first)."""
+    stored = RunResults(dataset, dataset.get_run_info(run_key).config, run_key, **results)
+    db = foo.get_db_conn()
+    files = gridfs.GridFS(db)
+    record = db.datasets.find_one({"_id": dataset._doc.id}, {"runs": 1})["runs"][run_key]
+    new = files.put(json_util.dumps(stored.serialize()).encode(), content_type="application/json")
+    wrote()
+    old = db.runs.find_one_and_update({"_id": record}, {"$set": {"results": new,
+                                                               "results_meta": dict(stored.get_meta() or {})}})
+    wrote()
+    if old.get("results"):
+        files.delete(old["results"])
+        wrote()
+    dataset.reload()  # its run documents in memory point at the old results
 
 
 def synthetic_samples(dataset: fo.Dataset, run_key: str) -> fo.DatasetView:

@@ -118,7 +118,6 @@ class Transaction:
         source.register_run(run_key, config)
         journal.wrote()
         save_results(self.dataset, run_key, results)
-        journal.wrote()
 
     def set_field(self, view: fo.core.collections.SampleCollection, field: str, values, info: dict,
                   batch: int = 8192) -> None:

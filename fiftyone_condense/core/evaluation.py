@@ -22,7 +22,7 @@ from ..loader import ImageFormat
 from ..progress import Progress, ProgressFn
 from ..selection.coresets import pick_random
 from ..training import accuracy
-from .lifecycle import Reading
+from .lifecycle import Reading, claimed
 
 Collection = fo.core.collections.SampleCollection
 REFERENCES_KEY = "condense_references"  # dataset.info entry caching reference results
@@ -92,9 +92,11 @@ def run(view: Optional[Collection], run_key: Optional[str], dataset: Optional[fo
     evaluator = Evaluator(dataset, view, test_view, source, label_field, settings, request, progress, reading)
     output = evaluator.with_references() if request.references else evaluator.alone()
     if run_key is not None:
-        record = run_store.load_run(dataset, run_key)
-        evaluations = {**(record.results.get("evaluation") or {}), request.protocol: output}
-        run_store.save_results(dataset, run_key, {**record.results, "evaluation": evaluations})
+        with claimed(dataset, run_key):  # not while another process rewrites or deletes the run
+            dataset.reload()
+            record = run_store.load_run(dataset, run_key)
+            evaluations = {**(record.results.get("evaluation") or {}), request.protocol: output}
+            run_store.save_results(dataset, run_key, {**record.results, "evaluation": evaluations})
     progress.stage("done", 0.99, 1.0)(1.0)
     return output
 
