@@ -53,22 +53,29 @@ def stored_embeddings(dataset: fo.Dataset) -> None:
     writers.embed(dataset, seed=0)
 
 
+def evaluated(dataset: fo.Dataset) -> None:
+    """The selection ``picked`` with a hard evaluation stored on it."""
+    select_picked(dataset)
+    fc.evaluate(run_key="picked", dataset=dataset, epochs=1, num_models=1, references=False)
+
+
+VOLATILE = {"created_at", "_id", "timings", "seconds", "resumed_from"}
+
+
 def comparable(state: dict) -> dict:
     """A snapshot without what differs between two runs of one call: the new samples' ids (their
-    labels' too) and creation times, the run's timings and where it resumed its checkpoint from."""
-    documents = {d["filepath"]: without_ids({k: v for k, v in d.items() if k != "created_at"})
-                 for d in state["sample_documents"].values()}
-    records = {key: {"config": record["config"],
-                     "results": {k: v for k, v in (record["results"] or {}).items()
-                                 if k not in ("timings", "resumed_from")}}
+    labels' too) and creation times, how long things took and where a run resumed its checkpoint."""
+    documents = {d["filepath"]: without(VOLATILE, d) for d in state["sample_documents"].values()}
+    records = {key: {"config": record["config"], "results": without(VOLATILE, record["results"])}
                for key, record in state["run_records"].items()}
     return {**state, "sample_documents": documents, "run_records": records}
 
 
-def without_ids(value):
+def without(keys: set, value):
+    """``value`` with the dict entries named ``keys`` left out, at any depth."""
     if isinstance(value, dict):
-        return {k: without_ids(v) for k, v in value.items() if k != "_id"}
-    return [without_ids(v) for v in value] if isinstance(value, list) else value
+        return {k: without(keys, v) for k, v in value.items() if k not in keys}
+    return [without(keys, v) for v in value] if isinstance(value, list) else value
 
 
 def differences(a, b, path: str = "") -> list[str]:
@@ -93,6 +100,7 @@ JOBS = {
                                                                earlier_colours(ds))),
     "embed": Job(setup=stored_embeddings, reset=stored_embeddings),
     "delete": Job(setup=earlier_colours, reset=lambda ds: (fc.delete_run(ds, "picked"), earlier_colours(ds))),
+    "evaluate": Job(setup=evaluated, reset=lambda ds: (fc.delete_run(ds, "picked"), evaluated(ds))),
 }
 
 

@@ -42,7 +42,14 @@ def delete(dataset: fo.Dataset) -> None:
     fc.delete_run(dataset, "colours")
 
 
-JOBS: dict[str, Callable] = {"distill": distill, "compensate": compensate, "embed": embed, "delete": delete}
+def evaluate(dataset: fo.Dataset) -> None:
+    """An evaluation stored on the run ``picked`` beside the one it holds."""
+    fc.evaluate(run_key="picked", dataset=dataset, protocol="soft", epochs=1, num_models=1, teacher_epochs=1,
+                references=False)
+
+
+JOBS: dict[str, Callable] = {"distill": distill, "compensate": compensate, "embed": embed, "delete": delete,
+                             "evaluate": evaluate}
 
 
 def child(job: str, dataset_name: str, pause: Optional[int], results, barrier=None, **arguments) -> None:
