@@ -1,7 +1,10 @@
 """The Python SDK: documented signatures that hand over to one module per capability (:mod:`.core`).
 
-Every function validates everything it can before computing, computes in memory, then writes
-to the dataset in one transaction, so bad input or an interruption leaves the dataset unchanged.
+Every function validates everything it can before computing, claims its run key (a second
+writer of the key is refused), computes in memory, then writes to the dataset in one journalled
+transaction (:mod:`.bridge.transaction`): bad input, an exception, Ctrl-C or a killed process leave
+the dataset unchanged, the last undone by the next call on the dataset (each function begins by
+recovering it; :func:`recover` does it on demand).
 Method-specific parameters are ``**params``, checked against each method's declaration
 (:func:`method_parameters`); an unknown or out-of-range one raises :class:`CondensationError`.
 
@@ -364,7 +367,8 @@ def rename_run(dataset: fo.Dataset, run_key: str, new_run_key: str) -> None:
     (what FiftyOne's ``dataset.rename_run`` does for condensation runs)."""
     run_store.require_run(dataset, run_key)
     run_store.check_run_key(dataset, new_run_key, overwrite=False)
-    dataset.rename_run(run_key, new_run_key)
+    with claimed(dataset, run_key), claimed(dataset, new_run_key):  # no other writer of either key meanwhile
+        dataset.rename_run(run_key, new_run_key)
 
 
 @recovers

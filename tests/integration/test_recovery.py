@@ -72,6 +72,8 @@ def test_a_key_being_written_is_refused_to_others_and_left_alone_by_recovery(sma
         with pytest.raises(fc.CondensationError, match=f"run key 'busy' .* is being written by process {os.getpid()}"):
             fc.select(small.match_tags("train"), method="random", ipc=1, run_key="busy")
         fc.select(small.match_tags("train"), method="random", ipc=1, run_key="other")  # another key: as usual
+        with pytest.raises(fc.CondensationError, match="'busy' .* is being written by"):
+            fc.rename_run(small, "other", "busy")
         (left,) = fc.recover(small).entries
         assert (left.key, left.action) == ("busy", "left alone") and "is still writing" in left.why
     finally:
