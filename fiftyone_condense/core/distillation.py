@@ -19,6 +19,7 @@ from ..bridge.views import ImageSet, class_names, labels_of, media_dir_beside, w
 from ..cache import cache_dir
 from ..color import color_stats as image_color_stats
 from ..device import resolve_device
+from ..distributed import current_team
 from ..distill import DistillSettings
 from ..distill import distill as distill_images
 from ..distill.palette import palette_png
@@ -73,9 +74,10 @@ def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: s
         images, labels, sources = initial_images(view, source, init, budgets, label_field, params, seed, device,
                                                  progress.sub(0.05, 0.15), reading, small_classes)
         workdir = cache_dir() / "runs" / str(dataset._doc.id) / run_key  # checkpoints while in progress
-        result = distill_images(source.floats(), source.labels, images, labels, len(classes), settings,
-                                resolve_device(device), seed, workdir / "checkpoint.pt",
-                                progress.stage(f"distilling ({method})", 0.15, 0.95))
+        result = current_team().run(distill_images, source.floats(), source.labels, images, labels, len(classes),
+                                    settings, device=resolve_device(device), seed=seed,
+                                    checkpoint=workdir / "checkpoint.pt",
+                                    local={"progress": progress.stage(f"distilling ({method})", 0.15, 0.95)})
         folder = Path(output_dir) / run_key if output_dir else media_dir_beside(view, run_key)
         config = run_store.config_for(
             "distillation", method=method, ipc=per_class, init=init, label_field=label_field,

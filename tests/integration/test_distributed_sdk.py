@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import fiftyone.operators as foo
 import numpy as np
 import pytest
+from fiftyone.operators.delegated import DelegatedOperationService
 from PIL import Image
 
 import fiftyone_condense as fc
@@ -109,3 +111,17 @@ def rank_process(launcher_pid: int, rank: int) -> int:
         if parent == launcher_pid and f"RANK={rank}".encode() in environ:
             return int(entry.name)
     raise AssertionError(f"no rank {rank} process under {launcher_pid}")
+
+
+def test_the_distil_form_schedules_a_run_on_the_processes_it_asks_for(shared):
+    """``processes`` (default ``$FIFTYONE_CONDENSE_NPROC``) above 1 makes the run a scheduled one whose
+    executor starts torchrun on the operator's view."""
+    queued = foo.execute_operator("@condense/fiftyone-condense/distill_dataset", ctx={
+        "dataset": shared, "view": shared.view(), "params": {
+            "method": "dm", "ipc": 1, "run_key": "dm_scheduled", "split": "train", "iterations": 2, "batch_real": 4,
+            "processes": 2}})
+    assert queued.delegated and fc.list_runs(shared) == []  # scheduled although not asked to be
+    [done] = DelegatedOperationService().execute_queued_operations(dataset_name=shared.name)
+    assert done.error is None, done.error
+    shared.reload()
+    assert fc.load_run(shared, "dm_scheduled").results["num_samples"] == 10
