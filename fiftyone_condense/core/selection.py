@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -196,7 +197,7 @@ def quantised_embeddings(view, label_field, classes, params: dict, device, seed,
     from a ConvNet-3 trained on them (SGD lr 0.1, momentum 0.9, wd 5e-4, batch 128, constant lr).
     Images are quantised as they are read (kept in memory when they fit the cache bound)."""
     images = reading.load(view, label_field, classes, progress.stage("checking images", 0.0, 0.05))
-    pixels = images.floats().map(lambda batch: median_cut(batch, params["num_colors"])[0])
+    pixels = images.floats().map(functools.partial(median_cut_images, num_colors=params["num_colors"]))
     quantised = ImageSet(images.ids, materialised(pixels, image_cache(reading.cache_bytes).capacity),
                          images.labels, images.classes)
     config = TeacherConfig(arch="convnet3", epochs=params["teacher_epochs"], lr=0.1, batch_size=128, decay=False)
@@ -209,3 +210,8 @@ def quantised_embeddings(view, label_field, classes, params: dict, device, seed,
             "teacher": str(path)}
     return stored.Embeddings(features, logits, info, False)
 
+
+def median_cut_images(images, num_colors: int):
+    """Median-Cut-quantised images (a module-level function: lazy images that map it can be handed
+    to other processes)."""
+    return median_cut(images, num_colors)[0]
