@@ -1,0 +1,142 @@
+"""Write docs/reliability.md from a run of the tests that measure it: kill points, races, bad input.
+
+    .venv/bin/python tools/reliability_report.py            # runs the tests, prints the Markdown
+    .venv/bin/python tools/reliability_report.py --write    # ... and writes docs/reliability.md
+
+It runs pytest on tests/integration/test_crash.py and tests/integration/test_bad_input.py with
+``$CONDENSE_RELIABILITY_OUT`` naming a file: each test that passes adds its rows there (the
+``reliability`` fixture of tests/conftest.py), and this script renders them as tables. A test that
+fails adds no row, and the summary line says how many failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ["tests/integration/test_crash.py", "tests/integration/test_bad_input.py"]
+COMMAND = ".venv/bin/python tools/reliability_report.py --write"
+
+INTRO = """# Reliability: killed runs, two writers, bad input
+
+What must hold (issue 12): whatever happens to a call of the plugin — bad input, an exception,
+Ctrl-C, `kill -9` at any moment, a second writer of the same run key — the dataset ends up exactly
+as it was before the call, or exactly as the finished call leaves it. "Exactly" is the `snapshot`
+of tests/conftest.py: every sample's field values and tags, the schema, the saved views and their
+stages, the runs with their configs and results, the dataset's info, and the media files on disk
+with the SHA-256 of their bytes.
+
+How: FiftyOne's database has no multi-document transaction here, so each run keeps its own
+write-ahead journal (`fiftyone_condense/bridge/journal.py`): a document in the collection
+`condense_journal` of FiftyOne's database, unique per (dataset, key). Inserting it claims the run key
+(the database's unique index decides between two writers); it names its writer (pid, host, boot,
+process start time) and, before each write, what the write will create: media paths, fields,
+backups of what the run replaces (its samples, tags, previous field values), the replaced record.
+The next call of the plugin on the dataset (any SDK function, operator form or the panel's load;
+`fc.recover(dataset)` on demand) rolls back an entry whose writer is gone, or completes it once it
+had committed; the entry is deleted last. `fc.delete_run` and FiftyOne's own `dataset.delete_run`
+remove what is there of a run and report what was already gone.
+"""
+
+
+def run_tests(record: Path) -> str:
+    """pytest on the measuring tests, their rows written to ``record``; its summary line."""
+    env = {**os.environ, "CONDENSE_RELIABILITY_OUT": str(record), "FIFTYONE_DO_NOT_TRACK": "true",
+           "FIFTYONE_DATABASE_VALIDATION": "false", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", "-p", "no:cacheprovider",
+                           *TESTS], cwd=ROOT, env=env, capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-500:]
+
+
+def cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
+
+
+def kill_points(rows: list[dict]) -> str:
+    body = [[r["call"], r["writes"], f"1–{r['writes']}", r["as before"], r["as finished"], r["passed"]] for r in rows]
+    totals = [sum(r[key] for r in rows) for key in ("writes", "as before", "as finished", "passed")]
+    body.append(["**all**", totals[0], totals[0], totals[1], totals[2], f"**{totals[3]} of {totals[0]}**"])
+    return table(["call", "durable writes", "killed after write", "as before", "as finished", "passed"], body)
+
+
+def render(rows: dict[str, list[dict]], summary: str) -> str:
+    kills, races, bad = rows["kill points"], rows["races"], rows["bad input"]
+    tried = sum(r["writes"] for r in kills)
+    passed = sum(r["passed"] for r in kills)
+    return "\n".join([
+        INTRO,
+        f"Produced by `{COMMAND}` on {datetime.date.today():%Y-%m-%d} ({platform.machine()}, "
+        f"{os.cpu_count()} CPUs); pytest: {summary}.",
+        "",
+        "## kill -9 at every write",
+        "",
+        "A child process makes the call on a small dataset (3 classes × 8 train + 4 test PNGs; 2 samples and "
+        "media files per write step) and stops itself right after its N-th durable write "
+        "(`FIFTYONE_CONDENSE_PAUSE_AFTER_WRITES=N`); the test kills it with SIGKILL there, makes the next "
+        "plugin call (`fc.list_runs`) and compares the snapshot with the one before the call and with the "
+        "finished call's (new samples' ids, creation times and durations aside), and checks that no "
+        "journal entry is left. N takes every value from the claim of the key (1) to the closing of the "
+        "entry. `distill`: DM, 2 images per class, new samples and media. `compensate`: a classical "
+        "colour compensation replacing an earlier one (its samples, media, view and record set aside "
+        "first). `embed`: embeddings of another teacher over stored ones. `delete`: `fc.delete_run` of "
+        "that compensation (a deletion is only ever completed). `evaluate`: a soft evaluation stored on a "
+        "selection run beside its hard one.",
+        "",
+        kill_points(kills),
+        "",
+        f"**{tried} kill points tried, {passed} passed.**",
+        "",
+        "## Two writers at once",
+        "",
+        "Two child processes start the same call together (a barrier). With one key, the first to claim it "
+        "stops right after its claim, so the other reaches its own claim while the key is held, whatever "
+        "the timing; then the first goes on.",
+        "",
+        table(["race", "result", "dataset after"], [[r["race"], r["result"], r["dataset"]] for r in races]),
+        "",
+        "## Bad input",
+        "",
+        "Each case through each public SDK function it applies to (tests/integration/test_bad_input.py): the "
+        "call raises the message below, and the dataset is unchanged (its snapshot) with nothing written "
+        "and undone (the `last_modified_at` of the dataset, every sample and saved view stand still).",
+        "",
+        table(["case", "message", "unchanged"], [[r["case"], r["message"], r["unchanged"]] for r in bad]),
+        "",
+        f"**{len(bad)} cases, {sum(r['unchanged'] == 'yes' for r in bad)} unchanged.**",
+        "",
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help="write docs/reliability.md")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        record = Path(folder) / "rows.jsonl"
+        summary = run_tests(record)
+        rows = defaultdict(list)
+        for line in record.read_text().splitlines() if record.exists() else []:
+            row = json.loads(line)
+            rows[row.pop("table")].append(row)
+    text = render(rows, summary)
+    if args.write:
+        (ROOT / "docs" / "reliability.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
