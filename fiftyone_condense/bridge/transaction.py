@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import fiftyone as fo
 import fiftyone.core.odm as foo
@@ -20,6 +21,17 @@ from .runs import (
 logger = logging.getLogger(__name__)
 WRITE_BATCH = 256  # new media files and samples written per step
 ASIDE = ".condense-undo"  # suffix of a replaced run's media file, kept until the new run commits
+
+
+@dataclass
+class Held:
+    """What a run key held when a run began writing it."""
+
+    run: Optional[ObjectId]  # the record
+    view: bool
+    tagged: list[str]
+    synthetic: list[str]
+    asides: list[list[str]]  # [media path, where it is kept until the commit]
 
 
 class Transaction:
@@ -69,37 +81,46 @@ class Transaction:
 
     def _set_aside(self, run_key: str) -> None:
         """Back up, then remove, whatever carries the run key (a replaced run, or leftovers)."""
+        held = self._back_up(run_key)
+        self._remove(run_key, held)
+
+    def _back_up(self, run_key: str) -> "Held":
+        """Journal what the key holds: its record and saved view (kept aside), then copies of its tagged
+        ids and synthetic samples, then the media paths about to be set aside."""
         dataset, samples = self.dataset, self.dataset._sample_collection
-        tag, view_name = run_tag(run_key), saved_view_name(run_key)
-        replaced_run = (foo.get_db_conn().datasets.find_one({"_id": dataset._doc.id}, {"runs": 1}).get("runs")
-                        or {}).get(run_key)
+        view_name = saved_view_name(run_key)
+        run = (foo.get_db_conn().datasets.find_one({"_id": dataset._doc.id}, {"runs": 1}).get("runs") or {}).get(run_key)
         view = dataset._get_saved_view_doc(view_name) if dataset.has_saved_view(view_name) else None
-        self.entry.note(phase="backing up", run=replaced_run, view=view and {
+        self.entry.note(phase="backing up", run=run, view=view and {
             "view_stages": list(view.view_stages), "description": view.description, "color": view.color})
-        tagged = [str(d["_id"]) for d in samples.find({"tags": tag}, {"_id": 1})]
+        tagged = [str(d["_id"]) for d in samples.find({"tags": run_tag(run_key)}, {"_id": 1})]
         self.entry.back_up("tagged", ({"ids": tagged[i:i + 10000]} for i in range(0, len(tagged), 10000)))
-        query = {"tags": SYNTHETIC_TAG, RUN_FIELD: run_key}
-        self.entry.back_up("sample", ({"doc": document} for document in samples.find(query)))
-        media = [d["filepath"] for d in samples.find(query, {"filepath": 1}) if os.path.exists(d["filepath"])]
-        asides = [[path, path + ASIDE] for path in media]
+        synthetic = {"tags": SYNTHETIC_TAG, RUN_FIELD: run_key}
+        self.entry.back_up("sample", ({"doc": document} for document in samples.find(synthetic)))
+        documents = list(samples.find(synthetic, {"filepath": 1}))
+        asides = [[d["filepath"], d["filepath"] + ASIDE] for d in documents if os.path.exists(d["filepath"])]
         self.entry.note(phase="writing", asides=asides)
-        for start in range(0, len(asides), WRITE_BATCH):
-            for path, aside in asides[start:start + WRITE_BATCH]:
+        return Held(run, view is not None, tagged, [str(d["_id"]) for d in documents], asides)
+
+    def _remove(self, run_key: str, held: "Held") -> None:
+        """Set the media aside, then remove the samples, tag, saved view and record (each a write)."""
+        for start in range(0, len(held.asides), WRITE_BATCH):
+            for path, aside in held.asides[start:start + WRITE_BATCH]:
                 os.replace(path, aside)
             journal.wrote()
-        if media or samples.count_documents(query, limit=1):
-            dataset.delete_samples([str(d["_id"]) for d in samples.find(query, {"_id": 1})])
-            journal.wrote()
-        if tagged:
-            dataset.match_tags(tag).untag_samples(tag)
-            journal.wrote()
-        if view is not None:
-            dataset.delete_saved_view(view_name)
-            journal.wrote()
-        if replaced_run is not None:
-            foo.get_db_conn().datasets.update_one({"_id": dataset._doc.id}, {"$unset": {f"runs.{run_key}": ""}})
-            dataset.reload()
-            journal.wrote()
+        steps = [(held.synthetic, lambda: self.dataset.delete_samples(held.synthetic)),
+                 (held.tagged, lambda: self.dataset.match_tags(run_tag(run_key)).untag_samples(run_tag(run_key))),
+                 (held.view, lambda: self.dataset.delete_saved_view(saved_view_name(run_key))),
+                 (held.run, lambda: self._detach_record(run_key))]
+        for present, remove in steps:
+            if present:
+                remove()
+                journal.wrote()
+
+    def _detach_record(self, run_key: str) -> None:
+        """Take the record off the dataset; the journal keeps it for an undo until the commit deletes it."""
+        foo.get_db_conn().datasets.update_one({"_id": self.dataset._doc.id}, {"$unset": {f"runs.{run_key}": ""}})
+        self.dataset.reload()
 
     # ------------------------------------------------------------------ the run's writes
 
