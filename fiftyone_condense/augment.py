@@ -89,16 +89,22 @@ class DSA:
         return getattr(self, f"_{family}")(x, values).contiguous()
 
     def blocks(self, x: torch.Tensor, sizes: Sequence[int], seeds: Sequence[Optional[int]],
-               shared: bool = True) -> torch.Tensor:
+               shared: bool = True, offsets: Optional[Sequence[tuple[int, int]]] = None) -> torch.Tensor:
         """``torch.cat([self(block, seed) for block, seed in zip(x.split(sizes), seeds)])``, with
         each family that was drawn applied once to all the blocks that drew it: a handful of
         batched operations per call instead of one set per block, and no host synchronisation.
         The values are drawn on the CPU (the same on every device) and move to ``x``'s device once
         per family; a single call on a GPU draws there, as the reference does. ``shared=False``:
-        each image of a block draws its own values, from the block's seeded generators."""
+        each image of a block draws its own values, from the block's seeded generators. ``offsets``
+        ((first row, rows of the whole block) per block): the blocks are parts of larger ones, and
+        get the values their rows have in the whole block."""
         blocks = torch.split(x, list(sizes))
         cpu = torch.device("cpu")
-        drawn = [self._draw(x, size, _Draws(seed, shared), cpu) for size, seed in zip(sizes, seeds)]
+        offsets = offsets or [(0, size) for size in sizes]
+        drawn = []
+        for size, seed, (first, total) in zip(sizes, seeds, offsets):
+            family, values = self._draw(x, total, _Draws(seed, shared), cpu)
+            drawn.append((family, {name: value[first:first + size] for name, value in values.items()}))
         members: dict[str, list[int]] = {}
         for index, (family, _) in enumerate(drawn):
             members.setdefault(family, []).append(index)

@@ -249,13 +249,9 @@ class Distiller:
         self.sampler = ClassSampler(real_labels, settings.batch_real, index_device)
         self.syn_class_counts = torch.bincount(init_labels, minlength=num_classes).to(device)
         classes_present = sorted(set(init_labels.tolist()))
-        if parallel.world_size > len(classes_present):
-            raise ValueError(f"{parallel.world_size} processes for {len(classes_present)} classes: at most one per class")
-        # This process matches its share of the classes (all of them in a single process): their
-        # real batches, their synthetic rows (contiguous: the images are sorted by class).
-        self.classes = [classes_present[i] for i in parallel.share(len(classes_present))]
+        self._split_work(classes_present, real_labels, settings.batch_real)
         all_counts = torch.bincount(init_labels, minlength=num_classes)[classes_present].tolist()
-        first = classes_present.index(self.classes[0])
+        first = classes_present.index(self.classes[0]) if self.classes else 0
         self.syn_counts = all_counts[first:first + len(self.classes)]
         self.syn_rows = slice(sum(all_counts[:first]), sum(all_counts[:first]) + sum(self.syn_counts))
         self.syn_labels = init_labels[self.syn_rows].to(device)
@@ -280,6 +276,27 @@ class Distiller:
                                                      momentum=settings.palette_momentum,
                                                      weight_decay=settings.palette_weight_decay)
 
+    def _split_work(self, classes_present: list[int], real_labels: torch.Tensor, batch_real: int) -> None:
+        """Which classes this process matches (``classes``: their synthetic rows and loss terms) and
+        whose real images it embeds (``real_classes``, its ``real_part`` of each class's batch).
+
+        One process: everything. No more processes than classes: a contiguous block of classes
+        each. More processes than classes: the ranks of a class (rank mod the number of classes)
+        share its real batch, their class statistics are summed, and the first of them matches
+        the class's synthetic images."""
+        ranks, count = self.parallel.world_size, len(classes_present)
+        if ranks <= count:
+            self.classes = [classes_present[i] for i in self.parallel.share(count)]
+            self.real_classes, self.real_part = self.classes, (0, 1)
+            return
+        index, part = self.parallel.rank % count, self.parallel.rank // count
+        self.real_classes, self.real_part = [classes_present[index]], (part, len(range(index, ranks, count)))
+        self.classes = self.real_classes if part == 0 else []
+        smallest = min(min(batch_real, int((real_labels == c).sum())) for c in classes_present)
+        if self.real_part[1] > smallest:
+            raise ValueError(f"{ranks} processes for {count} classes of {smallest} real images per batch: "
+                             "each process needs at least one real image of its class")
+
     # -- pixel space helpers
     def raw(self, normalised: torch.Tensor) -> torch.Tensor:
         return self.normalizer.inverse(normalised)
@@ -296,8 +313,10 @@ class Distiller:
         """``batch_real`` random real images of each of this process's classes (all of a smaller
         class), sorted by class, normalised; labels on the CPU (their counts are known without asking
         the device). Every process draws the same keys, so a class gets the same images on any rank."""
-        rows, labels = self.sampler.draw(self.classes, generator)
-        return self._normalised_real(rows), labels
+        rows, labels = self.sampler.draw(self.real_classes, generator)
+        part, parts = self.real_part
+        keep = slice(len(rows) * part // parts, len(rows) * (part + 1) // parts)  # all of it unless split
+        return self._normalised_real(rows[keep]), labels[keep]
 
     def _normalised_real(self, rows: torch.Tensor) -> torch.Tensor:
         return self.real[rows.to(self.sampler.device)] if self.real_normalised else self.normalizer(self.real[rows])
@@ -307,36 +326,42 @@ class Distiller:
         return torch.Generator(device=self.sampler.device).manual_seed(iteration_seed)
 
     def _augment_by_class(self, images: torch.Tensor, classes: list[int], counts: list[int],
-                          iteration_seed: int, synthetic: bool) -> torch.Tensor:
+                          iteration_seed: int, synthetic: bool, offsets: Optional[list[tuple[int, int]]] = None
+                          ) -> torch.Tensor:
         """DSA of each class's block (``counts[i]`` rows of class ``classes[i]``, in order), drawn
         from the class's seed: one draw for the class's real and synthetic images when they share
         draws (Siamese), else one per image, the synthetic block from a seed of its own. Seeded per
-        class, a class is augmented alike whichever process matches it."""
+        class, a class is augmented alike whichever process matches it; ``offsets`` ((first row,
+        rows in the whole block) per class) when the blocks are parts of their classes' batches."""
         if self.augment is None:
             return images
         if self.settings.siamese:
-            return self.augment.blocks(images, counts, [_class_seed(iteration_seed, c) for c in classes])
+            return self.augment.blocks(images, counts, [_class_seed(iteration_seed, c) for c in classes], offsets=offsets)
         role_seed = _class_seed(iteration_seed, self.num_classes + 1) if synthetic else iteration_seed
-        return self.augment.blocks(images, counts, [_class_seed(role_seed, c) for c in classes], shared=False)
+        return self.augment.blocks(images, counts, [_class_seed(role_seed, c) for c in classes], shared=False,
+                                   offsets=offsets)
 
     def _real_statistics(self, net: nn.Module, recorder: Optional[StyleRecorder], real: torch.Tensor,
                          labels: torch.Tensor, iteration_seed: int) -> ClassStatistics:
         """Class statistics of the augmented real batch, without autograd: classes are augmented
-        in groups and go through the network ``real_chunk`` images at a time, reduced to sums at once."""
+        in groups and go through the network ``real_chunk`` images at a time, reduced to sums at once
+        (summed over the processes that share a class's batch)."""
         settings, classes = self.settings, self.num_classes
         labels = labels.cpu()
         class_counts = torch.bincount(labels, minlength=classes)
-        counts = _to(class_counts.clamp_min(1), self.device)
-        sizes = class_counts[self.classes].tolist()
+        counts = _to(class_counts, self.device)
+        sizes = class_counts[self.real_classes].tolist()
         starts = np.cumsum([0, *sizes]).tolist()
+        offsets = self._real_offsets(sizes)
         embedding, maps, grams = 0.0, None, None
-        for first in range(0, len(self.classes), self.classes_per_group):
-            last = min(first + self.classes_per_group, len(self.classes))
+        for first in range(0, len(self.real_classes), self.classes_per_group):
+            last = min(first + self.classes_per_group, len(self.real_classes))
             rows = slice(starts[first], starts[last])
             group_labels = _to(labels[rows], self.device)
             with torch.no_grad():
-                augmented = self._augment_by_class(_to(real[rows], self.device), self.classes[first:last],
-                                                   sizes[first:last], iteration_seed, synthetic=False)
+                augmented = self._augment_by_class(_to(real[rows], self.device), self.real_classes[first:last],
+                                                   sizes[first:last], iteration_seed, synthetic=False,
+                                                   offsets=offsets and offsets[first:last])
                 for chunk, chunk_labels in zip(torch.split(augmented, self.real_chunk), torch.split(group_labels, self.real_chunk)):
                     with autocast(self.device, settings.mixed_precision):
                         features = embed(net, chunk).float()
@@ -347,10 +372,26 @@ class Distiller:
                     maps = map_sums if maps is None else [a + b for a, b in zip(maps, map_sums)]
                     grams = gram_sums if grams is None else [a + b for a, b in zip(grams, gram_sums)]
 
+        if self.real_part[1] > 1:
+            self.parallel.sum_([embedding, *(maps or []), *(grams or []), counts])
+        counts = counts.clamp_min(1).to(embedding.dtype)
+
         def mean(total: torch.Tensor) -> torch.Tensor:
             return total / counts.view(-1, *([1] * (total.dim() - 1)))
 
         return ClassStatistics(mean(embedding), [mean(m) for m in maps], [mean(g) for g in grams])
+
+    def _real_offsets(self, sizes: list[int]) -> Optional[list[tuple[int, int]]]:
+        """(first row, rows of the whole batch) of each real class block this process holds, when
+        it holds a part of its class's batch (the augmentation draws for the whole batch)."""
+        part, parts = self.real_part
+        if parts == 1:
+            return None
+        offsets = []
+        for c, size in zip(self.real_classes, sizes):
+            total = min(self.settings.batch_real, self.sampler.counts[c])
+            offsets.append((total * part // parts, total))
+        return offsets
 
     def _task_loss(self, net: nn.Module, recorder: Optional[StyleRecorder], real: torch.Tensor,
                    real_labels: torch.Tensor, syn: torch.Tensor, iteration_seed: int) -> torch.Tensor:
@@ -358,6 +399,8 @@ class Distiller:
         ``syn``: their synthetic rows."""
         settings, present = self.settings, self.present
         target = self._real_statistics(net, recorder, real, real_labels, iteration_seed)
+        if not self.classes:  # this process only helped with a class's real batch
+            return self._zero_loss()
         syn = self._augment_by_class(syn, self.classes, self.syn_counts, iteration_seed, synthetic=True)
         with autocast(self.device, settings.mixed_precision):
             syn_embedding = embed(net, syn).float()
@@ -392,6 +435,14 @@ class Distiller:
             self.image_optimizer.step()
             return self._total(task)
         return self._palette_step(task / self.num_classes, iteration_seed)
+
+    def _zero_loss(self) -> torch.Tensor:
+        """A loss of zero that still gives every trained tensor a (zero) gradient, so every process
+        sums the same tensors."""
+        zero = self.synthetic.sum() * 0.0
+        if self.palette is not None:
+            zero = zero + sum(parameter.sum() for parameter in self.palette.parameters()) * 0.0
+        return zero
 
     def _total(self, loss: torch.Tensor) -> torch.Tensor:
         """The loss summed over the processes (their classes' terms), detached."""

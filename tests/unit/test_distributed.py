@@ -24,11 +24,11 @@ from fiftyone_condense.models import build_model
 CLASSES, SIDE = 4, 16
 
 
-def problem():
+def problem(classes: int = CLASSES):
     generator = torch.Generator().manual_seed(0)
-    real = torch.rand(CLASSES * 24, 1, SIDE, SIDE, generator=generator)
-    labels = torch.arange(CLASSES).repeat_interleave(24)
-    init_rows = torch.cat([torch.arange(c * 24, c * 24 + 3) for c in range(CLASSES)])
+    real = torch.rand(classes * 24, 1, SIDE, SIDE, generator=generator)
+    labels = torch.arange(classes).repeat_interleave(24)
+    init_rows = torch.cat([torch.arange(c * 24, c * 24 + 3) for c in range(classes)])
     return real, labels, real[init_rows].clone(), labels[init_rows].clone()
 
 
@@ -39,10 +39,10 @@ SETTINGS = {
 }
 
 
-def distilled(method: str, parallel: Parallel, iterations: int = 3, checkpoint=None):
-    real, labels, init, init_labels = problem()
+def distilled(method: str, parallel: Parallel, iterations: int = 3, checkpoint=None, classes: int = CLASSES):
+    real, labels, init, init_labels = problem(classes)
     settings = DistillSettings(**{**SETTINGS[method].__dict__, "iterations": iterations, "checkpoint_every": 2})
-    result = distill(real, labels, init, init_labels, CLASSES, settings, torch.device("cpu"), seed=5,
+    result = distill(real, labels, init, init_labels, classes, settings, torch.device("cpu"), seed=5,
                      checkpoint=checkpoint, parallel=parallel)
     return {"images": result.images, "history": result.history, "resumed_from": result.resumed_from}
 
@@ -74,6 +74,8 @@ def _worker(rank: int, world: int, store: str, case: str, out: str) -> None:
             checkpoint = Path(out).with_suffix(".ckpt")
             distilled(case.split("-", 1)[1], parallel, iterations=2, checkpoint=checkpoint)  # "interrupted" after 2
             result = distilled(case.split("-", 1)[1], parallel, iterations=3, checkpoint=checkpoint)
+        elif case.startswith("split-"):  # one class, two processes: they share its real batch
+            result = distilled(case.split("-", 1)[1], parallel, classes=1)
         else:
             kind, _, method = case.partition("-")
             result = {"distill": lambda: distilled(method, parallel), "evaluate": lambda: evaluated(parallel),
@@ -98,6 +100,16 @@ def test_two_processes_distil_the_same_images_as_one(method, tmp_path):
         torch.testing.assert_close(result["images"], single["images"], rtol=1e-4, atol=1e-5)
         assert result["history"] == pytest.approx(single["history"], rel=1e-4)
     assert torch.equal(ranks[0]["images"], ranks[1]["images"])
+
+
+@pytest.mark.parametrize("method", ["dm", "ddm", "autopalette"])
+def test_more_processes_than_classes_share_each_class_real_batch(method, tmp_path):
+    """One class on two processes: each embeds half of the class's real batch (with the draws those
+    rows get in the whole batch), the statistics are summed, and the result is one process's."""
+    single = distilled(method, Parallel(), classes=1)
+    for result in two_processes(f"split-{method}", tmp_path):
+        torch.testing.assert_close(result["images"], single["images"], rtol=1e-4, atol=1e-5)
+        assert result["history"] == pytest.approx(single["history"], rel=1e-4)
 
 
 def test_a_resumed_two_process_run_equals_an_uninterrupted_one(tmp_path):
