@@ -70,29 +70,38 @@ def recover(dataset: fo.Dataset, force: bool = False) -> RecoveryReport:
     be checked from here, unless ``force``."""
     report = RecoveryReport(dataset.name)
     for document in journal.entries(dataset):
-        writer = Writer.of(document["writer"])
-        if not document.get("abandoned"):
-            if writer.here() and writer.alive():
-                report.entries.append(Recovered(document["key"], "left alone", f"{writer} is still writing"))
-                continue
-            if not writer.here() and not force:
-                report.entries.append(Recovered(
-                    document["key"], "left alone",
-                    f"written by {writer}, which cannot be checked from here; if it is gone, "
-                    "fc.recover(dataset, force=True)"))
-                continue
-        if not journal.take_over(document):
-            continue  # another process is recovering it
-        why = "given up by its writer" if document.get("abandoned") else f"{writer} is gone"
-        if document["phase"] in ("committed", "deleting"):
-            report.entries.append(Recovered(document["key"], "completed", why, finish(dataset, document)))
-        else:
-            report.entries.append(Recovered(document["key"], "rolled back", why, roll_back(dataset, document)))
-            journal.close(document["_id"])
+        busy = _still_writing(document, force)
+        if busy:
+            report.entries.append(Recovered(document["key"], "left alone", busy))
+        elif journal.take_over(document):  # else another process took it over first
+            report.entries.append(_recovered(dataset, document))
     if report.recovered:
         logger.warning("fiftyone-condense recovered half-written runs. %s", report)
         dataset.reload()
     return report
+
+
+def _still_writing(entry: dict, force: bool) -> Optional[str]:
+    """Why the entry's writer may still be writing it; None when it is gone or gave the entry up."""
+    writer = Writer.of(entry["writer"])
+    if entry.get("abandoned") or (writer.here() and not writer.alive()):
+        return None
+    if writer.here():
+        return f"{writer} is still writing"
+    return None if force else (f"written by {writer}, which cannot be checked from here; if it is gone, "
+                               "fc.recover(dataset, force=True)")
+
+
+def _recovered(dataset: fo.Dataset, entry: dict) -> Recovered:
+    """Finish a committed entry, roll back any other (then close it)."""
+    writer = Writer.of(entry["writer"])
+    why = ("given up by its writer" if entry.get("abandoned") else
+           f"{writer} is gone" if writer.here() else f"{writer}, recovery forced")
+    if entry["phase"] in ("committed", "deleting"):
+        return Recovered(entry["key"], "completed", why, finish(dataset, entry))
+    steps = roll_back(dataset, entry)
+    journal.close(entry["_id"])
+    return Recovered(entry["key"], "rolled back", why, steps)
 
 
 # --------------------------------------------------------------------------- rolling forward
@@ -141,7 +150,7 @@ def roll_back(dataset: fo.Dataset, entry: dict) -> list[str]:
 
 
 def _said(count: int, what: str) -> list[str]:
-    return [f"{what.format(count)}"] if count else []
+    return [what.format(count)] if count else []
 
 
 def _remove_new_samples(dataset: fo.Dataset, key: str, kept: list[ObjectId]) -> list[str]:
@@ -219,30 +228,31 @@ def _remove_created_fields(dataset: fo.Dataset, names: list[str]) -> list[str]:
 
 def _restore_view(dataset: fo.Dataset, key: str, view: Optional[dict]) -> list[str]:
     """Delete the run's saved view; save the replaced run's again."""
-    name, steps = saved_view_name(key), []
+    name = saved_view_name(key)
     dataset.reload()
-    if dataset.has_saved_view(name):
+    removed = dataset.has_saved_view(name)
+    if removed:
         dataset.delete_saved_view(name)
-        steps.append(f"removed saved view {name!r}")
-    if view is not None:
-        stages = fo.DatasetView._build(dataset, [json_util.loads(stage) for stage in view["view_stages"]])
-        dataset.save_view(name, stages, description=view.get("description"), color=view.get("color"))
-        steps = [f"restored saved view {name!r}"]
-    return steps
+    if view is None:
+        return [f"removed saved view {name!r}"] if removed else []
+    stages = fo.DatasetView._build(dataset, [json_util.loads(stage) for stage in view["view_stages"]])
+    dataset.save_view(name, stages, description=view.get("description"), color=view.get("color"))
+    return [f"restored saved view {name!r}"]
 
 
 def _restore_record(dataset: fo.Dataset, key: str, replaced: Optional[ObjectId]) -> list[str]:
-    """Remove the run's new record (even one FiftyOne stored but had not yet listed); attach the replaced one."""
+    """Point the dataset back at the replaced record (or at none), then delete the run's new record
+    (even one FiftyOne had stored but not yet listed)."""
     datasets = foo.get_db_conn().datasets
     current = (datasets.find_one({"_id": dataset._doc.id}, {"runs": 1}).get("runs") or {}).get(key)
-    removed = _delete_run_documents({"_dataset_id": dataset._doc.id, "key": key, "_id": {"$ne": replaced}})
-    if replaced is not None and current != replaced:
+    restored = replaced is not None and current != replaced
+    if restored:
         datasets.update_one({"_id": dataset._doc.id}, {"$set": {f"runs.{key}": replaced}})
     elif replaced is None and current is not None:
         datasets.update_one({"_id": dataset._doc.id}, {"$unset": {f"runs.{key}": ""}})
+    removed = _delete_run_documents({"_dataset_id": dataset._doc.id, "key": key, "_id": {"$ne": replaced}})
     dataset.reload()
-    return (["removed the new run record"] if removed else []) + (["restored the replaced run record"]
-                                                                  if replaced is not None and current != replaced else [])
+    return ["removed the new run record"] * bool(removed) + ["restored the replaced run record"] * restored
 
 
 def _delete_run_documents(query: dict) -> int:
