@@ -6,7 +6,8 @@ database, unique per (dataset, key): inserting it *is* the claim, so of two writ
 exactly one gets it (the database's unique index decides, not a read-then-write check). The
 entry names its writer (pid, host, boot and the process's start time, so a reused pid is told
 apart) and, as the run goes on, everything needed to find its writes and undo them: the phase
-(``claimed`` → ``backing up`` → ``writing`` → ``committed``; ``deleting`` for a deletion), the
+(``claimed`` → ``backing up`` → ``writing`` → ``committed`` → ``closed``; ``deleting`` for a
+deletion), the
 media paths about to be written, the files set aside, the fields created or overwritten, and the
 replaced run's record. What a run replaces is copied first to ``condense_journal_backups``
 (samples, tagged ids, previous field values). :mod:`.recovery` reads entries whose writer is gone
@@ -161,11 +162,6 @@ class Entry:
         wrote()
         return len(batch)
 
-    def phase(self) -> Optional[str]:
-        """The entry's phase now, None once it is closed."""
-        document = journal_collection().find_one({"_id": self.id}, {"phase": 1})
-        return document["phase"] if document else None
-
     def release(self) -> None:
         """End the claim: the entry goes if nothing was written; if writes were left half-done (an
         undo that failed, a deletion cut short) it is marked abandoned for the next call to recover."""
@@ -179,6 +175,10 @@ class Entry:
 
 
 def close(entry_id: ObjectId) -> None:
+    """Mark the entry closed (its run is undone or finished: nothing is left to recover but the
+    entry itself), then delete its backups, then the entry."""
+    journal_collection().update_one({"_id": entry_id}, {"$set": {"phase": "closed"}})
+    wrote()
     backups_collection().delete_many({"entry": entry_id})
     wrote()
     journal_collection().delete_one({"_id": entry_id})
@@ -214,4 +214,5 @@ def take_over(document: dict) -> bool:
     taken = journal_collection().update_one(
         {"_id": document["_id"], "writer": document["writer"]},
         {"$set": {"writer": asdict(Writer.current()), "abandoned": False}})
+    wrote()
     return bool(taken.modified_count)

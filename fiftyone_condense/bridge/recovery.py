@@ -97,6 +97,9 @@ def _recovered(dataset: fo.Dataset, entry: dict) -> Recovered:
     writer = Writer.of(entry["writer"])
     why = ("given up by its writer" if entry.get("abandoned") else
            f"{writer} is gone" if writer.here() else f"{writer}, recovery forced")
+    if entry["phase"] == "closed":  # undone or finished already
+        journal.close(entry["_id"])
+        return Recovered(entry["key"], "completed", why, ["closed its journal entry"])
     if entry["phase"] in ("committed", "deleting"):
         return Recovered(entry["key"], "completed", why, finish(dataset, entry))
     steps = roll_back(dataset, entry)
@@ -116,10 +119,12 @@ def finish(dataset: fo.Dataset, entry: dict) -> list[str]:
     else:
         asides = [Path(aside) for _, aside in entry.get("asides", []) if os.path.exists(aside)]
         remove_files(asides)
+        journal.wrote()
         if asides:
             steps.append(f"removed {len(asides)} replaced media files")
         if entry.get("run") and _delete_run_documents({"_id": entry["run"]}):
             steps.append("removed the replaced run's record")
+        journal.wrote()
     journal.close(entry["_id"])
     return steps
 
@@ -128,25 +133,30 @@ def finish(dataset: fo.Dataset, entry: dict) -> list[str]:
 
 
 def roll_back(dataset: fo.Dataset, entry: dict) -> list[str]:
-    """Put the dataset back as it was before the entry's run wrote anything (idempotent)."""
+    """Put the dataset back as it was before the entry's run wrote anything (idempotent: each step
+    looks at what is there, so a roll-back cut short is simply done again)."""
     if entry["phase"] in ("claimed", "backing up"):
         return []  # the dataset was not written yet (backups go with the entry)
-    key, steps = entry.get("run_key"), []
+    key, entry_id = entry.get("run_key"), entry["_id"]
+    kept = [backup["doc"]["_id"] for backup in journal.backups(entry_id, "sample")]
+    run_steps = [
+        lambda: _remove_new_samples(dataset, key, kept),
+        lambda: _restore_media(entry.get("media", []), entry.get("asides", []), entry.get("folders", [])),
+        lambda: _restore_samples(dataset, entry_id),
+        lambda: _restore_tags(dataset, key, entry_id),
+    ] if key is not None else []
+    field_steps = [lambda written=written: _restore_field(dataset, entry_id, written)
+                   for written in reversed(entry.get("fields", []))]
+    field_steps.append(lambda: _remove_created_fields(dataset, entry.get("created_fields", [])))
+    record_steps = [lambda: _restore_view(dataset, key, entry.get("view")),
+                    lambda: _restore_record(dataset, key, entry.get("run"))] if key is not None else []
     dataset.reload()  # another process wrote it
-    if key is not None:
-        kept = [backup["doc"]["_id"] for backup in journal.backups(entry["_id"], "sample")]
-        steps += _remove_new_samples(dataset, key, kept)
-        steps += _restore_media(entry.get("media", []), entry.get("asides", []), entry.get("folders", []))
-        steps += _restore_samples(dataset, entry["_id"])
-        steps += _restore_tags(dataset, key, entry["_id"])
-    for written in reversed(entry.get("fields", [])):
-        steps += _restore_field(dataset, entry["_id"], written)
-    steps += _remove_created_fields(dataset, entry.get("created_fields", []))
-    if key is not None:
-        steps += _restore_view(dataset, key, entry.get("view"))
-        steps += _restore_record(dataset, key, entry.get("run"))
+    done = []
+    for step in run_steps + field_steps + record_steps:
+        done += step()
+        journal.wrote()
     dataset.reload()
-    return steps
+    return done
 
 
 def _said(count: int, what: str) -> list[str]:
