@@ -48,8 +48,12 @@ def evaluate(dataset: fo.Dataset) -> None:
                 references=False)
 
 
+def recover(dataset: fo.Dataset) -> None:
+    fc.recover(dataset)
+
+
 JOBS: dict[str, Callable] = {"distill": distill, "compensate": compensate, "embed": embed, "delete": delete,
-                             "evaluate": evaluate}
+                             "evaluate": evaluate, "recover": recover}
 
 
 def child(job: str, dataset_name: str, pause: Optional[int], results, barrier=None, **arguments) -> None:
