@@ -7,11 +7,11 @@ exactly one gets it (the database's unique index decides, not a read-then-write 
 entry names its writer (pid, host, boot and the process's start time, so a reused pid is told
 apart) and, as the run goes on, everything needed to find its writes and undo them: the phase
 (``claimed`` → ``backing up`` → ``writing`` → ``committed`` → ``closed``; ``deleting`` for a
-deletion), the
-media paths about to be written, the files set aside, the fields created or overwritten, and the
-replaced run's record. What a run replaces is copied first to ``condense_journal_backups``
-(samples, tagged ids, previous field values). :mod:`.recovery` reads entries whose writer is gone
-and rolls them back, or forward once committed; a committed entry is deleted last.
+deletion), the media paths about to be written, the folders made, the files set aside, the fields
+created or overwritten, and the replaced run's record. What a run replaces is copied first to
+``condense_journal_backups`` (samples, tagged ids, previous field values). :mod:`.recovery` reads
+entries whose writer is gone and rolls them back, or forward once committed; the entry is deleted
+last.
 
 ``FIFTYONE_CONDENSE_PAUSE_AFTER_WRITES=N`` stops the process (SIGSTOP) right after its N-th durable
 write, so a crash test can kill it with SIGKILL at exactly that point.
@@ -170,7 +170,7 @@ class Entry:
             collection.update_one({"_id": self.id}, {"$set": {"abandoned": True}})
 
     def close(self) -> None:
-        """Delete the entry's backups, then the entry itself (a run's last write)."""
+        """Close the entry (a run's last writes): see :func:`close`."""
         close(self.id)
 
 
