@@ -23,8 +23,10 @@ import datetime
 import os
 import signal
 import socket
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import fiftyone as fo
 import fiftyone.core.odm as foo
@@ -36,6 +38,7 @@ from pymongo.errors import DuplicateKeyError
 from ..errors import CondensationError
 
 JOURNAL = "condense_journal"
+DOCUMENT_KEY = "dataset:document"  # the key of the dataset document's lock (run keys hold no ':')
 BACKUPS = "condense_journal_backups"
 PAUSE_AFTER_WRITES = "FIFTYONE_CONDENSE_PAUSE_AFTER_WRITES"
 BACKUP_BATCH = 1000  # documents per insert of backups
@@ -121,7 +124,7 @@ def backups_collection():
 
 def entries(dataset: fo.Dataset) -> list[dict]:
     """The open journal entries of a dataset (one indexed query; usually none)."""
-    return list(journal_collection().find({"dataset_id": dataset._doc.id}))
+    return list(journal_collection().find({"dataset_id": dataset._doc.id, "key": {"$ne": DOCUMENT_KEY}}))
 
 
 def backups(entry_id: ObjectId, kind: str) -> Iterable[dict]:
@@ -207,6 +210,35 @@ def busy_message(dataset: fo.Dataset, key: str) -> str:
     return (f"The {what} of dataset {dataset.name!r} is being written by {writer or 'another process'}"
             f"{f' since {since:%Y-%m-%d %H:%M:%S} UTC' if since else ''}; wait for it to finish or choose another "
             "run_key (if that process is gone, fc.recover(dataset) undoes what it left).")
+
+
+@contextmanager
+def dataset_document(dataset: fo.Dataset, timeout: float = 60.0) -> Iterator[None]:
+    """Hold the dataset's document against this plugin's other writers while FiftyOne rewrites one of
+    its lists (saved views, the sample fields): FiftyOne saves such a list whole, so two processes
+    changing it at once would lose one change. Waits for another holder (one that is gone is
+    replaced); the dataset is reloaded once held, so the lists are as they are now."""
+    collection, deadline = journal_collection(), time.monotonic() + timeout
+    while True:
+        lock = {"dataset_id": dataset._doc.id, "dataset": dataset.name, "key": DOCUMENT_KEY, "phase": "claimed",
+                "writer": asdict(Writer.current()), "since": datetime.datetime.now(datetime.timezone.utc)}
+        try:
+            lock_id = collection.insert_one(lock).inserted_id
+            break
+        except DuplicateKeyError:
+            holder = collection.find_one({"dataset_id": dataset._doc.id, "key": DOCUMENT_KEY})
+            writer = Writer.of(holder["writer"]) if holder else None
+            if writer is not None and writer.here() and not writer.alive():
+                collection.delete_one({"_id": holder["_id"], "writer": holder["writer"]})
+            elif time.monotonic() > deadline:
+                raise CondensationError(busy_message(dataset, DOCUMENT_KEY)) from None
+            else:
+                time.sleep(0.02)
+    try:
+        dataset.reload()
+        yield
+    finally:
+        collection.delete_one({"_id": lock_id})
 
 
 def take_over(document: dict) -> bool:

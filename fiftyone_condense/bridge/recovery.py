@@ -212,41 +212,45 @@ def _restore_field(dataset: fo.Dataset, entry_id: ObjectId, written: dict) -> li
     """A field the run created is deleted; one it overwrote gets its previous values and info back."""
     name = written["field"]
     if written["created"]:
-        if dataset.has_sample_field(name):
-            dataset.delete_sample_field(name)
-            return [f"removed field {name!r}"]
-        return []
+        with journal.dataset_document(dataset):
+            present = dataset.has_sample_field(name)
+            if present:
+                dataset.delete_sample_field(name)
+        return [f"removed field {name!r}"] * present
     updates = [UpdateOne({"_id": b["sample"]}, {"$set": {name: b["value"]}} if "value" in b else {"$unset": {name: ""}})
                for b in journal.backups(entry_id, f"value:{name}")]
     for start in range(0, len(updates), journal.BACKUP_BATCH):
         dataset._sample_collection.bulk_write(updates[start:start + journal.BACKUP_BATCH], ordered=False)
     dataset.reload()
-    if dataset.has_sample_field(name):
-        stored = dataset.get_field(name)
-        stored.info = written.get("info")
-        stored.save()
+    with journal.dataset_document(dataset):
+        if dataset.has_sample_field(name):
+            stored = dataset.get_field(name)
+            stored.info = written.get("info")
+            stored.save()
     return [f"previous values of field {name!r} on {len(updates)} samples"]
 
 
 def _remove_created_fields(dataset: fo.Dataset, names: list[str]) -> list[str]:
     """Fields the run's samples added, once no sample holds a value in them."""
-    gone = [name for name in dict.fromkeys(names) if dataset.has_sample_field(name) and not len(dataset.exists(name))]
-    if gone:
-        dataset.delete_sample_fields(gone)
+    with journal.dataset_document(dataset):
+        gone = [name for name in dict.fromkeys(names) if dataset.has_sample_field(name) and not len(dataset.exists(name))]
+        if gone:
+            dataset.delete_sample_fields(gone)
     return [f"removed field {name!r}" for name in gone]
 
 
 def _restore_view(dataset: fo.Dataset, key: str, view: Optional[dict]) -> list[str]:
     """Delete the run's saved view; save the replaced run's again."""
     name = saved_view_name(key)
-    dataset.reload()
-    removed = dataset.has_saved_view(name)
-    if removed:
-        dataset.delete_saved_view(name)
+    with journal.dataset_document(dataset):
+        removed = dataset.has_saved_view(name)
+        if removed:
+            dataset.delete_saved_view(name)
+        if view is not None:
+            stages = fo.DatasetView._build(dataset, [json_util.loads(stage) for stage in view["view_stages"]])
+            dataset.save_view(name, stages, description=view.get("description"), color=view.get("color"))
     if view is None:
         return [f"removed saved view {name!r}"] if removed else []
-    stages = fo.DatasetView._build(dataset, [json_util.loads(stage) for stage in view["view_stages"]])
-    dataset.save_view(name, stages, description=view.get("description"), color=view.get("color"))
     return [f"restored saved view {name!r}"]
 
 

@@ -28,7 +28,7 @@ from bson import json_util
 from fiftyone.core.runs import Run, RunConfig, RunResults
 
 from ..errors import CondensationError
-from .journal import wrote
+from .journal import dataset_document, wrote
 
 logger = logging.getLogger(__name__)
 PLUGIN = "fiftyone-condense"
@@ -81,9 +81,10 @@ class CondensationRun(Run):
         synthetic = synthetic_samples(dataset, key)
         if len(synthetic):
             synthetic.set_values(RUN_FIELD, [new_key] * len(synthetic))
-        if dataset.has_saved_view(saved_view_name(key)):
-            dataset.delete_saved_view(saved_view_name(key))
-        dataset.save_view(saved_view_name(new_key), dataset.match_tags(new_tag))
+        with dataset_document(dataset):
+            if dataset.has_saved_view(saved_view_name(key)):
+                dataset.delete_saved_view(saved_view_name(key))
+            dataset.save_view(saved_view_name(new_key), dataset.match_tags(new_tag))
         for other in list_runs(dataset):
             config = dataset.get_run_info(other).config
             for reference in ("parent", "init"):
@@ -314,12 +315,24 @@ def remove_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
 
 
 def remove_outputs(dataset: fo.Dataset, run_key: str) -> DeleteReport:
-    """Remove what is there of a run's outputs — media files (before their samples, so a deletion cut
-    short still finds them), synthetic samples, tag, saved view, the synthetic fields once unused —
-    and say what was expected but already gone."""
+    """Remove what is there of a run's outputs — media files, synthetic samples, tag, saved view, the
+    synthetic fields once unused — and say what was expected but already gone."""
     report = DeleteReport(run_key)
     config, results = _recorded(dataset, run_key)
-    expected = results.get("num_samples")
+    _remove_synthetic(dataset, run_key, config, results, report)
+    selection = config.get("kind") == "selection"
+    _remove_tag(dataset, run_key, selection, report)
+    produced, expected = (report.untagged if selection else report.samples), results.get("num_samples")
+    if expected is not None and produced < expected:
+        what = "selected samples no longer carried the tag" if selection else "synthetic samples"
+        report.missing.append(f"{expected - produced} of its {expected} {what} (deleted by hand)")
+    _remove_view(dataset, run_key, report)
+    return report
+
+
+def _remove_synthetic(dataset: fo.Dataset, run_key: str, config: dict, results: dict, report: DeleteReport) -> None:
+    """The run's media files (before their samples, so a deletion cut short still finds them), with
+    those of samples deleted by hand and the folders the run made, then its samples."""
     synthetic = synthetic_samples(dataset, run_key)
     paths = [Path(p) for p in synthetic.values("filepath")]
     strays = _unreferenced_files(dataset, config.get("output_dir"), paths)
@@ -334,25 +347,28 @@ def remove_outputs(dataset: fo.Dataset, run_key: str) -> DeleteReport:
         dataset.delete_samples(synthetic)
         wrote()
     report.samples = len(paths)
-    if dataset.has_sample_field(RUN_FIELD) and not len(dataset.exists(RUN_FIELD)):
-        dataset.delete_sample_fields([f for f in (RUN_FIELD, SOURCES_FIELD) if dataset.has_sample_field(f)])
-    tag = run_tag(run_key)
-    tagged = dataset.match_tags(tag)
-    report.untagged = len(tagged) if config.get("kind") == "selection" else 0
-    tagged.untag_samples(tag)
+    with dataset_document(dataset):
+        if dataset.has_sample_field(RUN_FIELD) and not len(dataset.exists(RUN_FIELD)):
+            dataset.delete_sample_fields([f for f in (RUN_FIELD, SOURCES_FIELD) if dataset.has_sample_field(f)])
+
+
+def _remove_tag(dataset: fo.Dataset, run_key: str, selection: bool, report: DeleteReport) -> None:
+    tagged = dataset.match_tags(run_tag(run_key))
+    report.untagged = len(tagged) if selection else 0
+    tagged.untag_samples(run_tag(run_key))
     wrote()
-    produced = report.untagged if config.get("kind") == "selection" else report.samples
-    if expected is not None and produced < expected:
-        what = "selected samples no longer carried the tag" if config.get("kind") == "selection" else "synthetic samples"
-        report.missing.append(f"{expected - produced} of its {expected} {what} (deleted by hand)")
-    if dataset.has_saved_view(saved_view_name(run_key)):
-        dataset.delete_saved_view(saved_view_name(run_key))
+
+
+def _remove_view(dataset: fo.Dataset, run_key: str, report: DeleteReport) -> None:
+    name = saved_view_name(run_key)
+    with dataset_document(dataset):
+        report.saved_view = dataset.has_saved_view(name)
+        if report.saved_view:
+            dataset.delete_saved_view(name)
+    if report.saved_view:
         wrote()
-        report.saved_view = True
     else:
-        report.missing.append(f"the saved view {saved_view_name(run_key)!r} (renamed or deleted by hand; a renamed "
-                              "view is left as it is)")
-    return report
+        report.missing.append(f"the saved view {name!r} (renamed or deleted by hand; a renamed view is left as it is)")
 
 
 def _recorded(dataset: fo.Dataset, run_key: str) -> tuple[dict, dict]:

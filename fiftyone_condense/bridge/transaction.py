@@ -110,12 +110,16 @@ class Transaction:
             journal.wrote()
         steps = [(held.synthetic, lambda: self.dataset.delete_samples(held.synthetic)),
                  (held.tagged, lambda: self.dataset.match_tags(run_tag(run_key)).untag_samples(run_tag(run_key))),
-                 (held.view, lambda: self.dataset.delete_saved_view(saved_view_name(run_key))),
+                 (held.view, lambda: self._delete_view(saved_view_name(run_key))),
                  (held.run, lambda: self._detach_record(run_key))]
         for present, remove in steps:
             if present:
                 remove()
                 journal.wrote()
+
+    def _delete_view(self, name: str) -> None:
+        with journal.dataset_document(self.dataset):
+            self.dataset.delete_saved_view(name)
 
     def _detach_record(self, run_key: str) -> None:
         """Take the record off the dataset; the journal keeps it for an undo until the commit deletes it."""
@@ -130,7 +134,8 @@ class Transaction:
         journal.wrote()
 
     def save_view(self, name: str, view: fo.DatasetView) -> None:
-        self.dataset.save_view(name, view)
+        with journal.dataset_document(self.dataset):
+            self.dataset.save_view(name, view)
         journal.wrote()
 
     def register(self, source: fo.core.collections.SampleCollection, run_key: str, config: CondensationRunConfig,
@@ -153,10 +158,13 @@ class Transaction:
         self.entry.add("fields", [{"field": field, "created": not existed, "info": previous_info}])
         for start in range(0, len(ids), batch):
             chunk = ids[start:start + batch]
-            self.dataset.set_values(field, dict(zip(chunk, list(values[start:start + len(chunk)]))), key_field="id")
+            with journal.dataset_document(self.dataset):  # the first batch adds a new field to the schema
+                self.dataset.set_values(field, dict(zip(chunk, list(values[start:start + len(chunk)]))),
+                                        key_field="id")
             journal.wrote()
-        self.dataset.get_field(field).info = info
-        self.dataset.get_field(field).save()
+        with journal.dataset_document(self.dataset):
+            self.dataset.get_field(field).info = info
+            self.dataset.get_field(field).save()
         journal.wrote()
 
     def _values(self, ids: list[str], field: str) -> Iterator[dict]:
@@ -185,7 +193,6 @@ class Transaction:
             self.new_folders += new_folders
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
-        channels, height, width = shape
         written = 0
         for start in range(0, len(paths), WRITE_BATCH):
             rows = slice(start, min(start + WRITE_BATCH, len(paths)))
@@ -193,14 +200,20 @@ class Transaction:
             write_media(rows, paths[rows])
             journal.wrote()
             sizes = [path.stat().st_size for path in paths[rows]]
-            self.dataset.add_samples([
-                fo.Sample(filepath=str(path), tags=[run_tag(run_key), SYNTHETIC_TAG],
-                          metadata=fo.ImageMetadata(size_bytes=size, mime_type="image/png", width=width, height=height,
-                                                    num_channels=channels),
-                          **{label_field: fo.Classification(label=label), RUN_FIELD: run_key,
-                             SOURCES_FIELD: list(origin)})
-                for path, label, origin, size in zip(paths[rows], labels[rows], sources[rows], sizes)
-            ], progress=False)
+            with journal.dataset_document(self.dataset):  # the first batch adds the synthetic fields to the schema
+                self._add_samples(run_key, label_field, paths[rows], labels[rows], sources[rows], sizes, shape)
             journal.wrote()
             written += sum(sizes)
         return int(written)
+
+    def _add_samples(self, run_key: str, label_field: str, paths: list[Path], labels: list[str],
+                     sources: list[list[str]], sizes: list[int], shape: tuple[int, int, int]) -> None:
+        """One batch of the run's new samples."""
+        channels, height, width = shape
+        self.dataset.add_samples([
+            fo.Sample(filepath=str(path), tags=[run_tag(run_key), SYNTHETIC_TAG],
+                      metadata=fo.ImageMetadata(size_bytes=size, mime_type="image/png", width=width, height=height,
+                                                num_channels=channels),
+                      **{label_field: fo.Classification(label=label), RUN_FIELD: run_key, SOURCES_FIELD: list(origin)})
+            for path, label, origin, size in zip(paths, labels, sources, sizes)
+        ], progress=False)
