@@ -200,9 +200,13 @@ def test_of_two_writers_of_one_key_one_wins_and_the_other_is_refused_before_writ
 
 
 def test_two_writers_of_different_keys_both_write(small, reliability):
+    """Both stop once they hold their keys, before writing the dataset, and go on together: their
+    writes interleave (new fields, samples, saved views, records), and none is lost."""
     dataset = small
-    barrier = writers.CONTEXT.Barrier(2)
-    started = [writers.start("distill", dataset, barrier=barrier, run_key=key) for key in ("a", "b")]
+    started = [writers.start("distill", dataset, pause=3, run_key=key) for key in ("a", "b")]
+    assert [writers.wait(process) for process, _ in started] == ["stopped", "stopped"]
+    for process, _ in started:
+        os.kill(process.pid, signal.SIGCONT)
     outcomes = [results.get(timeout=120) for _, results in started]
     for process, _ in started:
         process.join()
