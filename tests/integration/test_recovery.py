@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import fiftyone as fo
@@ -184,3 +185,19 @@ def test_fiftyones_own_delete_run_forgives_too_and_logs_what_was_missing(small, 
 
     assert snapshot(small) == before
     assert "Already gone: 3 media files" in caplog.text and "the saved view 'condense-dm'" in caplog.text
+
+
+def test_the_dataset_documents_lock_waits_for_a_live_holder_and_takes_over_from_a_gone_one(small):
+    with journal.dataset_document(small):  # held by this process: another holder waits, then gives up
+        with pytest.raises(fc.CondensationError, match="is being written by process"):
+            with journal.dataset_document(small, timeout=0.2):
+                pass
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    writer = dataclasses.replace(journal.Writer.current(), pid=gone.pid)
+    journal.journal_collection().insert_one({"dataset_id": small._doc.id, "key": journal.DOCUMENT_KEY,
+                                             "writer": dataclasses.asdict(writer)})
+    with journal.dataset_document(small, timeout=5):  # the lock of a process that is gone is taken over
+        small.save_view("mine", small.limit(1))
+    assert small.list_saved_views() == ["mine"]
+    assert not journal.journal_collection().count_documents({"dataset_id": small._doc.id})
