@@ -201,3 +201,17 @@ def test_the_dataset_documents_lock_waits_for_a_live_holder_and_takes_over_from_
         small.save_view("mine", small.limit(1))
     assert small.list_saved_views() == ["mine"]
     assert not journal.journal_collection().count_documents({"dataset_id": small._doc.id})
+
+
+def test_leftovers_of_a_key_without_a_record_are_replaced_when_the_key_is_written_again(small):
+    """Samples a run of an earlier version left (tagged condense:<key>, no record, no journal) do not
+    pile up beside a new run of the key: it sets them aside with everything the key held."""
+    leftover = Path(small.first().filepath).parent / "left_over.png"
+    shutil.copy(small.first().filepath, leftover)
+    small.add_sample(fo.Sample(filepath=str(leftover), tags=["condense:dm", "synthetic"], condense_run="dm",
+                               ground_truth=fo.Classification(label="circle")))
+
+    writers.distill(small)
+
+    assert len(small.match_tags("condense:dm")) == len(small.match_tags("synthetic")) == 6
+    assert not leftover.exists()
