@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,11 @@ def run_tests(record: Path) -> str:
 
 def cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def without_temp_paths(message: str) -> str:
+    """A message with pytest's temporary folders shortened to ``<tmp>`` (they differ on every machine)."""
+    return re.sub(r"/\S*?/pytest-\d+/[^/]+/", "<tmp>/", message)
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -120,7 +126,8 @@ def render(rows: dict[str, list[dict]], summary: str) -> str:
         "call raises the message below, and the dataset is unchanged (its snapshot) with nothing written "
         "and undone (the `last_modified_at` of the dataset, every sample and saved view stand still).",
         "",
-        table(["case", "message", "unchanged"], [[r["case"], r["message"], r["unchanged"]] for r in bad]),
+        table(["case", "message", "unchanged"], [[r["case"], without_temp_paths(r["message"]), r["unchanged"]]
+                                                  for r in bad]),
         "",
         f"**{len(bad)} cases, {sum(r['unchanged'] == 'yes' for r in bad)} unchanged.**",
         "",
