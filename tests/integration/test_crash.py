@@ -25,17 +25,6 @@ import pytest
 import fiftyone_condense as fc
 import writers
 from fiftyone_condense.bridge import journal
-from small_dataset import build
-
-
-@pytest.fixture
-def small(tmp_path):
-    """The small dataset, persistent so the children can load it by name."""
-    dataset = build(tmp_path / "media", persistent=True)
-    yield dataset
-    for run_key in fc.list_runs(dataset):
-        fc.delete_run(dataset, run_key)
-    dataset.delete()
 
 
 def select_picked(dataset: fo.Dataset) -> None:

@@ -24,18 +24,8 @@ import pytest
 import fiftyone_condense as fc
 import writers
 from fiftyone_condense.bridge import journal, recovery
-from small_dataset import build
 
 SAMPLES_ADDED = 9  # the distill job's write after which its first 2 samples are in the dataset
-
-
-@pytest.fixture
-def small(tmp_path):
-    dataset = build(tmp_path / "media", persistent=True)
-    yield dataset
-    for run_key in fc.list_runs(dataset):
-        fc.delete_run(dataset, run_key)
-    dataset.delete()
 
 
 def killed(dataset: fo.Dataset, job: str = "distill", point: int = SAMPLES_ADDED) -> dict:
