@@ -213,9 +213,13 @@ class ClassSampler:
         keys = self.sorted_classes + torch.rand(len(self.order), generator=generator, device=self.device, dtype=torch.float64)
         return self.order[torch.argsort(keys)[positions]], labels
 
+    def batch_size(self, c: int) -> int:
+        """Images of class ``c`` in a batch: ``batch``, or all of a smaller class."""
+        return min(self.batch, self.counts[c]) if c < len(self.counts) else 0
+
     def _positions_of(self, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         if classes not in self._positions:
-            sizes = [min(self.batch, self.counts[c]) if c < len(self.counts) else 0 for c in classes]
+            sizes = [self.batch_size(c) for c in classes]
             positions = torch.cat([torch.arange(self.starts[c], self.starts[c] + n) for c, n in zip(classes, sizes)])
             labels = torch.cat([torch.full((n,), c) for c, n in zip(classes, sizes)])
             self._positions[classes] = (positions.to(self.device), labels)
@@ -249,7 +253,7 @@ class Distiller:
         self.sampler = ClassSampler(real_labels, settings.batch_real, index_device)
         self.syn_class_counts = torch.bincount(init_labels, minlength=num_classes).to(device)
         classes_present = sorted(set(init_labels.tolist()))
-        self._split_work(classes_present, real_labels, settings.batch_real)
+        self._split_work(classes_present)
         all_counts = torch.bincount(init_labels, minlength=num_classes)[classes_present].tolist()
         first = classes_present.index(self.classes[0]) if self.classes else 0
         self.syn_counts = all_counts[first:first + len(self.classes)]
@@ -276,7 +280,7 @@ class Distiller:
                                                      momentum=settings.palette_momentum,
                                                      weight_decay=settings.palette_weight_decay)
 
-    def _split_work(self, classes_present: list[int], real_labels: torch.Tensor, batch_real: int) -> None:
+    def _split_work(self, classes_present: list[int]) -> None:
         """Which classes this process matches (``classes``: their synthetic rows and loss terms) and
         whose real images it embeds (``real_classes``, its ``real_part`` of each class's batch).
 
@@ -292,7 +296,7 @@ class Distiller:
         index, part = self.parallel.rank % count, self.parallel.rank // count
         self.real_classes, self.real_part = [classes_present[index]], (part, len(range(index, ranks, count)))
         self.classes = self.real_classes if part == 0 else []
-        smallest = min(min(batch_real, int((real_labels == c).sum())) for c in classes_present)
+        smallest = min(self.sampler.batch_size(c) for c in classes_present)
         if self.real_part[1] > smallest:
             raise ValueError(f"{ranks} processes for {count} classes of {smallest} real images per batch: "
                              "each process needs at least one real image of its class")
@@ -389,7 +393,7 @@ class Distiller:
             return None
         offsets = []
         for c, size in zip(self.real_classes, sizes):
-            total = min(self.settings.batch_real, self.sampler.counts[c])
+            total = self.sampler.batch_size(c)
             offsets.append((total * part // parts, total))
         return offsets
 
