@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt tools/install.sh tools/fix_torchvision_
 	touch $(STAMP)
 
 demo: install
-	$(PY) -m fiftyone_condense.demo $(DEMO_ARGS)
+	$(PY) -m fiftyone_condense.apps.demo $(DEMO_ARGS)
 
 test: install
 	$(PY) -m pytest -q $(TEST_ARGS)

@@ -19,8 +19,8 @@ import torch
 from common import benchmark_parser, command_line, declared, load_benchmark_dataset, machine, publish
 
 import fiftyone_condense as fc
-from fiftyone_condense.color.diffusion import DiffusionSettings, load_pipeline, warm_and_cold
-from fiftyone_condense.testing import save_tiny_instruct_pix2pix
+from fiftyone_condense.algorithms.color.diffusion import DiffusionSettings, load_pipeline, warm_and_cold
+from fiftyone_condense.algorithms.testing import save_tiny_instruct_pix2pix
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -21,10 +21,10 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fiftyone_condense.distill import DistillSettings  # noqa: E402
-from fiftyone_condense.distill.engine import Distiller  # noqa: E402
-from fiftyone_condense.distributed import Parallel, rank_device  # noqa: E402
-from fiftyone_condense.idx import fashion_mnist_tensors  # noqa: E402
+from fiftyone_condense.algorithms.distillation import DistillSettings  # noqa: E402
+from fiftyone_condense.algorithms.distillation.engine import Distiller  # noqa: E402
+from fiftyone_condense.algorithms.distributed import Parallel, rank_device  # noqa: E402
+from fiftyone_condense.algorithms.idx import fashion_mnist_tensors  # noqa: E402
 
 
 def worker(rank: int, world: int, store: str, args: argparse.Namespace, results) -> None:

@@ -42,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from step_speed import REFERENCE, our_iterations_per_second, reference_iterations_per_second, synchronize  # noqa: E402
 
-from fiftyone_condense.distill import DistillSettings, distill  # noqa: E402
-from fiftyone_condense.distill.engine import Distiller  # noqa: E402
-from fiftyone_condense.distill.params import default_lr_img, images_per_class  # noqa: E402
-from fiftyone_condense.evaluation import HardProtocol, evaluate_images  # noqa: E402
-from fiftyone_condense.idx import FASHION_MNIST_DIR, FASHION_MNIST_FILES, fashion_mnist_tensors  # noqa: E402
+from fiftyone_condense.algorithms.distillation import DistillSettings, distill  # noqa: E402
+from fiftyone_condense.algorithms.distillation.engine import Distiller  # noqa: E402
+from fiftyone_condense.algorithms.distillation.params import default_lr_img, images_per_class  # noqa: E402
+from fiftyone_condense.algorithms.idx import FASHION_MNIST_DIR, FASHION_MNIST_FILES, fashion_mnist_tensors  # noqa: E402
+from fiftyone_condense.algorithms.protocols import HardProtocol, evaluate_images  # noqa: E402
 
 METHODS = ("dm", "ddm", "autopalette")
 NUM_CLASSES = 10

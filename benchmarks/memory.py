@@ -195,7 +195,7 @@ def ensure_dataset(size: int, args: argparse.Namespace):
     Returns (dataset, generation timings or None when reused)."""
     import fiftyone as fo
 
-    from fiftyone_condense.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, read_idx
+    from fiftyone_condense.bridge.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, read_idx
 
     name = dataset_name(size)
     root = Path(args.workdir or fo.config.default_dataset_dir) / "condense-memory"
@@ -274,7 +274,7 @@ def fixed_embedder(num_classes: int):
     """A seeded, untrained ConvNet-3 on RGB input (model objects are fed [0, 1] RGB batches)."""
     import torch
 
-    from fiftyone_condense.models import build_model
+    from fiftyone_condense.algorithms.models import build_model
 
     torch.manual_seed(0)
     return build_model("convnet3", 3, num_classes, (28, 28)).eval()

@@ -21,11 +21,11 @@ import torch
 from common import benchmark_parser, command_line, load_benchmark_dataset, machine, publish
 
 import fiftyone_condense as fc
-from fiftyone_condense.core.lifecycle import Reading
-from fiftyone_condense.distill import DistillSettings
-from fiftyone_condense.distill.engine import Distiller
-from fiftyone_condense.distill.palette import soft_quantize
-from fiftyone_condense.evaluation import HardProtocol, evaluate_images
+from fiftyone_condense.algorithms.distillation import DistillSettings
+from fiftyone_condense.algorithms.distillation.engine import Distiller
+from fiftyone_condense.algorithms.distillation.palette import soft_quantize
+from fiftyone_condense.algorithms.protocols import HardProtocol, evaluate_images
+from fiftyone_condense.bridge.lifecycle import Reading
 
 VARIANTS = {
     "reference (default): task / classes, no confidence term": dict(normalize_palette_task=False, confidence_weight=0.0),

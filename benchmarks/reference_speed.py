@@ -18,8 +18,8 @@ import torch
 from common import command_line, machine, publish
 from step_speed import our_iterations_per_second, reference_iterations_per_second
 
-from fiftyone_condense.distill import DistillSettings
-from fiftyone_condense.idx import fashion_mnist_tensors
+from fiftyone_condense.algorithms.distillation import DistillSettings
+from fiftyone_condense.algorithms.idx import fashion_mnist_tensors
 
 
 def parse_args(argv=None) -> argparse.Namespace:

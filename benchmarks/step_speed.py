@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from fiftyone_condense.distill import DistillSettings
-from fiftyone_condense.distill.engine import Distiller
+from fiftyone_condense.algorithms.distillation import DistillSettings
+from fiftyone_condense.algorithms.distillation.engine import Distiller
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "DatasetCondensation"
 MEAN, STD = 0.2861, 0.3530  # the reference's FashionMNIST normalisation (utils.get_dataset)

@@ -31,24 +31,27 @@ from typing import Any, Callable, Optional, TypeVar, Union
 
 import fiftyone as fo
 
+from .algorithms.color import diffusion as diffusion_backend
+from .algorithms.device import resolve_device
+from .algorithms.distillation.params import DISTILL_PARAMS
+from .algorithms.errors import CondensationError
+from .algorithms.loader import WHITE
+from .algorithms.params import Param
+from .algorithms.progress import ProgressFn
+from .algorithms.selection import METHODS
+from .bridge import compensate as compensation
+from .bridge import distill as distillation
+from .bridge import embed as stored_embeddings
+from .bridge import evaluate as evaluation
+from .bridge import records as run_store
 from .bridge import recovery
-from .bridge import runs as run_store
+from .bridge import select as selection
+from .bridge.lifecycle import Reading, claimed, reporter
 from .bridge.transaction import Transaction
 from .bridge.views import (
     DEFAULT_EMBEDDINGS_FIELD, DEFAULT_EVAL_SPLIT, DEFAULT_LABEL_FIELD, DEFAULT_SOURCE_SPLIT, check_label_field,
     class_names, require_samples,
 )
-from .color import diffusion as diffusion_backend
-from .core import compensation, distillation, evaluation, selection
-from .core import embeddings as stored_embeddings
-from .core.lifecycle import Reading, claimed, reporter
-from .device import resolve_device
-from .distill.params import DISTILL_PARAMS
-from .errors import CondensationError
-from .loader import WHITE
-from .params import Param
-from .progress import ProgressFn
-from .selection import METHODS
 
 Collection = fo.core.collections.SampleCollection
 RunRecord = run_store.RunRecord

@@ -12,9 +12,9 @@ import fiftyone.operators.types as types
 from fiftyone.operators.executor import ExecutionOptions
 
 import fiftyone_condense as fc
-from fiftyone_condense.bridge.runs import check_run_key
+from fiftyone_condense.algorithms.params import Param
+from fiftyone_condense.bridge.records import check_run_key
 from fiftyone_condense.bridge.views import DEFAULT_LABEL_FIELD, classification_fields
-from fiftyone_condense.params import Param
 
 ALL_SAMPLES = "(current view)"
 READING_PARAMS = (

@@ -4,11 +4,13 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
-from fiftyone_condense.color import BACKENDS, COMBINE_MODES
-from fiftyone_condense.color.diffusion import DEFAULT_MODEL
+from fiftyone_condense.algorithms.color import BACKENDS, COMBINE_MODES
+from fiftyone_condense.algorithms.color.diffusion import DEFAULT_MODEL
 
-from .common import (delegation_options, execute_with_progress, image_dataset_input, reading_inputs, reading_values,
-                     recovered, run_key_input)
+from .common import (
+    delegation_options, execute_with_progress, image_dataset_input, reading_inputs, reading_values, recovered,
+    run_key_input,
+)
 
 CURRENT_VIEW = "(current view)"
 DIFFUSION_HELP = (

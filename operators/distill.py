@@ -4,12 +4,13 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
-from fiftyone_condense.distill.params import DESCRIPTIONS
-from fiftyone_condense.launch import default_processes, launch_command, run_launched
+from fiftyone_condense.algorithms.distillation.params import DESCRIPTIONS
+from fiftyone_condense.apps.launch import default_processes, launch_command, run_launched
 
-from .common import (declared_inputs, declared_values, execute_with_progress, image_dataset_input, ipc_input,
-                     label_field_input, reading_inputs, reading_values, recovered, run_key_input, split_input,
-                     split_of)
+from .common import (
+    declared_inputs, declared_values, execute_with_progress, image_dataset_input, ipc_input, label_field_input,
+    reading_inputs, reading_values, recovered, run_key_input, split_input, split_of,
+)
 
 
 def flag_budget(ctx, prop, label_field, split, ipc: int) -> None:

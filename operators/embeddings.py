@@ -5,8 +5,10 @@ import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
-from .common import (declared_inputs, declared_values, execute_with_progress, image_dataset_input, label_field_input,
-                     reading_inputs, reading_values, recovered, split_input, split_of)
+from .common import (
+    declared_inputs, declared_values, execute_with_progress, image_dataset_input, label_field_input, reading_inputs,
+    reading_values, recovered, split_input, split_of,
+)
 
 # the embedding parameters the feature-based selection methods declare, minus the selection-only choice
 PARAMS = [p for p in fc.method_parameters("selection", "herding") if p.name not in ("embedding", "gradient_loss")]

@@ -5,8 +5,10 @@ import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
-from .common import (execute_with_progress, image_dataset_input, reading_inputs, reading_values, recovered,
-                     run_choice_input, split_input)
+from .common import (
+    execute_with_progress, image_dataset_input, reading_inputs, reading_values, recovered, run_choice_input,
+    split_input,
+)
 
 
 class EvaluateCondensed(foo.Operator):

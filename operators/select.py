@@ -5,9 +5,10 @@ import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
-from .common import (declared_inputs, declared_values, delegation_options, execute_with_progress, image_dataset_input,
-                     ipc_input, label_field_input, reading_inputs, reading_values, recovered, run_key_input,
-                     split_input, split_of)
+from .common import (
+    declared_inputs, declared_values, delegation_options, execute_with_progress, image_dataset_input, ipc_input,
+    label_field_input, reading_inputs, reading_values, recovered, run_key_input, split_input, split_of,
+)
 
 LONG_METHODS = ("dc3", "autopalette_init")  # these train networks or run a VAE: better delegated
 

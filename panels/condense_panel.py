@@ -1,6 +1,6 @@
 """The Condensation panel: runs, their images, accuracy against IPC and colour statistics.
 
-Thin: the data comes from :mod:`fiftyone_condense.reports`; buttons open the plugin's
+Thin: the data comes from :mod:`fiftyone_condense.apps.reports`; buttons open the plugin's
 operators prefilled for the selected run.
 """
 
@@ -8,7 +8,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
-from fiftyone_condense import reports
+from fiftyone_condense.apps import reports
 
 PLUGIN = "@condense/fiftyone-condense"
 COLUMN_LABELS = {"key": "Run", "method": "Method", "ipc": "IPC", "parent": "Parent", "seconds": "Time (s)",

@@ -112,14 +112,14 @@ def session_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_pix2pix(session_dir) -> Path:
     """A tiny InstructPix2Pix pipeline saved with save_pretrained, loaded back by path like real weights."""
-    from fiftyone_condense.testing import save_tiny_instruct_pix2pix
+    from fiftyone_condense.algorithms.testing import save_tiny_instruct_pix2pix
 
     return save_tiny_instruct_pix2pix(session_dir / "tiny-instruct-pix2pix")
 
 
 @pytest.fixture(scope="session")
 def tiny_vae_dir(session_dir) -> Path:
-    from fiftyone_condense.testing import save_tiny_vae
+    from fiftyone_condense.algorithms.testing import save_tiny_vae
 
     return save_tiny_vae(session_dir / "tiny-vae")
 

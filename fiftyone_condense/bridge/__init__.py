@@ -1,1 +1,7 @@
-"""The one place that moves data between FiftyOne and tensors and writes results back."""
+"""The FiftyOne side: reads views into tensors and writes results back.
+
+:mod:`.views` (views ↔ images), :mod:`.records` (run configs, results, saved views, deletion), the
+crash safety read top to bottom — :mod:`.journal`, :mod:`.transaction`, :mod:`.recovery` — and
+:mod:`.lifecycle`, which every capability module (:mod:`.embed`, :mod:`.select`, :mod:`.distill`,
+:mod:`.evaluate`, :mod:`.compensate`) runs its one typed request through.
+"""

@@ -35,7 +35,7 @@ from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from ..errors import CondensationError
+from ..algorithms.errors import CondensationError
 
 JOURNAL = "condense_journal"
 DOCUMENT_KEY = "dataset:document"  # the key of the dataset document's lock (run keys hold no ':')

@@ -21,7 +21,7 @@ from pymongo import UpdateOne
 
 from . import journal
 from .journal import Writer
-from .runs import (
+from .records import (
     PLUGIN, RUN_FIELD, SYNTHETIC_TAG, DeleteReport, remove_empty_folders, remove_files, remove_run, run_tag,
     saved_view_name,
 )

@@ -14,7 +14,7 @@ import fiftyone.core.odm as foo
 from bson import ObjectId
 
 from . import journal, recovery
-from .runs import (
+from .records import (
     RUN_FIELD, SOURCES_FIELD, SYNTHETIC_TAG, CondensationRunConfig, run_tag, save_results, saved_view_name,
 )
 

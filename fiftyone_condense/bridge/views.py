@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import CondensationError
-from ..loader import WHITE, ImageFiles, ImageFormat, ImagesLike, LazyImages, image_cache
+from ..algorithms.errors import CondensationError
+from ..algorithms.loader import WHITE, ImageFiles, ImageFormat, ImagesLike, LazyImages, image_cache
 
 DEFAULT_LABEL_FIELD = "ground_truth"
 DEFAULT_SOURCE_SPLIT = "train"

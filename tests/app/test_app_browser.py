@@ -14,9 +14,9 @@ import socket
 import time
 from pathlib import Path
 
+import fiftyone as fo
 import pytest
 
-import fiftyone as fo
 import fiftyone_condense as fc
 
 CHROMIUM = "/usr/bin/chromium"

@@ -113,8 +113,8 @@ def test_missing_diffusion_extra_says_what_to_install(monkeypatch, module):
     import torch
 
     import fiftyone_condense as fc
-    from fiftyone_condense.color import diffusion
-    from fiftyone_condense.embeddings import load_vae
+    from fiftyone_condense.algorithms.color import diffusion
+    from fiftyone_condense.algorithms.teachers import load_vae
 
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(fc.CondensationError, match=r'pip install "fiftyone-condense\[diffusion\]"'):

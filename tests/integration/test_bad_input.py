@@ -23,9 +23,9 @@ from typing import Any, Callable, Optional
 import fiftyone as fo
 import numpy as np
 import pytest
+from small_dataset import CLASSES, TRAIN, build
 
 import fiftyone_condense as fc
-from small_dataset import CLASSES, TRAIN, build
 
 # Cheap settings: every call is refused before it computes, but one that is not must not run long.
 SELECT = {"method": "random", "ipc": 2}

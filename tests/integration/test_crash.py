@@ -21,9 +21,9 @@ from typing import Callable
 
 import fiftyone as fo
 import pytest
+import writers
 
 import fiftyone_condense as fc
-import writers
 from fiftyone_condense.bridge import journal
 
 

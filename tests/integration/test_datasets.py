@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 import fiftyone_condense as fc
-from fiftyone_condense.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, read_idx
+from fiftyone_condense.bridge.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, read_idx
 
 
 def test_idx_files_hold_the_full_dataset():

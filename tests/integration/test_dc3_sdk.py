@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 
 import fiftyone_condense as fc
-from fiftyone_condense.errors import CondensationError
-
+from fiftyone_condense.algorithms.errors import CondensationError
 
 CLASSICAL = dict(backend="classical", edit_size=64)
 

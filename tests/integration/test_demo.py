@@ -1,6 +1,6 @@
 """`make demo` end to end at a tiny size: every stage runs, and both tables are printed."""
 
-from fiftyone_condense import demo
+from fiftyone_condense.apps import demo
 
 TINY = ["--ipc", "1", "--iterations", "2", "--batch-real", "4", "--init-epochs", "1", "--epochs", "1",
         "--num-models", "1", "--include-full", "--full-epochs", "1"]

@@ -4,10 +4,9 @@ import pytest
 from PIL import Image
 
 import fiftyone_condense as fc
-from fiftyone_condense.core.lifecycle import Reading
-from fiftyone_condense.distill.engine import Distiller
-from fiftyone_condense.errors import CondensationError
-
+from fiftyone_condense.algorithms.distillation.engine import Distiller
+from fiftyone_condense.algorithms.errors import CondensationError
+from fiftyone_condense.bridge.lifecycle import Reading
 
 QUICK = dict(iterations=3, batch_real=8, teacher_epochs=1)
 

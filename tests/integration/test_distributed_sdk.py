@@ -17,10 +17,10 @@ from fiftyone.operators.delegated import DelegatedOperationService
 from PIL import Image
 
 import fiftyone_condense as fc
-from fiftyone_condense.cache import cache_dir
+from fiftyone_condense.algorithms.cache import cache_dir
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "fiftyone_condense.launch"]
+            "-m", "fiftyone_condense.apps.launch"]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionContext, Executor
 
 import fiftyone_condense as fc
-from fiftyone_condense.loader import cached_bytes, image_cache
+from fiftyone_condense.algorithms.loader import cached_bytes, image_cache
 
 PLUGIN = "@condense/fiftyone-condense"
 LONG = {"distill_dataset": {}, "evaluate_condensed": {}, "select_coreset": {"method": "dc3"},

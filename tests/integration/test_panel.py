@@ -7,7 +7,7 @@ import fiftyone.operators as foo
 from PIL import Image
 
 import fiftyone_condense as fc
-from fiftyone_condense import reports
+from fiftyone_condense.apps import reports
 
 PANEL = "@condense/fiftyone-condense/condense_panel"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -20,9 +20,9 @@ from pathlib import Path
 import fiftyone as fo
 import fiftyone.operators as foo
 import pytest
+import writers
 
 import fiftyone_condense as fc
-import writers
 from fiftyone_condense.bridge import journal, recovery
 
 SAMPLES_ADDED = 9  # the distill job's write after which its first 2 samples are in the dataset

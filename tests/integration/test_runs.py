@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fiftyone_condense as fc
-from fiftyone_condense.bridge.runs import CondensationRunConfig
+from fiftyone_condense.bridge.records import CondensationRunConfig
 
 
 def distilled(dataset, run_key="dm1"):

@@ -1,12 +1,12 @@
 """The SDK end to end on a real FiftyOne database and real Fashion-MNIST PNGs."""
 
+import fiftyone as fo
 import numpy as np
 import pytest
 from PIL import Image
 
-import fiftyone as fo
 import fiftyone_condense as fc
-from fiftyone_condense.errors import CondensationError
+from fiftyone_condense.algorithms.errors import CondensationError
 
 TRAIN_PER_CLASS = 20
 

@@ -20,8 +20,8 @@ from PIL import Image
 from skimage import data
 
 import fiftyone_condense as fc
-from fiftyone_condense import loader
-from fiftyone_condense.core.lifecycle import Reading
+from fiftyone_condense.algorithms import loader
+from fiftyone_condense.bridge.lifecycle import Reading
 
 F = fo.ViewField
 FORMATS = ("png_rgb", "jpeg", "grey_png", "rgba_png", "png16")

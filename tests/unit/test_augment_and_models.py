@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from fiftyone_condense.augment import DSA, FAMILIES, _Draws
-from fiftyone_condense.models import bounded_features, build_model
+from fiftyone_condense.algorithms.augment import DSA, FAMILIES, _Draws
+from fiftyone_condense.algorithms.models import bounded_features, build_model
 
 
 def test_a_shared_seed_gives_every_batch_the_same_transform():

@@ -43,9 +43,9 @@ def test_the_tensor_modules_distil_and_evaluate_without_fiftyone(bare_env):
     out = run('''
 import sys, torch
 import fiftyone_condense as fc
-from fiftyone_condense.distill import DistillSettings, distill
-from fiftyone_condense.evaluation import HardProtocol, evaluate_images
-from fiftyone_condense.idx import fashion_mnist_tensors
+from fiftyone_condense.algorithms.distillation import DistillSettings, distill
+from fiftyone_condense.algorithms.protocols import HardProtocol, evaluate_images
+from fiftyone_condense.algorithms.idx import fashion_mnist_tensors
 try:
     import fiftyone
 except ImportError:

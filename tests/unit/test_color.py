@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from fiftyone_condense.color import color_stats, combine, plan_edits
-from fiftyone_condense.color.classical import warm_and_cold
-from fiftyone_condense.color.stats import colorfulness, unique_colors
+from fiftyone_condense.algorithms.color import color_stats, combine, plan_edits
+from fiftyone_condense.algorithms.color.classical import warm_and_cold
+from fiftyone_condense.algorithms.color.stats import colorfulness, unique_colors
 
 WARM, COLD = torch.ones(6, 3, 64, 64), torch.zeros(6, 3, 64, 64)
 

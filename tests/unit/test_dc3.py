@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fiftyone_condense.selection import feature_gram
-from fiftyone_condense.selection.dc3 import allocate, encoder_bins, pick_dc3
+from fiftyone_condense.algorithms.selection import feature_gram
+from fiftyone_condense.algorithms.selection.dc3 import allocate, encoder_bins, pick_dc3
 
 
 @pytest.mark.parametrize("sizes, budget, expected", [

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from fiftyone_condense.distill import DistillSettings, distill
-from fiftyone_condense.distill import losses
-from fiftyone_condense.distill.engine import Distiller
-from fiftyone_condense.distill.palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
+from fiftyone_condense.algorithms.distillation import DistillSettings, distill, losses
+from fiftyone_condense.algorithms.distillation.engine import Distiller
+from fiftyone_condense.algorithms.distillation.palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
 
 
 def test_moments_and_gram_of_a_constant_map():

@@ -15,11 +15,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fiftyone_condense.distill import DistillSettings, distill
-from fiftyone_condense.distributed import Parallel
-from fiftyone_condense.embeddings import Normalizer, embed_images
-from fiftyone_condense.evaluation import HardProtocol, evaluate_images
-from fiftyone_condense.models import build_model
+from fiftyone_condense.algorithms.distillation import DistillSettings, distill
+from fiftyone_condense.algorithms.distributed import Parallel
+from fiftyone_condense.algorithms.models import build_model
+from fiftyone_condense.algorithms.protocols import HardProtocol, evaluate_images
+from fiftyone_condense.algorithms.teachers import Normalizer, embed_images
 
 CLASSES, SIDE = 4, 16
 

@@ -1,4 +1,4 @@
-"""fiftyone_condense.loader on real files: every conversion to a working format checked pixel by pixel
+"""fiftyone_condense.algorithms.loader on real files: every conversion to a working format checked pixel by pixel
 against torchvision or PIL doing the same thing, the byte-bounded LRU cache, and lazy images."""
 
 import os
@@ -10,8 +10,8 @@ from PIL import Image, ImageOps
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from fiftyone_condense import loader
-from fiftyone_condense.loader import (
+from fiftyone_condense.algorithms import loader
+from fiftyone_condense.algorithms.loader import (
     ImageCache, ImageFiles, ImageFormat, LazyImages, decode, materialised, subset,
 )
 

@@ -3,7 +3,7 @@
 import pytest
 
 import fiftyone_condense as fc
-from fiftyone_condense.params import Param, resolve
+from fiftyone_condense.algorithms.params import Param, resolve
 
 LAMBDA = Param("lambda_", float, 1.0, "trade-off", min=0.0)
 VARIANT = Param("optimizer", str, "NaiveGreedy", "greedy variant", choices=("NaiveGreedy", "LazyGreedy"))

@@ -18,18 +18,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fiftyone_condense.augment import FAMILIES, DSA, SoftAugment, cutmix, shuffle_strips
-from fiftyone_condense.color.combine import gradient_mask, plan_edits
-from fiftyone_condense.distill import DistillSettings
-from fiftyone_condense.distill import losses
-from fiftyone_condense.distill.engine import Distiller, StyleRecorder, _class_seed
-from fiftyone_condense.distill.palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
-from fiftyone_condense.models import ConvNet3
-from fiftyone_condense.selection.dc3 import allocate
-from fiftyone_condense.selection.gram import gradient_embeddings, gradient_gram, similarity_from_gram
-from fiftyone_condense.selection.submodular import pick_graph_cut
-from fiftyone_condense.training import (TrainConfig, accuracy, kd_loss, rded_batch_size, rded_schedule,
-                                        rded_validation_epochs, train_classifier, weight_decay_groups)
+from fiftyone_condense.algorithms.augment import DSA, FAMILIES, SoftAugment, cutmix, shuffle_strips
+from fiftyone_condense.algorithms.color.combine import gradient_mask, plan_edits
+from fiftyone_condense.algorithms.distillation import DistillSettings, losses
+from fiftyone_condense.algorithms.distillation.engine import Distiller, StyleRecorder, _class_seed
+from fiftyone_condense.algorithms.distillation.palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
+from fiftyone_condense.algorithms.models import ConvNet3
+from fiftyone_condense.algorithms.selection.dc3 import allocate
+from fiftyone_condense.algorithms.selection.gram import gradient_embeddings, gradient_gram, similarity_from_gram
+from fiftyone_condense.algorithms.selection.submodular import pick_graph_cut
+from fiftyone_condense.algorithms.training import (
+    TrainConfig, accuracy, kd_loss, rded_batch_size, rded_schedule, rded_validation_epochs, train_classifier,
+    weight_decay_groups,
+)
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
 pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"reference code not found at {REFERENCE}")

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from fiftyone_condense.errors import CondensationError
-from fiftyone_condense.selection import (
+from fiftyone_condense.algorithms.errors import CondensationError
+from fiftyone_condense.algorithms.rows import RowStore
+from fiftyone_condense.algorithms.selection import (
     check_class_budget, feature_gram, gradient_embeddings, gradient_gram, select_per_class, similarity_from_gram,
 )
-from fiftyone_condense.rows import RowStore
-from fiftyone_condense.selection.coresets import pick_herding, pick_k_center
-from fiftyone_condense.selection.gram import FactoredGram, loss_gradients
-from fiftyone_condense.selection.submodular import pick_facility_location, pick_graph_cut
+from fiftyone_condense.algorithms.selection.coresets import pick_herding, pick_k_center
+from fiftyone_condense.algorithms.selection.gram import FactoredGram, loss_gradients
+from fiftyone_condense.algorithms.selection.submodular import pick_facility_location, pick_graph_cut
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
 LOSSES = ("cross_entropy", "softmax_cross_entropy")
 
 

@@ -11,9 +11,9 @@ import fiftyone as fo
 import numpy as np
 from PIL import Image
 
-from .errors import CondensationError
-from .idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_FILES, read_idx  # noqa: F401 (re-exported)
-from .progress import Progress, ProgressFn, chunks
+from ..algorithms.errors import CondensationError
+from ..algorithms.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_FILES, read_idx  # noqa: F401 (re-exported)
+from ..algorithms.progress import Progress, ProgressFn, chunks
 
 
 def _balanced_head(labels: np.ndarray, per_class: Optional[int]) -> np.ndarray:

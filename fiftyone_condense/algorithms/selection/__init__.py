@@ -7,7 +7,9 @@ every class.
 """
 
 from . import coresets, dc3, submodular  # noqa: F401  (register the methods)
-from .base import METHODS, SMALL_CLASSES, SelectionMethod, check_class_budget, class_budgets, select_per_class, small_class_report
+from .base import (
+    METHODS, SMALL_CLASSES, SelectionMethod, check_class_budget, class_budgets, select_per_class, small_class_report,
+)
 from .gram import feature_gram, gradient_embeddings, gradient_gram, similarity_from_gram
 
 __all__ = [

@@ -27,7 +27,7 @@ import gridfs
 from bson import json_util
 from fiftyone.core.runs import Run, RunConfig, RunResults
 
-from ..errors import CondensationError
+from ..algorithms.errors import CondensationError
 from .journal import dataset_document, wrote
 
 logger = logging.getLogger(__name__)

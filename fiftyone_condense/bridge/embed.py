@@ -17,22 +17,22 @@ import fiftyone as fo
 import numpy as np
 import torch
 
-from ..bridge.runs import PLUGIN
-from ..bridge.transaction import Transaction
-from ..bridge.views import ImageSet
-from ..cache import cached_path, digest, save_atomically
-from ..distributed import current_team
-from ..embeddings import (
-    EMBEDDING_MODELS, ImageNetResNet18, Normalizer, PretrainedResNet18, TeacherConfig, embed_images,
-    fit_linear_probe, imagenet_resnet18_weights, load_teacher, teacher_checkpoint, train_teacher,
+from ..algorithms.cache import cached_path, digest, save_atomically
+from ..algorithms.distributed import current_team
+from ..algorithms.errors import CondensationError
+from ..algorithms.images import as_rgb
+from ..algorithms.loader import ImagesLike, release_free_memory, subset
+from ..algorithms.progress import Progress, ProgressFn
+from ..algorithms.rows import Rows, RowStore
+from ..algorithms.teachers import (
+    EMBEDDING_MODELS, ImageNetResNet18, Normalizer, PretrainedResNet18, TeacherConfig, embed_images, fit_linear_probe,
+    imagenet_resnet18_weights, load_teacher, teacher_checkpoint, train_teacher,
 )
-from ..errors import CondensationError
-from ..images import as_rgb
-from ..progress import Progress, ProgressFn
-from ..loader import ImagesLike, release_free_memory, subset
-from ..rows import Rows, RowStore
-from ..training import predict
+from ..algorithms.training import predict
 from .lifecycle import Reading
+from .records import PLUGIN
+from .transaction import Transaction
+from .views import ImageSet
 
 Collection = fo.core.collections.SampleCollection
 STREAM_BATCH = 8192  # images embedded, or samples read from a field, at a time

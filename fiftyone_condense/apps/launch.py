@@ -1,11 +1,11 @@
 """Run a condensation on several processes or GPUs, started by ``torchrun``.
 
-    torchrun --nproc_per_node 4 -m fiftyone_condense.launch distill --dataset fashion-mnist \\
+    torchrun --nproc_per_node 4 -m fiftyone_condense.apps.launch distill --dataset fashion-mnist \\
         --tags train --method dm --ipc 10 --run-key dm10 --param iterations=20000
 
 The main process (rank 0) runs the SDK function as usual — it alone reads the dataset and writes the
 run, all-or-nothing — and hands the tensor work to the group: distillation splits the classes,
-embeddings the images, evaluation the models (:class:`fiftyone_condense.distributed.Team`). The
+embeddings the images, evaluation the models (:class:`fiftyone_condense.algorithms.distributed.Team`). The
 other processes never import FiftyOne; they read media files only. A process that dies fails the
 run (``torchrun`` stops the others) and nothing is written. Without ``torchrun`` it runs in one
 process, like the SDK call it wraps.
@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import Any, Optional
 
-from .distributed import Team, init_from_env, leading
+from ..algorithms.distributed import Team, init_from_env, leading
 
 COMMANDS = {"distill": "distill", "select": "select", "evaluate": "evaluate", "embed": "compute_embeddings"}
 NPROC_VARIABLE = "FIFTYONE_CONDENSE_NPROC"  # processes for runs the App schedules (1: in the executor itself)
@@ -35,7 +35,7 @@ def parse_value(text: str) -> Any:
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m fiftyone_condense.launch", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m fiftyone_condense.apps.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=list(COMMANDS), help="embed: compute_embeddings")
     parser.add_argument("--dataset", required=True, help="the FiftyOne dataset's name")
@@ -88,7 +88,7 @@ def launch_command(view, command: str, processes: int, **keywords) -> list[str]:
     """The one-host ``torchrun`` command running ``command`` on ``view`` (any view: its stages travel
     as JSON) with the SDK keywords given."""
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-            "-m", "fiftyone_condense.launch", command, "--dataset", view._dataset.name,
+            "-m", "fiftyone_condense.apps.launch", command, "--dataset", view._dataset.name,
             "--view", json.dumps(view._serialize())]
     for name, value in keywords.items():
         if value is not None:
@@ -98,7 +98,7 @@ def launch_command(view, command: str, processes: int, **keywords) -> list[str]:
 
 def run_launched(args: list[str]) -> dict:
     """Run a launch command to its end; its summary, or a :class:`CondensationError` with its output."""
-    from .errors import CondensationError
+    from ..algorithms.errors import CondensationError
 
     done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode != 0:

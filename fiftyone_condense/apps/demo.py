@@ -1,7 +1,7 @@
 """The main job: condense Fashion-MNIST with the papers' methods beside the baselines, and compare them.
 
-    python -m fiftyone_condense.demo          # REDUCED protocol: ~8 min on 2 quiet CPU cores
-    python -m fiftyone_condense.demo --full   # the papers' protocol on the whole dataset (a GPU's work)
+    python -m fiftyone_condense.apps.demo          # REDUCED protocol: ~8 min on 2 quiet CPU cores
+    python -m fiftyone_condense.apps.demo --full   # the papers' protocol on the whole dataset (a GPU's work)
 
 Stages, each timed: selection (random, herding, DC3), DC3's colour compensation of its selection
 (classical backend), distillation (DM, AutoPalette), then evaluation: every condensed set is trained
@@ -30,7 +30,8 @@ import fiftyone as fo
 import torch
 
 import fiftyone_condense as fc
-from fiftyone_condense.bridge.runs import RunRecord
+
+from ..bridge.records import RunRecord
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,20 @@ import fiftyone as fo
 import numpy as np
 import torch
 
-from ..bridge import runs as run_store
-from ..bridge.views import DEFAULT_LABEL_FIELD, ImageSet, check_label_field, class_names, labels_of, require_samples, split_view
-from ..cache import cached_path, digest, save_atomically
-from ..device import resolve_device
-from ..distributed import current_team
-from ..embeddings import Normalizer, TeacherConfig, load_teacher, teacher_checkpoint, train_converged_teacher
-from ..errors import CondensationError
-from ..evaluation import PROTOCOLS, HardProtocol, Protocol, SoftProtocol, evaluate_images
-from ..images import with_channels
-from ..loader import ImageFormat
-from ..progress import Progress, ProgressFn
-from ..selection.coresets import pick_random
-from ..training import accuracy
+from ..algorithms.cache import cached_path, digest, save_atomically
+from ..algorithms.device import resolve_device
+from ..algorithms.distributed import current_team
+from ..algorithms.errors import CondensationError
+from ..algorithms.images import with_channels
+from ..algorithms.loader import ImageFormat
+from ..algorithms.progress import Progress, ProgressFn
+from ..algorithms.protocols import PROTOCOLS, HardProtocol, Protocol, SoftProtocol, evaluate_images
+from ..algorithms.selection.coresets import pick_random
+from ..algorithms.teachers import Normalizer, TeacherConfig, load_teacher, teacher_checkpoint, train_converged_teacher
+from ..algorithms.training import accuracy
+from . import records as run_store
 from .lifecycle import Reading, claimed
+from .views import DEFAULT_LABEL_FIELD, ImageSet, check_label_field, class_names, labels_of, require_samples, split_view
 
 Collection = fo.core.collections.SampleCollection
 REFERENCES_KEY = "condense_references"  # dataset.info entry caching reference results

@@ -25,8 +25,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 import fiftyone_condense as fc
 
-from .bridge.runs import RunRecord
-from .bridge.views import DEFAULT_LABEL_FIELD, class_names
+from ..bridge.records import RunRecord
+from ..bridge.views import DEFAULT_LABEL_FIELD, class_names
 
 COLUMNS = ("key", "method", "ipc", "parent", "seconds", "hard", "soft", "bytes", "samples")
 PROTOCOLS = ("hard", "soft")

@@ -11,19 +11,21 @@ from typing import Optional
 import fiftyone as fo
 import numpy as np
 
-from ..bridge.runs import RunRecord, config_for, run_tag
-from ..bridge.views import ImageSet, class_names, labels_of
-from ..device import resolve_device
-from ..distill.palette import median_cut
-from ..embeddings import Normalizer, TeacherConfig, load_vae, vae_latents
-from ..errors import CondensationError
-from ..loader import image_cache, materialised
-from ..params import resolve
-from ..progress import Progress
-from ..selection import METHODS, class_budgets, feature_gram, gradient_gram, select_per_class, small_class_report
-from ..selection.gram import FactoredGram, loss_gradients
-from . import embeddings as stored
+from ..algorithms.device import resolve_device
+from ..algorithms.distillation.palette import median_cut
+from ..algorithms.errors import CondensationError
+from ..algorithms.loader import image_cache, materialised
+from ..algorithms.params import resolve
+from ..algorithms.progress import Progress
+from ..algorithms.selection import (
+    METHODS, class_budgets, feature_gram, gradient_gram, select_per_class, small_class_report,
+)
+from ..algorithms.selection.gram import FactoredGram, loss_gradients
+from ..algorithms.teachers import Normalizer, TeacherConfig, load_vae, vae_latents
+from . import embed as stored
 from .lifecycle import Reading, begin, claimed, record, versions
+from .records import RunRecord, config_for, run_tag
+from .views import ImageSet, class_names, labels_of
 
 Collection = fo.core.collections.SampleCollection
 _log = logging.getLogger(__name__)

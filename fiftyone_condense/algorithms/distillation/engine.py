@@ -28,9 +28,9 @@ from ..augment import DSA
 from ..cache import digest, save_atomically
 from ..device import autocast
 from ..distributed import Parallel
-from ..embeddings import Normalizer
 from ..models import build_model
 from ..progress import ProgressFn, silent
+from ..teachers import Normalizer
 from . import losses
 from .palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
 

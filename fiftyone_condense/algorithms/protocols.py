@@ -1,6 +1,6 @@
 """Evaluation protocols: train fresh models on a condensed set, test on held-out images.
 
-Both follow their reference code (see :mod:`fiftyone_condense.training`): ``hard`` is the DC/DSA/DM
+Both follow their reference code (see :mod:`fiftyone_condense.algorithms.training`): ``hard`` is the DC/DSA/DM
 protocol, ``soft`` is RDED's, which DC3 uses.
 """
 
@@ -16,11 +16,13 @@ import torch.nn as nn
 
 from .augment import DSA, SoftAugment
 from .distributed import Parallel
-from .embeddings import Normalizer
 from .models import ARCHITECTURES, build_model
 from .progress import ProgressFn, silent
-from .training import (ConvergenceConfig, KDConfig, TrainConfig, accuracy, per_class_accuracy, predict, rded_batch_size,
-                       train_classifier, train_student)
+from .teachers import Normalizer
+from .training import (
+    ConvergenceConfig, KDConfig, TrainConfig, accuracy, per_class_accuracy, predict, rded_batch_size, train_classifier,
+    train_student,
+)
 
 PROTOCOLS = ("hard", "soft")
 

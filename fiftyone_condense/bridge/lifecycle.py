@@ -8,12 +8,12 @@ from typing import Callable, Iterator, Optional, Union
 
 import fiftyone as fo
 
-from ..bridge import journal
-from ..bridge.runs import CondensationRunConfig, RunRecord, check_run_key, load_run, run_tag, saved_view_name
-from ..bridge.transaction import Transaction
-from ..bridge.views import ImageSet, check_label_field, image_format, load_images, require_samples
-from ..loader import WHITE, ImageFormat, LazyImages, release_free_memory
-from ..progress import Progress, ProgressFn, silent
+from ..algorithms.loader import WHITE, ImageFormat, LazyImages, release_free_memory
+from ..algorithms.progress import Progress, ProgressFn, silent
+from . import journal
+from .records import CondensationRunConfig, RunRecord, check_run_key, load_run, run_tag, saved_view_name
+from .transaction import Transaction
+from .views import ImageSet, check_label_field, image_format, load_images, require_samples
 
 Collection = fo.core.collections.SampleCollection
 

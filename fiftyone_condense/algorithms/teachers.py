@@ -1,7 +1,7 @@
 """Embedding models: trained teachers (ConvNet-3, ResNet-18) and pretrained ResNet-18.
 
 An embedding model maps normalised images to penultimate features and class logits; the
-two together give gradient embeddings (see :mod:`fiftyone_condense.selection.gram`).
+two together give gradient embeddings (see :mod:`fiftyone_condense.algorithms.selection.gram`).
 """
 
 from __future__ import annotations

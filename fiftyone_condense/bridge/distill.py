@@ -14,23 +14,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..bridge import runs as run_store
-from ..bridge.views import ImageSet, class_names, labels_of, media_dir_beside, write_pngs
-from ..cache import cache_dir
-from ..color import color_stats as image_color_stats
-from ..device import resolve_device
-from ..distributed import current_team
-from ..distill import DistillSettings
-from ..distill import distill as distill_images
-from ..distill.palette import palette_png
-from ..distill.params import DISTILL_PARAMS, default_lr_img, images_per_class
-from ..errors import CondensationError
-from ..images import as_rgb
-from ..params import resolve
-from ..progress import Progress
-from ..selection import METHODS, class_budgets, small_class_report
-from . import selection
+from ..algorithms.cache import cache_dir
+from ..algorithms.color import color_stats as image_color_stats
+from ..algorithms.device import resolve_device
+from ..algorithms.distillation import DistillSettings
+from ..algorithms.distillation import distill as distill_images
+from ..algorithms.distillation.palette import palette_png
+from ..algorithms.distillation.params import DISTILL_PARAMS, default_lr_img, images_per_class
+from ..algorithms.distributed import current_team
+from ..algorithms.errors import CondensationError
+from ..algorithms.images import as_rgb
+from ..algorithms.params import resolve
+from ..algorithms.progress import Progress
+from ..algorithms.selection import METHODS, class_budgets, small_class_report
+from . import records as run_store
+from . import select as selection
 from .lifecycle import Reading, begin, claimed, record, versions
+from .views import ImageSet, class_names, labels_of, media_dir_beside, write_pngs
 
 Collection = fo.core.collections.SampleCollection
 SETTINGS_PARAMS = {"budget", "teacher_epochs"}  # declared parameters that are not engine settings

@@ -10,18 +10,18 @@ from typing import Optional
 import fiftyone as fo
 import torch
 
-from ..bridge import runs as run_store
-from ..bridge.views import DEFAULT_LABEL_FIELD, media_dir_beside, require_samples, write_pngs
-from ..color import BACKENDS, COMBINE_MODES, combine, plan_edits
-from ..color import classical as classical_backend
-from ..color import color_stats as image_color_stats
-from ..color import diffusion as diffusion_backend
-from ..device import resolve_device
-from ..errors import CondensationError
-from ..images import as_rgb, resized
-from ..loader import ImageFiles, ImageFormat, LazyImages
-from ..progress import Progress
+from ..algorithms.color import BACKENDS, COMBINE_MODES, combine, plan_edits
+from ..algorithms.color import classical as classical_backend
+from ..algorithms.color import color_stats as image_color_stats
+from ..algorithms.color import diffusion as diffusion_backend
+from ..algorithms.device import resolve_device
+from ..algorithms.errors import CondensationError
+from ..algorithms.images import as_rgb, resized
+from ..algorithms.loader import ImageFiles, ImageFormat, LazyImages
+from ..algorithms.progress import Progress
+from . import records as run_store
 from .lifecycle import Reading, begin, claimed, record, versions
+from .views import DEFAULT_LABEL_FIELD, media_dir_beside, require_samples, write_pngs
 
 Collection = fo.core.collections.SampleCollection
 COLOR_STATS_IMAGES = 5000
