@@ -1,13 +1,18 @@
-"""Method parameters as data: each method declares its parameters once, as :class:`Param`.
+"""Parameters as data: each is declared once, as a :class:`Param` or as a settings dataclass's
+field made with :func:`param` (read back with :func:`declared`).
 
-The SDK validates a call's ``**params`` against the declaration (:func:`resolve`), and the
-operator forms are built from the same declaration, so the App and the SDK cannot disagree.
+The SDK validates a call against the declaration (:func:`resolve`), the operator forms are built
+from it and the settings the algorithms run with are the same dataclass, so the App, the SDK and
+the engine cannot disagree.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+import functools
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Optional, Sequence
 
 from .errors import CondensationError
@@ -20,7 +25,8 @@ class Param:
     ``optional``: ``None`` is allowed (the method then picks, e.g. from IPC). ``objects``: a
     Python object (a model the user already has) is accepted besides the declared choices.
     ``when``: the parameter matters only when other parameters have these values (forms hide it
-    otherwise; the SDK still accepts it).
+    otherwise; the SDK still accepts it). ``form``: whether the App's forms offer it (some, like a
+    background colour tuple or a cache bound, are for the SDK only).
     """
 
     name: str
@@ -34,6 +40,7 @@ class Param:
     optional: bool = False
     objects: bool = False
     when: Optional[dict] = None
+    form: bool = True
 
     def check(self, value: Any, method: str) -> Any:
         """``value`` converted to the declared type, or a :class:`CondensationError` saying why not."""
@@ -90,6 +97,47 @@ def resolve(method: str, declared: Sequence[Param], given: dict) -> dict:
     return {p.name: p.check(given[p.name], method) if p.name in given else p.default for p in declared}
 
 
-def describe(declared: Sequence[Param]) -> str:
-    """One line per parameter, for docstrings and error messages."""
-    return "\n".join(f"{p.name} ({p.type.__name__}, default {p.default!r}): {p.help}" for p in declared)
+def param(default: Any, help: str, *, label: str = "", choices: Optional[tuple] = None, min: Optional[float] = None,
+          max: Optional[float] = None, objects: bool = False, when: Optional[dict] = None, form: bool = True) -> Any:
+    """A settings dataclass field that is also a declared parameter (its type comes from the annotation)."""
+    spec = dict(help=help, label=label, choices=choices, min=min, max=max, objects=objects, when=when, form=form)
+    return field(default=default, metadata={"param": spec})
+
+
+@functools.cache
+def declared(settings: type) -> tuple[Param, ...]:
+    """The parameters a settings dataclass declares with :func:`param`, in field order.
+
+    ``Optional[X]`` is a parameter of type ``X`` that may be ``None``; a union of several types
+    (an int or a tuple) is its first type, and accepts the others as objects. A class attribute
+    ``conditions`` (name → ``when``) makes inherited parameters conditional in a subclass.
+    """
+    hints = typing.get_type_hints(settings)
+    conditions = getattr(settings, "conditions", {})
+    params = []
+    for f in fields(settings):
+        if "param" not in f.metadata:
+            continue
+        spec = dict(f.metadata["param"])
+        kind, optional, several = _kind(hints[f.name])
+        spec["objects"] = spec["objects"] or several
+        spec["when"] = conditions.get(f.name, spec["when"])
+        default = None if f.default is MISSING else f.default
+        params.append(Param(f.name, kind, default, optional=optional, **spec))
+    return tuple(params)
+
+
+def _kind(annotation: Any) -> tuple[type, bool, bool]:
+    """(type, may be None, accepts several types) of an annotation."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(members) < len(typing.get_args(annotation))
+        first = typing.get_origin(members[0]) or members[0]
+        return first, optional, len(members) > 1
+    return typing.get_origin(annotation) or annotation, False, False
+
+
+def check_settings(settings: Any, method: str) -> None:
+    """Every declared field of ``settings`` checked against its declaration (a :class:`CondensationError` if not)."""
+    for p in declared(type(settings)):
+        p.check(getattr(settings, p.name), method)
