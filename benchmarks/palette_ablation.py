@@ -25,7 +25,7 @@ from fiftyone_condense.algorithms.distillation import DistillSettings
 from fiftyone_condense.algorithms.distillation.engine import Distiller
 from fiftyone_condense.algorithms.distillation.palette import soft_quantize
 from fiftyone_condense.algorithms.protocols import HardProtocol, evaluate_images
-from fiftyone_condense.bridge.lifecycle import Reading
+from fiftyone_condense.bridge.views import Reading
 
 VARIANTS = {
     "reference (default): task / classes, no confidence term": dict(normalize_palette_task=False, confidence_weight=0.0),

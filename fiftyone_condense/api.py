@@ -1,10 +1,12 @@
-"""The Python SDK: documented signatures that hand over to one module per capability (:mod:`.core`).
+"""The Python SDK: documented signatures that each build one typed request and hand it to their
+capability's module in :mod:`.bridge` (``embed``, ``select``, ``distill``, ``evaluate``, ``compensate``).
 
 Every function validates everything it can before computing, claims its run key (a second
 writer of the key is refused), computes in memory, then writes to the dataset in one journalled
 transaction (:mod:`.bridge.transaction`): bad input, an exception, Ctrl-C or a killed process leave
-the dataset unchanged, the last undone by the next call on the dataset (each function begins by
-recovering it; :func:`recover` does it on demand).
+the dataset unchanged. What a killed writer left half-written is undone (or finished) by the next
+writer on the dataset when it claims its key, or on demand by :func:`recover`; reading calls
+(:func:`list_runs`, :func:`load_run`, :func:`color_stats`) only read.
 Method-specific parameters are ``**params``, checked against each method's declaration
 (:func:`method_parameters`); an unknown or out-of-range one raises :class:`CondensationError`.
 
@@ -19,7 +21,8 @@ scaled to 8, alpha composited on ``background``, grey repeated to RGB, and resiz
 antialiasing, short side to size then centre-cropped (``resize="crop"``) or letterboxed
 (``"letterbox"``, padded with ``background``). They are read in batches through a process-wide
 cache of decoded images bounded to ``cache_bytes`` (default ``$FIFTYONE_CONDENSE_CACHE_BYTES`` or
-1 GiB; 0 turns it off), never all at once.
+1 GiB; 0 turns it off), never all at once. These keywords are declared once, as the fields of
+:class:`~fiftyone_condense.bridge.views.Reading`, and added to each function's signature from there.
 """
 
 from __future__ import annotations
@@ -27,30 +30,34 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import fiftyone as fo
 
-from .algorithms.color import diffusion as diffusion_backend
-from .algorithms.device import resolve_device
+from .algorithms.color import BACKENDS, COMBINE_MODES  # noqa: F401  (the compensation form offers them)
+from .algorithms.color.diffusion import DiffusionSettings
 from .algorithms.distillation.params import DISTILL_PARAMS
 from .algorithms.errors import CondensationError
-from .algorithms.loader import WHITE
-from .algorithms.params import Param
+from .algorithms.params import Param, declared, resolve
 from .algorithms.progress import ProgressFn
+from .algorithms.protocols import PROTOCOLS
 from .algorithms.selection import METHODS
 from .bridge import compensate as compensation
 from .bridge import distill as distillation
-from .bridge import embed as stored_embeddings
+from .bridge import embed as embedding
 from .bridge import evaluate as evaluation
 from .bridge import records as run_store
 from .bridge import recovery
 from .bridge import select as selection
-from .bridge.lifecycle import Reading, claimed, reporter
-from .bridge.transaction import Transaction
-from .bridge.views import (
-    DEFAULT_EMBEDDINGS_FIELD, DEFAULT_EVAL_SPLIT, DEFAULT_LABEL_FIELD, DEFAULT_SOURCE_SPLIT, check_label_field,
-    class_names, require_samples,
+from .bridge.lifecycle import claimed, reporter
+from .bridge.records import check_run_key  # noqa: F401  (the forms check run keys as the SDK does)
+from .bridge.views import (  # noqa: F401  (classification_fields: the forms' label field choices)
+    DEFAULT_EMBEDDINGS_FIELD,
+    DEFAULT_EVAL_SPLIT,
+    DEFAULT_LABEL_FIELD,
+    DEFAULT_SOURCE_SPLIT,
+    Reading,
+    classification_fields,
 )
 
 Collection = fo.core.collections.SampleCollection
@@ -59,24 +66,64 @@ DeleteReport = run_store.DeleteReport
 RecoveryReport = recovery.RecoveryReport
 Function = TypeVar("Function", bound=Callable)
 logger = logging.getLogger(__name__)
-default_lr_img = distillation.default_lr_img
 images_per_class = distillation.images_per_class
 
 
-def recovers(function: Function) -> Function:
-    """Before the call, undo (or finish) what a killed writer left half-written on the dataset it is
-    given (its ``view`` or ``dataset``): one indexed query when nothing was."""
-    signature = inspect.signature(function)
+def takes(params: Sequence[Param], into: str, build: Callable[[dict], Any]) -> Callable[[Function], Function]:
+    """Give a function the declared ``params`` as keyword-only arguments (in its signature, so
+    ``help()`` and editors show them, and an unknown keyword is a ``TypeError`` as in Python), and
+    hand the values given over as one argument ``into`` = ``build(given)``."""
+    names = [p.name for p in params]
 
-    @functools.wraps(function)
-    def call(*args, **kwargs):
-        given = signature.bind_partial(*args, **kwargs).arguments
-        for name in ("view", "dataset"):
-            if isinstance(given.get(name), fo.core.collections.SampleCollection):
-                recovery.recover(given[name]._dataset)
-        return function(*args, **kwargs)
+    def decorate(function: Function) -> Function:
+        inner = inspect.signature(function)
+        own = [p for p in inner.parameters.values() if p.name != into]
+        extra = [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default,
+                                   annotation=p.annotation or p.type) for p in params]
+        variadic = [p for p in own if p.kind is inspect.Parameter.VAR_KEYWORD]
+        public = inner.replace(parameters=[p for p in own if p not in variadic] + extra + variadic)
 
-    return call
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            given = public.bind(*args, **kwargs).arguments
+            values = {name: given.pop(name) for name in names if name in given}
+            rest = given.pop(variadic[0].name, {}) if variadic else {}
+            return function(**given, **rest, **{into: build(values)})
+
+        call.__signature__ = public
+        return call
+
+    return decorate
+
+
+def reads_images(function: Function) -> Function:
+    """The reading keywords (:class:`Reading`'s declared fields) as one ``reading``."""
+    return takes(declared(Reading), "reading", lambda given: Reading(**given))(function)
+
+
+def protocol_parameters(protocol: Optional[str] = None) -> tuple[Param, ...]:
+    """The parameters ``protocol`` declares; without one, every protocol's, where a default differs
+    between protocols (``epochs``) ``None``: each protocol's own."""
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            raise CondensationError(f"Unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
+        return declared(PROTOCOLS[protocol])
+    merged: dict[str, Param] = {}
+    for settings in PROTOCOLS.values():
+        for p in declared(settings):
+            same = merged.get(p.name, p).default == p.default
+            merged[p.name] = p if same else Param(p.name, p.type, None, p.help, p.label, optional=True)
+    return tuple(merged.values())
+
+
+def reading_parameters() -> tuple[Param, ...]:
+    """The reading parameters every function takes (the forms offer those marked ``form``)."""
+    return declared(Reading)
+
+
+def compensation_parameters() -> tuple[Param, ...]:
+    """The editing parameters of :func:`compensate` (most apply to the diffusion backend only)."""
+    return declared(DiffusionSettings)
 
 
 def default_run_key(run_key: Optional[str], method: str, ipc: int) -> str:
@@ -94,7 +141,7 @@ def method_parameters(kind: str, method: str) -> tuple[Param, ...]:
     return registry[kind][method]
 
 
-@recovers
+@reads_images
 def compute_embeddings(
     view: Collection,
     model: Any = "convnet3",
@@ -106,12 +153,9 @@ def compute_embeddings(
     device: str = "auto",
     seed: int = 0,
     overwrite: bool = False,
-    image_size: Union[int, tuple[int, int], None] = None,
-    channels: Optional[int] = None,
-    resize: str = "crop",
-    background: tuple[int, int, int] = WHITE,
-    cache_bytes: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
+    *,
+    reading: Reading,
 ) -> str:
     """Store penultimate features (``embeddings_field``) and logits (``<field>_logits``).
 
@@ -125,20 +169,12 @@ def compute_embeddings(
     plugin did not write is never replaced. Images are read as :ref:`reading <reading>` says.
     Returns the field name.
     """
-    require_samples(view)
-    check_label_field(view, label_field)
-    progress = reporter(progress)
-    reading = Reading(image_size, channels, resize, background, cache_bytes)
-    embeddings = stored_embeddings.embeddings_for(
-        view, embeddings_field, label_field, class_names(view, label_field), model, weights, teacher_epochs,
-        resolve_device(device), seed, progress, reading, train_view=train_view, overwrite=overwrite, strict=True)
-    with claimed(view._dataset, f"field:{embeddings_field}") as entry, Transaction(entry) as transaction:
-        stored_embeddings.write(transaction, view, embeddings_field, embeddings)
-    progress.stage("done", 0.95, 1.0)(1.0)
-    return embeddings_field
+    request = embedding.Request(model, embeddings_field, label_field, train_view, weights, teacher_epochs, device, seed,
+                                overwrite, reading)
+    return embedding.run(view, request, reporter(progress))
 
 
-@recovers
+@reads_images
 def select(
     view: Collection,
     method: str = "random",
@@ -149,12 +185,9 @@ def select(
     device: str = "auto",
     overwrite: bool = False,
     small_classes: str = "error",
-    image_size: Union[int, tuple[int, int], None] = None,
-    channels: Optional[int] = None,
-    resize: str = "crop",
-    background: tuple[int, int, int] = WHITE,
-    cache_bytes: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
+    *,
+    reading: Reading,
     **params: Any,
 ) -> RunRecord:
     """Select ``ipc`` real samples per class from ``view`` and record them as run ``run_key``
@@ -185,13 +218,12 @@ def select(
     run records which classes were kept whole or dropped. Images are read as :ref:`reading
     <reading>` says; the run records the working format.
     """
-    run_key = default_run_key(run_key, method, ipc)
-    reading = Reading(image_size, channels, resize, background, cache_bytes)
-    return selection.run(view, method, ipc, run_key, label_field, seed, device, overwrite, reporter(progress), params,
-                         reading, small_classes)
+    request = selection.Request(method, ipc, default_run_key(run_key, method, ipc), label_field, seed, device, overwrite,
+                                small_classes, params, reading)
+    return selection.run(view, request, reporter(progress))
 
 
-@recovers
+@reads_images
 def distill(
     view: Collection,
     method: str = "dm",
@@ -204,12 +236,9 @@ def distill(
     device: str = "auto",
     overwrite: bool = False,
     small_classes: str = "error",
-    image_size: Union[int, tuple[int, int], None] = None,
-    channels: Optional[int] = None,
-    resize: str = "crop",
-    background: tuple[int, int, int] = WHITE,
-    cache_bytes: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
+    *,
+    reading: Reading,
     **params: Any,
 ) -> RunRecord:
     """Distil ``ipc`` synthetic images per class from ``view`` and record them as run ``run_key``.
@@ -236,13 +265,14 @@ def distill(
     synthetic images are written at the working format (:ref:`reading <reading>`), which the run
     records. ``small_classes`` as for :func:`select` (``keep_all`` distils at most a class's size).
     """
-    run_key = default_run_key(run_key, method, ipc)
-    reading = Reading(image_size, channels, resize, background, cache_bytes)
-    return distillation.run(view, method, ipc, init, run_key, label_field, output_dir, seed, device, overwrite,
-                            reporter(progress), params, reading, small_classes)
+    request = distillation.Request(method, ipc, init, default_run_key(run_key, method, ipc), label_field, output_dir,
+                                   seed, device, overwrite, small_classes, params, reading)
+    return distillation.run(view, request, reporter(progress))
 
 
-@recovers
+@takes(compensation_parameters(), "settings",
+       lambda given: DiffusionSettings(**resolve("compensate", compensation_parameters(), given)))
+@reads_images
 def compensate(
     view: Optional[Collection] = None,
     run_key: Optional[str] = None,
@@ -250,22 +280,14 @@ def compensate(
     combine_mode: str = "gradient",
     parent: Optional[str] = None,
     label_field: Optional[str] = None,
-    model: str = diffusion_backend.DEFAULT_MODEL,
-    steps: int = 100,
-    guidance: float = 4.0,
-    image_guidance: float = 1.5,
-    edit_size: int = 256,
-    batch_size: int = 8,
     output_dir: Optional[str] = None,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
-    image_size: Union[int, tuple[int, int], None] = None,
-    channels: Optional[int] = None,
-    resize: str = "crop",
-    background: tuple[int, int, int] = WHITE,
-    cache_bytes: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
+    *,
+    settings: DiffusionSettings,
+    reading: Reading,
 ) -> RunRecord:
     """DC3 colour compensation of ``view`` (typically a selection run's ``condense-<key>`` view).
 
@@ -281,38 +303,30 @@ def compensate(
     working format (:ref:`reading <reading>`; by default the parent selection's). The run records
     its parent run, the format and the colour statistics before and after.
     """
-    settings = diffusion_backend.DiffusionSettings(model, steps, guidance, image_guidance, edit_size, batch_size)
-    reading = Reading(image_size, channels, resize, background, cache_bytes)
-    request = compensation.Request(backend, combine_mode, settings, reading, output_dir, seed, device, overwrite)
-    return compensation.run(view, run_key, parent, label_field, request, reporter(progress))
+    request = compensation.Request(run_key, parent, label_field, backend, combine_mode, settings, reading, output_dir,
+                                   seed, device, overwrite)
+    return compensation.run(view, request, reporter(progress))
 
 
-@recovers
+@takes(protocol_parameters(), "settings", dict)
+@reads_images
 def evaluate(
     view: Optional[Collection] = None,
     run_key: Optional[str] = None,
     dataset: Optional[fo.Dataset] = None,
     protocol: str = "hard",
-    arch: str = "convnet3",
-    epochs: int = 1000,
-    num_models: int = 5,
     eval_split: str = DEFAULT_EVAL_SPLIT,
     source_split: str = DEFAULT_SOURCE_SPLIT,
     label_field: Optional[str] = None,
     references: bool = True,
     include_full: bool = False,
     full_epochs: int = 30,
-    temperature: float = 20.0,
-    teacher_arch: str = "convnet3",
-    teacher_epochs: int = 50,
     seed: int = 0,
     device: str = "auto",
-    image_size: Union[int, tuple[int, int], None] = None,
-    channels: Optional[int] = None,
-    resize: str = "crop",
-    background: tuple[int, int, int] = WHITE,
-    cache_bytes: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
+    *,
+    settings: dict,
+    reading: Reading,
 ) -> dict:
     """Train ``num_models`` fresh ``arch`` networks on a condensed set and test them.
 
@@ -334,14 +348,11 @@ def evaluate(
     reference are streamed in batches. Returns a dict with ``mean``, ``std``, ``accuracies``,
     ``per_class`` (in the order of ``classes``) and the references.
     """
-    soft = {"temperature": temperature, "teacher_arch": teacher_arch, "teacher_epochs": teacher_epochs}
-    request = evaluation.Request(protocol, arch, epochs, num_models, eval_split, source_split, references,
-                                 include_full, full_epochs, soft if protocol == "soft" else {}, seed, device,
-                                 Reading(image_size, channels, resize, background, cache_bytes))
-    return evaluation.run(view, run_key, dataset, label_field, request, reporter(progress))
+    request = evaluation.Request(run_key, dataset, label_field, protocol, settings, eval_split, source_split, references,
+                                 include_full, full_epochs, seed, device, reading)
+    return evaluation.run(view, request, reporter(progress))
 
 
-@recovers
 def color_stats(view: Collection, label_field: Optional[str] = None, points: int = 64) -> dict:
     """Colour statistics of a view's images: per-channel KDE, colourfulness, unique colours.
 
@@ -351,20 +362,17 @@ def color_stats(view: Collection, label_field: Optional[str] = None, points: int
     return compensation.color_stats(view, points)
 
 
-@recovers
 def list_runs(dataset: fo.Dataset, kind: Optional[str] = None) -> list[str]:
     """Keys of the condensation runs on ``dataset``; ``kind``: ``selection``, ``compensation`` or
     ``distillation`` (the same as ``dataset.list_runs(type=fc.SelectionRun)`` and so on)."""
     return run_store.list_runs(dataset, kind)
 
 
-@recovers
 def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
     """A run's config, results (selected ids, timings, evaluations) and saved view."""
     return run_store.load_run(dataset, run_key)
 
 
-@recovers
 def rename_run(dataset: fo.Dataset, run_key: str, new_run_key: str) -> None:
     """Give a run a new key: its tag, samples' ``condense_run``, saved view and references move with it
     (what FiftyOne's ``dataset.rename_run`` does for condensation runs)."""
@@ -374,7 +382,6 @@ def rename_run(dataset: fo.Dataset, run_key: str, new_run_key: str) -> None:
         dataset.rename_run(run_key, new_run_key)
 
 
-@recovers
 def delete_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
     """Remove a run and what it made: tags, saved view, synthetic samples and their media, record.
     Selected real samples themselves are untouched. What is already gone (media files, samples or
@@ -389,8 +396,8 @@ def delete_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
 
 def recover(dataset: fo.Dataset, force: bool = False) -> RecoveryReport:
     """Undo what runs killed half-way left on ``dataset``, or finish those that had committed, from
-    their journal entries, and say what was done (``print(fc.recover(dataset))``). Every function of
-    the SDK, operator and panel does this first by itself. A run still being written by a live
+    their journal entries, and say what was done (``print(fc.recover(dataset))``). Every writing
+    function does this when it claims its key, and the panel when it loads. A run still being written by a live
     process is left alone; so is one written from another machine (its process cannot be checked
     from here) unless ``force=True``."""
     return recovery.recover(dataset, force)

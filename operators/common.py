@@ -1,42 +1,66 @@
-"""Form pieces and execution shared by the operators: fields, splits, run keys, declared
-parameters, and progress that streams to the App (immediate) or the runs list (delegated)."""
+"""What the operators share: their base class (config and the one rule for when to schedule), form
+pieces (fields, splits, run keys, inputs built from the SDK's declared parameters) and progress that
+streams to the App (immediate) or the runs list (delegated)."""
 
 from __future__ import annotations
 
 import os
 import queue
 import threading
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
+import fiftyone.operators as foo
 import fiftyone.operators.types as types
 from fiftyone.operators.executor import ExecutionOptions
 
 import fiftyone_condense as fc
-from fiftyone_condense.algorithms.params import Param
-from fiftyone_condense.bridge.records import check_run_key
-from fiftyone_condense.bridge.views import DEFAULT_LABEL_FIELD, classification_fields
+from fiftyone_condense.api import DEFAULT_LABEL_FIELD, Param, check_run_key, classification_fields, reading_parameters
 
 ALL_SAMPLES = "(current view)"
-READING_PARAMS = (
-    Param("image_size", int, None, "Images are resized (short side, centre crop) to this many pixels a side; empty: "
-          "their own size, or the most common size up to 128 px when sizes differ", label="Working size (optional)",
-          optional=True, min=1),
-    Param("channels", int, None, "1: grey, 3: RGB; empty: RGB when any image has colour", label="Channels (optional)",
-          choices=(1, 3), optional=True),
-    Param("resize", str, "crop", "crop: short side to size, centre crop; letterbox: fit inside, pad with white",
-          label="Resize", choices=("crop", "letterbox")),
-)
+READING_PARAMS = tuple(p for p in reading_parameters() if p.form)  # declared once, on the SDK's Reading
 SMALL_CLASSES_HELP = ("A class smaller than IPC: error (the papers' balanced protocol), keep_all (take the whole "
                       "class, recorded on the run) or drop (leave it out, recorded)")
 
 
+class CondenseOperator(foo.Operator):
+    """An operator of this plugin: its config, and the one rule for when it runs scheduled.
+
+    Long work (:meth:`long_work`) defaults the App's Execute/Schedule choice to Schedule; work that
+    only an executor can run (:meth:`must_schedule`) is always scheduled; ``delegable = False``
+    (deletion, a quick database change) always runs now.
+    """
+
+    name: str = ""
+    label: str = ""
+    delegable: bool = True
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(
+            name=self.name, label=self.label, dynamic=True, execute_as_generator=self.delegable,
+            allow_immediate_execution=True, allow_delegated_execution=self.delegable,
+            default_choice_to_delegated=self.delegable, resolve_execution_options_on_change=self.delegable)
+
+    def long_work(self, ctx) -> bool:
+        """Whether the work is long enough that scheduling it is the better default (trains networks)."""
+        return True
+
+    def must_schedule(self, ctx) -> bool:
+        """Whether only a delegated executor can run it (it launches processes)."""
+        return False
+
+    def resolve_execution_options(self, ctx) -> ExecutionOptions:
+        if not self.delegable:
+            return ExecutionOptions(allow_immediate_execution=True, allow_delegated_execution=False)
+        scheduled = self.must_schedule(ctx)
+        return ExecutionOptions(allow_immediate_execution=not scheduled, allow_delegated_execution=True,
+                                default_choice_to_delegated=scheduled or self.long_work(ctx))
+
+    def resolve_delegation(self, ctx):
+        return True if self.delegable and self.must_schedule(ctx) else None
+
+
 # --------------------------------------------------------------------------- form pieces
-
-
-def recovered(ctx) -> None:
-    """Undo (or finish) what a killed run left half-written on the dataset, before the form is built on it."""
-    if ctx.dataset is not None:
-        fc.recover(ctx.dataset)
 
 
 def image_dataset_input(ctx, inputs) -> bool:
@@ -123,9 +147,9 @@ def run_choice_input(ctx, inputs, description: str, kind: str | None = None) -> 
     return ctx.params.get("run_key") or runs[-1]
 
 
-def declared_inputs(ctx, inputs, declared: Iterable[Param]) -> None:
-    """One input per declared method parameter that applies to the values chosen so far."""
-    for p in applicable(ctx, declared):
+def declared_inputs(ctx, inputs, declared: Iterable[Param], chosen: Optional[dict] = None) -> None:
+    """One input per declared parameter that applies to the values chosen so far."""
+    for p in applicable(ctx, declared, chosen):
         common = {"label": p.label or p.name, "description": p.help}
         if p.choices is not None:
             inputs.enum(p.name, list(p.choices), default=p.default, view=types.DropdownView(), **common)
@@ -138,9 +162,10 @@ def declared_inputs(ctx, inputs, declared: Iterable[Param]) -> None:
             inputs.str(p.name, default=p.default, **common)
 
 
-def declared_values(ctx, declared: Iterable[Param]) -> dict:
+def declared_values(ctx, declared: Iterable[Param], chosen: Optional[dict] = None) -> dict:
     """The form's values of the parameters that apply; absent ones take the SDK's (same) defaults."""
-    return {p.name: ctx.params[p.name] for p in applicable(ctx, declared) if ctx.params.get(p.name) not in (None, "")}
+    return {p.name: ctx.params[p.name] for p in applicable(ctx, declared, chosen)
+            if ctx.params.get(p.name) not in (None, "")}
 
 
 def reading_inputs(ctx, inputs) -> None:
@@ -158,20 +183,15 @@ def reading_values(ctx) -> dict:
     return values
 
 
-def applicable(ctx, declared: Iterable[Param]) -> list[Param]:
-    """The declared parameters that apply to the values chosen so far (defaults where none is chosen)."""
+def applicable(ctx, declared: Iterable[Param], chosen: Optional[dict] = None) -> list[Param]:
+    """The declared parameters that apply to the values chosen so far (defaults where none is chosen;
+    ``chosen``: the form's other choices that ``when`` conditions may name)."""
     declared = list(declared)
-    values = {p.name: ctx.params.get(p.name, p.default) for p in declared}
+    values = {**(chosen or {}), **{p.name: ctx.params.get(p.name, p.default) for p in declared}}
     return [p for p in declared if p.applies(values)]
 
 
 # --------------------------------------------------------------------------- execution
-
-
-def delegation_options(long_work: bool) -> ExecutionOptions:
-    """Run now or schedule, with the App's Execute/Schedule choice defaulting to Schedule for long work."""
-    return ExecutionOptions(allow_immediate_execution=True, allow_delegated_execution=True,
-                            default_choice_to_delegated=long_work)
 
 
 def execute_with_progress(ctx, work: Callable, summary: Callable[[object], str]):

@@ -1,15 +1,13 @@
 """Operator: DC3 colour compensation of a run's (or the current view's) images."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
-from fiftyone_condense.algorithms.color import BACKENDS, COMBINE_MODES
-from fiftyone_condense.algorithms.color.diffusion import DEFAULT_MODEL
+from fiftyone_condense.api import BACKENDS, COMBINE_MODES
 
 from .common import (
-    delegation_options, execute_with_progress, image_dataset_input, reading_inputs, reading_values, recovered,
-    run_key_input,
+    CondenseOperator, declared_inputs, declared_values, execute_with_progress, image_dataset_input, reading_inputs,
+    reading_values, run_key_input,
 )
 
 CURRENT_VIEW = "(current view)"
@@ -21,20 +19,14 @@ DIFFUSION_HELP = (
 )
 
 
-class CompensateColors(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="compensate_colors", label="Condense: compensate colours (DC3)", dynamic=True,
-            execute_as_generator=True, allow_immediate_execution=True, allow_delegated_execution=True,
-            default_choice_to_delegated=True, resolve_execution_options_on_change=True,
-        )
+class CompensateColors(CondenseOperator):
+    name = "compensate_colors"
+    label = "Condense: compensate colours (DC3)"
 
-    def resolve_execution_options(self, ctx):
-        return delegation_options((ctx.params.get("backend") or "diffusion") == "diffusion")
+    def long_work(self, ctx) -> bool:
+        return (ctx.params.get("backend") or "diffusion") == "diffusion"
 
     def resolve_input(self, ctx):
-        recovered(ctx)
         inputs = types.Object()
         if not image_dataset_input(ctx, inputs):
             return types.Property(inputs)
@@ -47,13 +39,7 @@ class CompensateColors(foo.Operator):
                     description="diffusion: InstructPix2Pix hue edits (DC3); classical: deterministic hue/temperature shift, no weights")
         if backend == "diffusion":
             inputs.view("diffusion_help", types.Notice(label=DIFFUSION_HELP))
-            inputs.str("model", default=DEFAULT_MODEL, label="Model", description="Hub id or local pipeline directory")
-            inputs.int("steps", default=100, min=1, label="Steps", description="Denoising steps per edit (DC3: 100)")
-            inputs.float("image_guidance", default=1.5, min=0.0, label="Image guidance",
-                         description="How closely edits follow the input image")
-            inputs.int("batch_size", default=8, min=1, label="Batch size", description="Images per pipeline call")
-        inputs.int("edit_size", default=256, min=8, label="Edit size",
-                   description="Images are edited and combined at this size (a multiple of 8; DC3: 256), then resized back")
+        declared_inputs(ctx, inputs, fc.api.compensation_parameters(), {"backend": backend})
         inputs.enum("combine_mode", list(COMBINE_MODES), default="gradient", label="Combine mode",
                     description="How warm and cold edits merge: centre split with a 20 px ramp, per pixel, 8 px cells, or (ours) a 2×2 mosaic")
         parent = ctx.params.get("parent") or choices[0]
@@ -71,9 +57,8 @@ class CompensateColors(foo.Operator):
             return fc.compensate(
                 view, run_key=p.get("run_key"), backend=p.get("backend", "diffusion"),
                 combine_mode=p.get("combine_mode", "gradient"), parent=None if parent == CURRENT_VIEW else parent,
-                model=p.get("model") or DEFAULT_MODEL, steps=int(p.get("steps", 100)),
-                image_guidance=float(p.get("image_guidance", 1.5)), edit_size=int(p.get("edit_size", 256)),
-                batch_size=int(p.get("batch_size", 8)), seed=int(p.get("seed", 0)),
+                seed=int(p.get("seed", 0)),
+                **declared_values(ctx, fc.api.compensation_parameters(), {"backend": p.get("backend", "diffusion")}),
                 overwrite=bool(p.get("overwrite", False)), progress=progress, **reading_values(ctx),
             )
 

@@ -1,23 +1,18 @@
 """Operator: delete a condensation run and everything it made."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
-from .common import recovered, run_choice_input
+from .common import CondenseOperator, run_choice_input
 
 
-class DeleteCondensationRun(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="delete_condensation_run", label="Condense: delete run", dynamic=True,
-            allow_immediate_execution=True, allow_delegated_execution=False,
-        )
+class DeleteCondensationRun(CondenseOperator):
+    name = "delete_condensation_run"
+    label = "Condense: delete run"
+    delegable = False
 
     def resolve_input(self, ctx):
-        recovered(ctx)
         inputs = types.Object()
         run_key = run_choice_input(ctx, inputs, "Run to delete")
         if run_key is not None:

@@ -1,6 +1,5 @@
 """Operator: distil synthetic images (DM, Decomposed DM, AutoPalette) and record the run."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
@@ -8,8 +7,8 @@ from fiftyone_condense.algorithms.distillation.params import DESCRIPTIONS
 from fiftyone_condense.apps.launch import default_processes, launch_command, run_launched
 
 from .common import (
-    declared_inputs, declared_values, execute_with_progress, image_dataset_input, ipc_input, label_field_input,
-    reading_inputs, reading_values, recovered, run_key_input, split_input, split_of,
+    CondenseOperator, declared_inputs, declared_values, execute_with_progress, image_dataset_input, ipc_input,
+    label_field_input, reading_inputs, reading_values, run_key_input, split_input, split_of,
 )
 
 
@@ -24,16 +23,15 @@ def flag_budget(ctx, prop, label_field, split, ipc: int) -> None:
         prop.error_message = f"{per_class} images per class needed; the smallest class has {min(counts.values())}"
 
 
-class DistillDataset(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="distill_dataset", label="Condense: distil synthetic images", dynamic=True, execute_as_generator=True,
-            allow_immediate_execution=True, allow_delegated_execution=True, default_choice_to_delegated=True,
-        )
+class DistillDataset(CondenseOperator):
+    name = "distill_dataset"
+    label = "Condense: distil synthetic images"
+
+    def must_schedule(self, ctx) -> bool:
+        """A run on several processes is always scheduled (an executor launches it)."""
+        return processes(ctx) > 1
 
     def resolve_input(self, ctx):
-        recovered(ctx)
         inputs = types.Object()
         if not image_dataset_input(ctx, inputs):
             return types.Property(inputs)
@@ -57,10 +55,6 @@ class DistillDataset(foo.Operator):
                    description="More than 1: the scheduled run starts torchrun with this many processes (one per "
                                "GPU), each distilling its share of the classes (default: $FIFTYONE_CONDENSE_NPROC)")
         return types.Property(inputs, view=types.View(label="Distil synthetic images"))
-
-    def resolve_delegation(self, ctx):
-        """A run on several processes is always scheduled (an executor launches it)."""
-        return True if processes(ctx) > 1 else None
 
     def execute(self, ctx):
         p = ctx.params

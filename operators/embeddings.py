@@ -1,29 +1,23 @@
 """Operator: compute (or reuse) embeddings for a split."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
 from .common import (
-    declared_inputs, declared_values, execute_with_progress, image_dataset_input, label_field_input, reading_inputs,
-    reading_values, recovered, split_input, split_of,
+    CondenseOperator, declared_inputs, declared_values, execute_with_progress, image_dataset_input, label_field_input,
+    reading_inputs, reading_values, split_input, split_of,
 )
 
 # the embedding parameters the feature-based selection methods declare, minus the selection-only choice
 PARAMS = [p for p in fc.method_parameters("selection", "herding") if p.name not in ("embedding", "gradient_loss")]
 
 
-class ComputeEmbeddings(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="compute_embeddings", label="Condense: compute embeddings", dynamic=True,
-            execute_as_generator=True, allow_immediate_execution=True, allow_delegated_execution=True, default_choice_to_delegated=True,
-        )
+class ComputeEmbeddings(CondenseOperator):
+    name = "compute_embeddings"
+    label = "Condense: compute embeddings"
 
     def resolve_input(self, ctx):
-        recovered(ctx)
         inputs = types.Object()
         if not image_dataset_input(ctx, inputs):
             return types.Property(inputs)

@@ -1,32 +1,25 @@
 """Operator: select a coreset and record it as a condensation run."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
 from .common import (
-    declared_inputs, declared_values, delegation_options, execute_with_progress, image_dataset_input, ipc_input,
-    label_field_input, reading_inputs, reading_values, recovered, run_key_input, split_input, split_of,
+    CondenseOperator, declared_inputs, declared_values, execute_with_progress, image_dataset_input, ipc_input,
+    label_field_input, reading_inputs, reading_values, run_key_input, split_input, split_of,
 )
 
 LONG_METHODS = ("dc3", "autopalette_init")  # these train networks or run a VAE: better delegated
 
 
-class SelectCoreset(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="select_coreset", label="Condense: select coreset", dynamic=True, execute_as_generator=True,
-            allow_immediate_execution=True, allow_delegated_execution=True, default_choice_to_delegated=False,
-            resolve_execution_options_on_change=True,
-        )
+class SelectCoreset(CondenseOperator):
+    name = "select_coreset"
+    label = "Condense: select coreset"
 
-    def resolve_execution_options(self, ctx):
-        return delegation_options(ctx.params.get("method") in LONG_METHODS)
+    def long_work(self, ctx) -> bool:
+        return ctx.params.get("method") in LONG_METHODS
 
     def resolve_input(self, ctx):
-        recovered(ctx)
         inputs = types.Object()
         if not image_dataset_input(ctx, inputs):
             return types.Property(inputs)

@@ -41,6 +41,7 @@ class Param:
     objects: bool = False
     when: Optional[dict] = None
     form: bool = True
+    annotation: Any = None  # the declaring field's type annotation, for generated signatures
 
     def check(self, value: Any, method: str) -> Any:
         """``value`` converted to the declared type, or a :class:`CondensationError` saying why not."""
@@ -123,7 +124,7 @@ def declared(settings: type) -> tuple[Param, ...]:
         spec["objects"] = spec["objects"] or several
         spec["when"] = conditions.get(f.name, spec["when"])
         default = None if f.default is MISSING else f.default
-        params.append(Param(f.name, kind, default, optional=optional, **spec))
+        params.append(Param(f.name, kind, default, optional=optional, annotation=hints[f.name], **spec))
     return tuple(params)
 
 

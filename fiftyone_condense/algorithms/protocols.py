@@ -17,6 +17,7 @@ import torch.nn as nn
 from .augment import DSA, SoftAugment
 from .distributed import Parallel
 from .models import ARCHITECTURES, build_model
+from .params import param
 from .progress import ProgressFn, silent
 from .teachers import Normalizer
 from .training import (
@@ -24,17 +25,16 @@ from .training import (
     train_student,
 )
 
-PROTOCOLS = ("hard", "soft")
-
 
 @dataclass(frozen=True)
 class HardProtocol:
     """The DC/DSA/DM standard (reference ``evaluate_synset``): SGD 0.01, momentum 0.9, wd 5e-4,
     batch 256, ``epochs + 1`` passes with the lr ×0.1 after pass ``epochs // 2 + 1``, DSA."""
 
-    arch: str = "convnet3"
-    epochs: int = 1000
-    num_models: int = 5
+    arch: str = param("convnet3", "Network trained from scratch on the condensed set", label="Architecture",
+                      choices=ARCHITECTURES)
+    epochs: int = param(1000, "Training epochs per model (hard protocol: 1000)", label="Epochs", min=1)
+    num_models: int = param(5, "Models trained; accuracy is mean ± std", label="Models", min=1)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -65,18 +65,22 @@ class SoftProtocol:
     source split, KL at temperature 20 on CutMixed batches, AdamW 1e-3 with RDED's quarter-cosine
     schedule, ShufflePatches → RandomResizedCrop → flip, RDED's batch size (``batch_size=None``)."""
 
-    arch: str = "convnet3"
-    epochs: int = 300
-    num_models: int = 5
+    arch: str = param("convnet3", "Network trained from scratch on the condensed set", label="Architecture",
+                      choices=ARCHITECTURES)
+    epochs: int = param(300, "Training epochs per model (RDED: 300)", label="Epochs", min=1)
+    num_models: int = param(5, "Models trained; accuracy is mean ± std", label="Models", min=1)
     lr: float = 1e-3
     weight_decay: float = 0.01
     batch_size: Optional[int] = None
-    temperature: float = 20.0
+    temperature: float = param(20.0, "Softens teacher and student outputs (RDED with CutMix: 20)",
+                               label="KD temperature", min=0.1)
     cutmix_beta: float = 1.0
     patch_factor: int = 2
     max_crop_scale: float = 1.0
-    teacher_arch: str = "convnet3"
-    teacher_epochs: int = 50  # at most; training stops when held-out accuracy converges
+    teacher_arch: str = param("convnet3", "Network trained to convergence on the source split (cached) that gives "
+                              "the soft labels", label="Teacher", choices=ARCHITECTURES)
+    teacher_epochs: int = param(50, "Training stops earlier when held-out accuracy converges",
+                                label="Teacher epochs (at most)", min=1)
     mixed_precision: bool = False
     name: str = field(default="soft", init=False)
 
@@ -100,6 +104,7 @@ class SoftProtocol:
 
 
 Protocol = Union[HardProtocol, SoftProtocol]
+PROTOCOLS = {"hard": HardProtocol, "soft": SoftProtocol}
 
 
 class Renormalized(nn.Module):

@@ -29,8 +29,8 @@ from typing import Optional
 import fiftyone as fo
 import torch
 
-import fiftyone_condense as fc
-
+from .. import api
+from ..bridge import datasets
 from ..bridge.records import RunRecord
 
 
@@ -112,7 +112,7 @@ def select(demo: Demo) -> None:
     """Baselines (random, herding) and DC3's submodular sampling, at IPC."""
     for method in ("random", "herding", "dc3"):
         with demo.stage("selection", method):
-            record = fc.select(demo.train, method=method, run_key=f"demo_{method}", **demo.options())
+            record = api.select(demo.train, method=method, run_key=f"demo_{method}", **demo.options())
         demo.rows.append(Row(method, record.key, fallback_note(record.config.get("fallbacks") or {})))
 
 
@@ -126,7 +126,7 @@ def fallback_note(fallbacks: dict) -> str:
 def compensate(demo: Demo) -> None:
     """DC3's colour compensation of the DC3 selection, with the classical (no weights) backend."""
     with demo.stage("compensation", "dc3 + classical colour compensation"):
-        record = fc.compensate(demo.dataset.load_saved_view("condense-demo_dc3"), run_key="demo_dc3_colour",
+        record = api.compensate(demo.dataset.load_saved_view("condense-demo_dc3"), run_key="demo_dc3_colour",
                                parent="demo_dc3", backend="classical", seed=demo.settings.seed, overwrite=True)
     demo.rows.append(Row("dc3 + colour compensation", record.key,
                          "classical backend (InstructPix2Pix needs its weights); RGB, and so is its random reference"))
@@ -137,11 +137,11 @@ def distill(demo: Demo) -> None:
     settings = demo.settings
     common = {**demo.options(), "iterations": settings.iterations, "batch_real": settings.batch_real}
     with demo.stage("distillation", f"dm ({settings.iterations} iterations)"):
-        record = fc.distill(demo.train, method="dm", run_key="demo_dm", **common)
+        record = api.distill(demo.train, method="dm", run_key="demo_dm", **common)
     demo.rows.append(Row("dm", record.key, "initialised with random real images"))
     init = {} if settings.init_epochs is None else {"teacher_epochs": settings.init_epochs}
     with demo.stage("distillation", f"autopalette ({settings.iterations} iterations)"):
-        record = fc.distill(demo.train, method="autopalette", run_key="demo_autopalette", budget=settings.budget,
+        record = api.distill(demo.train, method="autopalette", run_key="demo_autopalette", budget=settings.budget,
                             **common, **init)
     demo.rows.append(Row("autopalette", record.key, autopalette_note(record, settings)))
 
@@ -160,7 +160,7 @@ def evaluate(demo: Demo) -> None:
     settings = demo.settings
     for row in demo.rows:
         with demo.stage("evaluation", row.label):
-            row.result = fc.evaluate(run_key=row.run_key, dataset=demo.dataset, epochs=settings.epochs,
+            row.result = api.evaluate(run_key=row.run_key, dataset=demo.dataset, epochs=settings.epochs,
                                      num_models=settings.num_models, seed=settings.seed,
                                      include_full=settings.include_full, full_epochs=settings.full_epochs)
 
@@ -239,7 +239,7 @@ def load_dataset(settings: Settings, name: Optional[str]) -> fo.Dataset:
     whole = settings.train_per_class is None and settings.test_per_class is None
     name = name or ("fashion-mnist" if whole else
                     f"fashion-mnist-demo-{settings.train_per_class or 'all'}-{settings.test_per_class or 'all'}")
-    return fc.datasets.load_fashion_mnist(name=name, train_per_class=settings.train_per_class,
+    return datasets.load_fashion_mnist(name=name, train_per_class=settings.train_per_class,
                                           test_per_class=settings.test_per_class)
 
 

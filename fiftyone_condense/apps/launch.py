@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 from ..algorithms.distributed import Team, init_from_env, leading
 
-COMMANDS = {"distill": "distill", "select": "select", "evaluate": "evaluate", "embed": "compute_embeddings"}
+COMMANDS = ("distill", "select", "evaluate", "embed")  # embed: compute_embeddings
 NPROC_VARIABLE = "FIFTYONE_CONDENSE_NPROC"  # processes for runs the App schedules (1: in the executor itself)
 
 
@@ -58,7 +58,7 @@ def sdk_call(args: argparse.Namespace):
     """The SDK function the command names, called on the main process."""
     import fiftyone as fo
 
-    import fiftyone_condense as fc
+    from .. import api
 
     dataset = fo.load_dataset(args.dataset)
     if args.view:
@@ -74,9 +74,10 @@ def sdk_call(args: argparse.Namespace):
         keywords[name.strip()] = parse_value(value)
     if args.command == "evaluate":
         keywords.pop("seed")
-        return fc.evaluate(dataset=dataset, **keywords)
+        return api.evaluate(dataset=dataset, **keywords)
     keywords.setdefault("overwrite", args.overwrite)
-    return getattr(fc, COMMANDS[args.command])(view, **keywords)
+    writers = {"distill": api.distill, "select": api.select, "embed": api.compute_embeddings}
+    return writers[args.command](view, **keywords)
 
 
 def default_processes() -> int:

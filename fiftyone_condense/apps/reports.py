@@ -2,7 +2,7 @@
 
 Everything here returns lists and dicts of numbers and strings (JSON-ready), including Plotly
 trace dicts and PNG data URLs, so the App panel only lays them out. It reads runs through the
-public SDK (``fc.list_runs``, ``fc.load_run``) and never needs the App.
+public SDK (``api.list_runs``, ``api.load_run``) and never needs the App.
 
     from fiftyone_condense import reports
 
@@ -23,13 +23,12 @@ from typing import Iterable, Optional, Union
 import fiftyone as fo
 from PIL import Image, ImageDraw, ImageFont
 
-import fiftyone_condense as fc
-
+from .. import api
 from ..bridge.records import RunRecord
 from ..bridge.views import DEFAULT_LABEL_FIELD, class_names
 
 COLUMNS = ("key", "method", "ipc", "parent", "seconds", "hard", "soft", "bytes", "samples")
-PROTOCOLS = ("hard", "soft")
+PROTOCOLS = tuple(api.PROTOCOLS)  # the protocols a run can be evaluated under
 CHANNEL_COLORS = {"red": "#e45756", "green": "#54a24b", "blue": "#4c78a8", "gray": "#bab0ac"}
 REFERENCE_COLOR = "#a0a0a0"
 REFERENCES = (("random", "random reference"), ("full", "whole source split"))
@@ -50,12 +49,12 @@ RunOrKey = Union[str, RunRecord]
 
 def load_runs(dataset: fo.Dataset) -> list[RunRecord]:
     """Every run of the dataset, loaded once for the functions below that take ``runs``."""
-    return [fc.load_run(dataset, key) for key in fc.list_runs(dataset)]
+    return [api.load_run(dataset, key) for key in api.list_runs(dataset)]
 
 
 def _record(dataset: fo.Dataset, run: RunOrKey) -> RunRecord:
     """A run given by key, or already loaded (so one report reads it once)."""
-    return run if isinstance(run, RunRecord) else fc.load_run(dataset, run)
+    return run if isinstance(run, RunRecord) else api.load_run(dataset, run)
 
 
 def run_rows(dataset: fo.Dataset, runs: Optional[list[RunRecord]] = None) -> list[dict]:
@@ -157,7 +156,7 @@ RunOrEvaluation = Union[str, RunRecord, dict]
 
 def _run_evaluation(dataset: fo.Dataset, run: RunOrEvaluation,
                     protocol: Optional[str]) -> tuple[str, dict, Optional[dict]]:
-    """(name, config, evaluation) of a run (key or record), or of an evaluation ``fc.evaluate``
+    """(name, config, evaluation) of a run (key or record), or of an evaluation ``api.evaluate``
     returned for a view without a run (named "condensed set")."""
     if isinstance(run, dict):
         return "condensed set", {}, run if run.get("per_class") else None
@@ -205,7 +204,7 @@ def per_class_rows(dataset: fo.Dataset, run: RunOrEvaluation, protocol: Optional
     random subset of the same size, the whole source split, and run minus random, in points;
     None where the evaluation has no such reference). Sorted by ``vs_random`` when the random
     reference is there (largest loss first), else by accuracy (lowest first). ``run``: a run key,
-    a loaded run, or the dict ``fc.evaluate`` returned for a view; empty when not evaluated.
+    a loaded run, or the dict ``api.evaluate`` returned for a view; empty when not evaluated.
     """
     _, config, evaluation = _run_evaluation(dataset, run, protocol)
     if not evaluation:
@@ -272,14 +271,14 @@ def color_report(dataset: fo.Dataset, run: RunOrKey, source_sample: int = 2000) 
     """
     run = _record(dataset, run)
     stored = run.results.get("color_stats") or {}
-    after = stored.get("after") or fc.color_stats(run.view)
+    after = stored.get("after") or api.color_stats(run.view)
     if stored.get("before"):
         before = stored["before"]
     else:
         source = dataset.load_run_view(run.key)
         if len(source) > source_sample:
             source = source.take(source_sample, seed=0)
-        before = fc.color_stats(source)
+        before = api.color_stats(source)
     traces = []
     for name, stats, dash in (("source", before, "dot"), (run.key, after, None)):
         for channel, density in stats["kde"]["density"].items():
@@ -411,7 +410,7 @@ def run_report(dataset: fo.Dataset, run_key: str, per_class: int = 10) -> dict:
     mosaic (PNG data URL), per-class accuracy bars (and their protocol) with the per-class rows
     worst first (:func:`per_class_rows`), colour densities before and after with colourfulness and
     unique colours, and bytes on disk."""
-    run = fc.load_run(dataset, run_key)
+    run = api.load_run(dataset, run_key)
     protocol, _ = _evaluation(run.results, None)
     rows = per_class_rows(dataset, run, protocol)
     return {

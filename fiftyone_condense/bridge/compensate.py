@@ -20,8 +20,8 @@ from ..algorithms.images import as_rgb, resized
 from ..algorithms.loader import ImageFiles, ImageFormat, LazyImages
 from ..algorithms.progress import Progress
 from . import records as run_store
-from .lifecycle import Reading, begin, claimed, record, versions
-from .views import DEFAULT_LABEL_FIELD, media_dir_beside, require_samples, write_pngs
+from .lifecycle import begin, claimed, record, versions
+from .views import DEFAULT_LABEL_FIELD, Reading, media_dir_beside, require_samples, write_pngs
 
 Collection = fo.core.collections.SampleCollection
 COLOR_STATS_IMAGES = 5000
@@ -29,8 +29,11 @@ COLOR_STATS_IMAGES = 5000
 
 @dataclass
 class Request:
-    """How to compensate (the public function's arguments)."""
+    """A compensation as the SDK was asked for it."""
 
+    run_key: Optional[str]
+    parent: Optional[str]
+    label_field: Optional[str]
     backend: str
     combine_mode: str
     settings: diffusion_backend.DiffusionSettings
@@ -49,9 +52,9 @@ def parent_run(view: Collection, parent: Optional[str]) -> Optional[str]:
     return name[len("condense-"):] if name.startswith("condense-") else None
 
 
-def run(view: Optional[Collection], run_key: Optional[str], parent: Optional[str], label_field: Optional[str],
-        request: Request, progress: Progress) -> run_store.RunRecord:
+def run(view: Optional[Collection], request: Request, progress: Progress) -> run_store.RunRecord:
     """Validate, claim the key, edit in memory, then write the new samples and record the run (all-or-nothing)."""
+    run_key, parent, label_field = request.run_key, request.parent, request.label_field
     if view is None:
         raise CondensationError("Pass the view to compensate, e.g. dataset.load_saved_view('condense-<key>')")
     dataset = view._dataset

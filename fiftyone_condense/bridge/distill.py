@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -29,8 +29,8 @@ from ..algorithms.progress import Progress
 from ..algorithms.selection import METHODS, class_budgets, small_class_report
 from . import records as run_store
 from . import select as selection
-from .lifecycle import Reading, begin, claimed, record, versions
-from .views import ImageSet, class_names, labels_of, media_dir_beside, write_pngs
+from .lifecycle import begin, claimed, record, versions
+from .views import ImageSet, Reading, class_names, labels_of, media_dir_beside, write_pngs
 
 Collection = fo.core.collections.SampleCollection
 SETTINGS_PARAMS = {"budget", "teacher_epochs"}  # declared parameters that are not engine settings
@@ -54,11 +54,30 @@ def settings_of(method: str, params: dict) -> DistillSettings:
         raise CondensationError(str(error)) from None
 
 
-def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: str, label_field: str,
-        output_dir: Optional[str], seed: int, device: str, overwrite: bool, progress: Progress,
-        given: dict, reading: Reading, small_classes: str = "error") -> run_store.RunRecord:
+@dataclass(frozen=True)
+class Request:
+    """A distillation as the SDK was asked for it (``params``: the method's own, checked by :func:`method_params`)."""
+
+    method: str
+    ipc: int
+    init: Optional[str]
+    run_key: str
+    label_field: str
+    output_dir: Optional[str]
+    seed: int
+    device: str
+    overwrite: bool
+    small_classes: str
+    params: dict
+    reading: Reading
+
+
+def run(view: Collection, request: Request, progress: Progress) -> run_store.RunRecord:
     """Validate, claim the key, distil (resumable) from real images read in batches, then write the
     images as samples at the working format and record the run (all-or-nothing)."""
+    method, ipc, init, run_key, label_field = request.method, request.ipc, request.init, request.run_key, request.label_field
+    output_dir, seed, device, overwrite = request.output_dir, request.seed, request.device, request.overwrite
+    given, reading, small_classes = request.params, request.reading, request.small_classes
     dataset = view._dataset
     init = init or ("autopalette_init" if method == "autopalette" else "random")
     begin(view, run_key, label_field, overwrite)
@@ -170,8 +189,8 @@ def initial_ids(view, init: str, ipc: int, label_field: str, params: dict, seed:
                                 f"{run_store.list_runs(dataset, kind='selection')}")
     declared = {p.name for p in METHODS[init].params}
     shared = {k: params[k] for k in ("num_colors", "teacher_epochs") if k in declared and params.get(k) is not None}
-    return selection.plan_selection(view, init, ipc, label_field, seed, device, progress, shared, reading,
-                                    small_classes).ids
+    request = selection.Request(init, ipc, init, label_field, seed, device, False, small_classes, shared, reading)
+    return selection.plan_selection(view, request, progress).ids
 
 
 def write_media(result, channels: int, num_colors: int, rows: slice, paths: list) -> None:

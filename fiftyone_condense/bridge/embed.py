@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..algorithms.cache import cached_path, digest, save_atomically
+from ..algorithms.device import resolve_device
 from ..algorithms.distributed import current_team
 from ..algorithms.errors import CondensationError
 from ..algorithms.images import as_rgb
@@ -29,10 +30,10 @@ from ..algorithms.teachers import (
     imagenet_resnet18_weights, load_teacher, teacher_checkpoint, train_teacher,
 )
 from ..algorithms.training import predict
-from .lifecycle import Reading
+from .lifecycle import claimed
 from .records import PLUGIN
 from .transaction import Transaction
-from .views import ImageSet
+from .views import ImageSet, Reading, check_label_field, class_names, require_samples
 
 Collection = fo.core.collections.SampleCollection
 STREAM_BATCH = 8192  # images embedded, or samples read from a field, at a time
@@ -68,6 +69,36 @@ def field_owner(dataset: fo.Dataset, field: str) -> str:
     info = dataset.get_field(field).info or {}
     legacy = "model" in info and dataset.has_sample_field(logits_field(field))
     return "ours" if info.get("plugin") == PLUGIN or legacy else "user"
+
+
+@dataclass(frozen=True)
+class Request:
+    """Embeddings as :func:`~fiftyone_condense.api.compute_embeddings` was asked for them."""
+
+    model: Any
+    field: str
+    label_field: str
+    train_view: Optional[Collection]
+    weights: Optional[str]
+    teacher_epochs: int
+    device: str
+    seed: int
+    overwrite: bool
+    reading: Reading
+
+
+def run(view: Collection, request: Request, progress: Progress) -> str:
+    """Validate, compute (or reuse) the view's embeddings, then write the field in one transaction."""
+    require_samples(view)
+    check_label_field(view, request.label_field)
+    embeddings = embeddings_for(
+        view, request.field, request.label_field, class_names(view, request.label_field), request.model,
+        request.weights, request.teacher_epochs, resolve_device(request.device), request.seed, progress,
+        request.reading, train_view=request.train_view, overwrite=request.overwrite, strict=True)
+    with claimed(view._dataset, f"field:{request.field}") as entry, Transaction(entry) as transaction:
+        write(transaction, view, request.field, embeddings)
+    progress.stage("done", 0.95, 1.0)(1.0)
+    return request.field
 
 
 def embeddings_for(

@@ -15,14 +15,17 @@ from ..algorithms.distributed import current_team
 from ..algorithms.errors import CondensationError
 from ..algorithms.images import with_channels
 from ..algorithms.loader import ImageFormat
+from ..algorithms.params import declared, resolve
 from ..algorithms.progress import Progress, ProgressFn
-from ..algorithms.protocols import PROTOCOLS, HardProtocol, Protocol, SoftProtocol, evaluate_images
+from ..algorithms.protocols import PROTOCOLS, Protocol, SoftProtocol, evaluate_images
 from ..algorithms.selection.coresets import pick_random
 from ..algorithms.teachers import Normalizer, TeacherConfig, load_teacher, teacher_checkpoint, train_converged_teacher
 from ..algorithms.training import accuracy
 from . import records as run_store
-from .lifecycle import Reading, claimed
-from .views import DEFAULT_LABEL_FIELD, ImageSet, check_label_field, class_names, labels_of, require_samples, split_view
+from .lifecycle import claimed
+from .views import (
+    DEFAULT_LABEL_FIELD, ImageSet, Reading, check_label_field, class_names, labels_of, require_samples, split_view,
+)
 
 Collection = fo.core.collections.SampleCollection
 REFERENCES_KEY = "condense_references"  # dataset.info entry caching reference results
@@ -32,37 +35,38 @@ REFERENCES_KEY = "condense_references"  # dataset.info entry caching reference r
 class Request:
     """What to evaluate and how (the public function's arguments, resolved)."""
 
+    run_key: Optional[str]
+    dataset: Optional[fo.Dataset]
+    label_field: Optional[str]
     protocol: str
-    arch: str
-    epochs: int
-    num_models: int
+    settings: dict
     eval_split: str
     source_split: str
     references: bool
     include_full: bool
     full_epochs: int
-    soft: dict
     seed: int
     device: str
     reading: Reading = Reading()
 
 
 def protocol_settings(request: Request, epochs: Optional[int] = None) -> Protocol:
-    """The hard or soft protocol's settings (``epochs`` overrides, for the whole-split reference)."""
-    epochs = request.epochs if epochs is None else epochs
+    """The protocol's settings: its declared parameters as given, the rest at its defaults
+    (``epochs`` overrides, for the whole-split reference)."""
+    if request.protocol not in PROTOCOLS:
+        raise CondensationError(f"Unknown protocol {request.protocol!r}; choose one of {list(PROTOCOLS)}")
+    settings = PROTOCOLS[request.protocol]
+    given = {k: v for k, v in request.settings.items() if k in {p.name for p in declared(settings)} and v is not None}
+    values = resolve(f"the {request.protocol} protocol", declared(settings), given)
     try:
-        if request.protocol == "hard":
-            return HardProtocol(arch=request.arch, epochs=epochs, num_models=request.num_models)
-        if request.protocol == "soft":
-            return SoftProtocol(arch=request.arch, epochs=epochs, num_models=request.num_models, **request.soft)
+        return settings(**{**values, **({"epochs": epochs} if epochs is not None else {})})
     except ValueError as error:
         raise CondensationError(str(error)) from None
-    raise CondensationError(f"Unknown protocol {request.protocol!r}; choose one of {PROTOCOLS}")
 
 
-def run(view: Optional[Collection], run_key: Optional[str], dataset: Optional[fo.Dataset], label_field: Optional[str],
-        request: Request, progress: Progress) -> dict:
+def run(view: Optional[Collection], request: Request, progress: Progress) -> dict:
     """Evaluate ``view`` (or run ``run_key``'s output); store the result on the run when there is one."""
+    run_key, dataset, label_field = request.run_key, request.dataset, request.label_field
     if view is None and dataset is None:
         raise CondensationError("Pass a view to evaluate, or run_key with dataset=")
     dataset = dataset if dataset is not None else view._dataset

@@ -3,60 +3,17 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Iterator, Optional
 
 import fiftyone as fo
 
-from ..algorithms.loader import WHITE, ImageFormat, LazyImages, release_free_memory
-from ..algorithms.progress import Progress, ProgressFn, silent
+from ..algorithms.progress import Progress, ProgressFn
 from . import journal
 from .records import CondensationRunConfig, RunRecord, check_run_key, load_run, run_tag, saved_view_name
 from .transaction import Transaction
-from .views import ImageSet, check_label_field, image_format, load_images, require_samples
+from .views import check_label_field, require_samples
 
 Collection = fo.core.collections.SampleCollection
-
-
-@dataclass(frozen=True)
-class Reading:
-    """How a capability reads images: the working format asked for (``None``: from the images'
-    metadata) and the bound of the decoded-image cache in bytes (``None``: the default, 0: off)."""
-
-    image_size: Union[int, tuple[int, int], None] = None
-    channels: Optional[int] = None
-    resize: str = "crop"
-    background: tuple[int, int, int] = WHITE
-    cache_bytes: Optional[int] = None
-    format: Optional[ImageFormat] = None  # once decided for a run, every read uses it
-    reason: str = ""
-
-    def fixed(self, view: Collection) -> "Reading":
-        """This reading with its format decided for ``view`` (from its metadata unless already fixed)."""
-        if self.format is not None:
-            return self
-        fmt, reason = image_format(view, self.image_size, self.channels, self.resize, self.background)
-        return replace(self, format=fmt, reason=reason)
-
-    def with_format(self, fmt: ImageFormat) -> "Reading":
-        return replace(self, format=fmt, reason="")
-
-    def recorded(self) -> dict:
-        """The working format as a run records it."""
-        return {**self.format.as_dict(), **({"reason": self.reason} if self.reason else {})}
-
-    def load(self, view: Collection, label_field: str, classes: Optional[list[str]],
-             progress: ProgressFn = silent, verify: bool = True) -> ImageSet:
-        """The view's images at the fixed format, read lazily; ``verify`` decodes every file once
-        first (in batches, filling the cache) so an undecodable one stops the run before it computes."""
-        images = load_images(view, label_field, classes, self.fixed(view).format, self.cache_bytes)
-        if verify and isinstance(images.pixels, LazyImages):
-            total = len(images.pixels)
-            for start in range(0, total, 1024):
-                images.pixels.files.read(images.pixels.rows[start:start + 1024])
-                progress(min(1.0, (start + 1024) / total), f"checked {min(total, start + 1024)}/{total} images")
-            release_free_memory()
-        return images
 
 
 def begin(view: Collection, run_key: str, label_field: str, overwrite: bool) -> None:

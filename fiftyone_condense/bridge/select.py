@@ -23,9 +23,9 @@ from ..algorithms.selection import (
 from ..algorithms.selection.gram import FactoredGram, loss_gradients
 from ..algorithms.teachers import Normalizer, TeacherConfig, load_vae, vae_latents
 from . import embed as stored
-from .lifecycle import Reading, begin, claimed, record, versions
+from .lifecycle import begin, claimed, record, versions
 from .records import RunRecord, config_for, run_tag
-from .views import ImageSet, class_names, labels_of
+from .views import ImageSet, Reading, class_names, labels_of
 
 Collection = fo.core.collections.SampleCollection
 _log = logging.getLogger(__name__)
@@ -48,35 +48,51 @@ def method_params(method: str, given: dict) -> dict:
     return resolve(method, METHODS[method].params, given)
 
 
-def run(view: Collection, method: str, ipc: int, run_key: str, label_field: str, seed: int, device: str,
-        overwrite: bool, progress: Progress, params: dict, reading: Reading, small_classes: str = "error") -> RunRecord:
+@dataclass(frozen=True)
+class Request:
+    """A selection as the SDK was asked for it (``params``: the method's own, checked by :func:`method_params`)."""
+
+    method: str
+    ipc: int
+    run_key: str
+    label_field: str
+    seed: int
+    device: str
+    overwrite: bool
+    small_classes: str
+    params: dict
+    reading: Reading
+
+
+def run(view: Collection, request: Request, progress: Progress) -> RunRecord:
     """Validate, claim the key, plan in memory, then tag the picks and record the run (all-or-nothing)."""
-    begin(view, run_key, label_field, overwrite)
-    with claimed(view._dataset, run_key, run_key, overwrite) as entry:
-        plan = plan_selection(view, method, ipc, label_field, seed, device, progress, params, reading, small_classes)
+    begin(view, request.run_key, request.label_field, request.overwrite)
+    with claimed(view._dataset, request.run_key, request.run_key, request.overwrite) as entry:
+        plan = plan_selection(view, request, progress)
 
         def write(transaction) -> dict:
             for field, embeddings in plan.writes:
                 stored.write(transaction, view, field, embeddings)
-            transaction.tag(plan.ids, run_tag(run_key))
+            transaction.tag(plan.ids, run_tag(request.run_key))
             return {"selected_ids": plan.ids, "timings": plan.timings, "num_samples": len(plan.ids),
                     "small_classes": plan.config["small_classes"]}
 
         return record(view, entry, config_for("selection", **plan.config), write)
 
 
-def plan_selection(view: Collection, method: str, ipc: int, label_field: str, seed: int, device: str,
-                   progress: Progress, given: dict, reading: Reading, small_classes: str = "error") -> SelectionPlan:
+def plan_selection(view: Collection, request: Request, progress: Progress) -> SelectionPlan:
     """Validate, embed and select in memory; nothing is written."""
-    params = method_params(method, given)
+    method, ipc, label_field, seed = request.method, request.ipc, request.label_field, request.seed
+    params = method_params(method, request.params)
     classes = class_names(view, label_field)
     labels = labels_of(view, label_field, classes)
-    budgets = class_budgets(labels, ipc, classes, small_classes)
-    reading = reading.fixed(view)
+    budgets = class_budgets(labels, ipc, classes, request.small_classes)
+    reading = request.reading.fixed(view)
     started = time.perf_counter()
     if not METHODS[method].needs_embeddings and method != "autopalette_init":
         reading.load(view, label_field, classes, progress.stage("checking images", 0.0, 0.9))
-    inputs = SelectionInputs(view, label_field, classes, labels, params, resolve_device(device), seed, progress, reading)
+    inputs = SelectionInputs(view, label_field, classes, labels, params, resolve_device(request.device), seed, progress,
+                             reading)
     inputs.prepare(method)
     embedded = time.perf_counter()
     picks = select_per_class(method, labels, ipc, inputs.of_class, seed, METHODS[method].pick_params(params),
@@ -90,7 +106,8 @@ def plan_selection(view: Collection, method: str, ipc: int, label_field: str, se
         "model": inputs.model_name(params.get("model")), "embedding": inputs.embedding if inputs.embeddings else None,
         "params": {**params, "model": inputs.model_name(params.get("model"))}, "embeddings": inputs.used,
         "fallbacks": inputs.fallbacks, "seed": seed, "classes": classes, "versions": versions(),
-        "image_format": reading.recorded(), "small_classes": small_class_report(labels, ipc, classes, small_classes),
+        "image_format": reading.recorded(),
+        "small_classes": small_class_report(labels, ipc, classes, request.small_classes),
     }
     timings = {"embeddings_s": embedded - started, "selection_s": finished - embedded, "total_s": finished - started}
     return SelectionPlan([ids[i] for i in picks], config, timings, writes)

@@ -1,4 +1,4 @@
-"""Reading from FiftyOne: label fields, classes, splits, images and embeddings as tensors."""
+"""Reading from FiftyOne: label fields, classes, splits, images (as :class:`Reading` says) and embeddings as tensors."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import re
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import fiftyone as fo
 import numpy as np
@@ -17,13 +17,69 @@ import torch
 from PIL import Image
 
 from ..algorithms.errors import CondensationError
-from ..algorithms.loader import WHITE, ImageFiles, ImageFormat, ImagesLike, LazyImages, image_cache
+from ..algorithms.loader import (
+    RESIZE_MODES, WHITE, ImageFiles, ImageFormat, ImagesLike, LazyImages, image_cache, release_free_memory,
+)
+from ..algorithms.params import param
+from ..algorithms.progress import ProgressFn, silent
 
 DEFAULT_LABEL_FIELD = "ground_truth"
 DEFAULT_SOURCE_SPLIT = "train"
 DEFAULT_EVAL_SPLIT = "test"
 DEFAULT_EMBEDDINGS_FIELD = "condense_embedding"
 MAX_DEFAULT_SIZE = 128  # the largest working resolution of the papers (ImageNet subsets)
+Collection = fo.core.collections.SampleCollection
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a capability reads images: the working format asked for (``None``: from the images'
+    metadata) and the bound of the decoded-image cache in bytes (``None``: the default, 0: off).
+
+    Its fields are the reading parameters every SDK function takes and every form offers, declared
+    here only (:func:`~fiftyone_condense.algorithms.params.declared`)."""
+
+    image_size: Union[int, tuple[int, int], None] = param(
+        None, "Images are resized (short side, centre crop) to this many pixels a side, or to (height, width); "
+        "empty: their own size, or the most common size up to 128 px when sizes differ",
+        label="Working size (optional)", min=1)
+    channels: Optional[int] = param(None, "1: grey, 3: RGB; empty: RGB when any image has colour",
+                                    label="Channels (optional)", choices=(1, 3))
+    resize: str = param("crop", "crop: short side to size, centre crop; letterbox: fit inside, pad with the background",
+                        label="Resize", choices=RESIZE_MODES)
+    background: tuple[int, int, int] = param(WHITE, "RGB colour that alpha is composited on and letterboxing pads with",
+                                             form=False)
+    cache_bytes: Optional[int] = param(None, "Bound of the decoded-image cache in bytes; empty: "
+                                       "$FIFTYONE_CONDENSE_CACHE_BYTES or 1 GiB, 0: off", min=0, form=False)
+    format: Optional[ImageFormat] = None  # once decided for a run, every read uses it
+    reason: str = ""
+
+    def fixed(self, view: Collection) -> "Reading":
+        """This reading with its format decided for ``view`` (from its metadata unless already fixed)."""
+        if self.format is not None:
+            return self
+        fmt, reason = image_format(view, self.image_size, self.channels, self.resize, self.background)
+        return replace(self, format=fmt, reason=reason)
+
+    def with_format(self, fmt: ImageFormat) -> "Reading":
+        return replace(self, format=fmt, reason="")
+
+    def recorded(self) -> dict:
+        """The working format as a run records it."""
+        return {**self.format.as_dict(), **({"reason": self.reason} if self.reason else {})}
+
+    def load(self, view: Collection, label_field: str, classes: Optional[list[str]],
+             progress: ProgressFn = silent, verify: bool = True) -> ImageSet:
+        """The view's images at the fixed format, read lazily; ``verify`` decodes every file once
+        first (in batches, filling the cache) so an undecodable one stops the run before it computes."""
+        images = load_images(view, label_field, classes, self.fixed(view).format, self.cache_bytes)
+        if verify and isinstance(images.pixels, LazyImages):
+            total = len(images.pixels)
+            for start in range(0, total, 1024):
+                images.pixels.files.read(images.pixels.rows[start:start + 1024])
+                progress(min(1.0, (start + 1024) / total), f"checked {min(total, start + 1024)}/{total} images")
+            release_free_memory()
+        return images
 
 
 @dataclass

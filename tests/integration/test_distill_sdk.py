@@ -6,7 +6,7 @@ from PIL import Image
 import fiftyone_condense as fc
 from fiftyone_condense.algorithms.distillation.engine import Distiller
 from fiftyone_condense.algorithms.errors import CondensationError
-from fiftyone_condense.bridge.lifecycle import Reading
+from fiftyone_condense.bridge.views import Reading
 
 QUICK = dict(iterations=3, batch_real=8, teacher_epochs=1)
 

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import fiftyone as fo
 import numpy as np
 import pytest
 import torch

@@ -21,7 +21,7 @@ from skimage import data
 
 import fiftyone_condense as fc
 from fiftyone_condense.algorithms import loader
-from fiftyone_condense.bridge.lifecycle import Reading
+from fiftyone_condense.bridge.views import Reading
 
 F = fo.ViewField
 FORMATS = ("png_rgb", "jpeg", "grey_png", "rgba_png", "png16")

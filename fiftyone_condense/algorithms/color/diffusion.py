@@ -14,20 +14,29 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import CondensationError
+from ..params import param
 from ..progress import ProgressFn, chunks, silent
 from .prompts import instruction
 
 DEFAULT_MODEL = "timbrooks/instruct-pix2pix"
 
 
+DIFFUSION_ONLY = {"backend": "diffusion"}  # the forms show these with the diffusion backend only
+
+
 @dataclass(frozen=True)
 class DiffusionSettings:
-    model: str = DEFAULT_MODEL
-    steps: int = 100
-    guidance: float = 4.0
-    image_guidance: float = 1.5
-    edit_size: int = 256  # images are edited (and combined) at this size, a multiple of 8
-    batch_size: int = 8
+    """How images are edited: DC3's reference settings (``edit_size`` applies to both backends)."""
+
+    model: str = param(DEFAULT_MODEL, "Hub id or local pipeline directory", label="Model", when=DIFFUSION_ONLY)
+    steps: int = param(100, "Denoising steps per edit (DC3: 100)", label="Steps", min=1, when=DIFFUSION_ONLY)
+    guidance: float = param(4.0, "How closely edits follow the instruction (DC3: 4)", label="Text guidance", min=0.0,
+                            when=DIFFUSION_ONLY)
+    image_guidance: float = param(1.5, "How closely edits follow the input image (DC3: 1.5)", label="Image guidance",
+                                  min=0.0, when=DIFFUSION_ONLY)
+    edit_size: int = param(256, "Images are edited and combined at this size (a multiple of 8; DC3: 256), then "
+                           "resized back", label="Edit size", min=8)
+    batch_size: int = param(8, "Images per pipeline call", label="Batch size", min=1, when=DIFFUSION_ONLY)
 
 
 def load_pipeline(model: str, device: torch.device):
