@@ -56,12 +56,12 @@ def violations() -> list[str]:
         rank = LAYERS.index(layer)
         for path in modules_of(layer):
             for module, names in imports(path):
-                target = layer_of(module)
-                if target is not None and LAYERS.index(target) > rank:
-                    found.append(f"{module_name(path)} imports {module} (upwards)")
+                targets = [module, *(f"{module}.{name}" for name in names)]  # `from pkg import submodule`
+                upward = [t for t in targets if layer_of(t) is not None and LAYERS.index(layer_of(t)) > rank]
+                found += [f"{module_name(path)} imports {t} (upwards)" for t in upward[-1:]]
                 if layer == "algorithms" and module.split(".")[0] == "fiftyone":
                     found.append(f"{module_name(path)} imports FiftyOne ({module})")
-                lazy = [n for n in names if n not in EAGER_ROOT_NAMES]
+                lazy = [n for n in names if n not in EAGER_ROOT_NAMES and n not in LAYERS]
                 if layer != "apps" and module == "fiftyone_condense" and (lazy or not names):
                     found.append(f"{module_name(path)} reaches the package root's lazy names {lazy or module}")
     return found
