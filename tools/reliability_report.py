@@ -1,4 +1,5 @@
-"""Write docs/reliability.md from a run of the tests that measure it: kill points, races, bad input.
+"""Write the measurements of docs/reliability.md from a run of the tests that measure them: kill points,
+races, bad input (the page's design sections, above "## Measured", are kept).
 
     .venv/bin/python tools/reliability_report.py            # runs the tests, prints the Markdown
     .venv/bin/python tools/reliability_report.py --write    # ... and writes docs/reliability.md
@@ -27,28 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ["tests/integration/test_crash.py", "tests/integration/test_bad_input.py"]
 COMMAND = ".venv/bin/python tools/reliability_report.py --write"
 
-INTRO = """# Reliability: killed runs, two writers, bad input
-
-What must hold (issue 12): whatever happens to a call of the plugin — bad input, an exception,
-Ctrl-C, `kill -9` at any moment, a second writer of the same run key — the dataset ends up exactly
-as it was before the call, or exactly as the finished call leaves it. "Exactly" is the `snapshot`
-of tests/conftest.py: every sample's field values and tags, the schema, the saved views and their
-stages, the runs with their configs and results, the dataset's info, and the media files on disk
-with the SHA-256 of their bytes.
-
-How: FiftyOne's database has no multi-document transaction here, so each run keeps its own
-write-ahead journal (`fiftyone_condense/bridge/journal.py`): a document in the collection
-`condense_journal` of FiftyOne's database, unique per (dataset, key). Inserting it claims the run key
-(the database's unique index decides between two writers); it names its writer (pid, host, boot,
-process start time) and, before each write, what the write will create: media paths, fields,
-backups of what the run replaces (its samples, tags, previous field values), the replaced record.
-The next call of the plugin on the dataset (any SDK function, operator form or the panel's load;
-`fc.recover(dataset)` on demand) rolls back an entry whose writer is gone, or completes it once it
-had committed; the entry is deleted last. Every step of a recovery looks at what is there, so one
-that is itself killed is simply done again by the next call. `fc.delete_run` and FiftyOne's own
-`dataset.delete_run` remove what is there of a run and report what was already gone; video,
-grouped, point-cloud and 3D datasets are refused before anything is written.
-"""
+PAGE = ROOT / "docs" / "reliability.md"
+MEASURED = "## Measured\n"  # the page's design sections above this heading are kept as written
 
 
 def run_tests(record: Path) -> str:
@@ -81,16 +62,22 @@ def kill_points(rows: list[dict]) -> str:
     return table(["call", "durable writes", "killed after write", "as before", "as finished", "passed"], body)
 
 
+def design() -> str:
+    """The page up to its measurements (the design, written by hand), ending with their heading."""
+    text = PAGE.read_text() if PAGE.exists() else "# Reliability: killed runs, two writers, bad input\n\n"
+    return text[:text.index(MEASURED)] + MEASURED if MEASURED in text else text + "\n" + MEASURED
+
+
 def render(rows: dict[str, list[dict]], summary: str) -> str:
     kills, races, bad = rows["kill points"], rows["races"], rows["bad input"]
     tried = sum(r["writes"] for r in kills)
     passed = sum(r["passed"] for r in kills)
     return "\n".join([
-        INTRO,
+        design(),
         f"Produced by `{COMMAND}` on {datetime.date.today():%Y-%m-%d} ({platform.machine()}, "
         f"{os.cpu_count()} CPUs); pytest: {summary}.",
         "",
-        "## kill -9 at every write",
+        "### kill -9 at every write",
         "",
         "A child process makes the call on a small dataset (3 classes × 8 train + 4 test PNGs; 2 samples and "
         "media files per write step) and stops itself right after its N-th durable write "
@@ -109,7 +96,7 @@ def render(rows: dict[str, list[dict]], summary: str) -> str:
         "",
         f"**{tried} kill points tried, {passed} passed.**",
         "",
-        "## Two writers at once",
+        "### Two writers at once",
         "",
         "Two child processes start the same call together. With one key (a barrier), the first to claim it "
         "stops right after its claim, so the other reaches its own claim while the key is held, whatever "
@@ -120,7 +107,7 @@ def render(rows: dict[str, list[dict]], summary: str) -> str:
         "",
         table(["race", "result", "dataset after"], [[r["race"], r["result"], r["dataset"]] for r in races]),
         "",
-        "## Bad input",
+        "### Bad input",
         "",
         "Each case through each public SDK function it applies to (tests/integration/test_bad_input.py): the "
         "call raises the message below, and the dataset is unchanged (its snapshot) with nothing written "
@@ -147,7 +134,7 @@ def main() -> None:
             rows[row.pop("table")].append(row)
     text = render(rows, summary)
     if args.write:
-        (ROOT / "docs" / "reliability.md").write_text(text)
+        PAGE.write_text(text)
     print(text)
 
 
