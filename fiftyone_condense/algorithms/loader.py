@@ -62,9 +62,6 @@ class ImageFormat:
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, *self.size)
 
-    def image_bytes(self) -> int:
-        return self.channels * self.size[0] * self.size[1]
-
     def as_dict(self) -> dict:
         return {"size": list(self.size), "channels": self.channels, "resize": self.resize,
                 "background": list(self.background)}

@@ -10,7 +10,7 @@ import torch
 from fiftyone_condense.algorithms.errors import CondensationError
 from fiftyone_condense.algorithms.rows import RowStore
 from fiftyone_condense.algorithms.selection import (
-    check_class_budget, feature_gram, gradient_embeddings, gradient_gram, select_per_class, similarity_from_gram,
+    class_budgets, feature_gram, gradient_embeddings, gradient_gram, select_per_class, similarity_from_gram,
 )
 from fiftyone_condense.algorithms.selection.coresets import pick_herding, pick_k_center
 from fiftyone_condense.algorithms.selection.gram import FactoredGram, loss_gradients
@@ -95,7 +95,7 @@ def test_per_class_selection_is_balanced_seeded_and_within_class():
 
 def test_budget_larger_than_a_class_names_the_class():
     with pytest.raises(CondensationError, match="'b' has 2"):
-        check_class_budget(np.array([0, 0, 0, 1, 1]), 3, ["a", "b"])
+        class_budgets(np.array([0, 0, 0, 1, 1]), 3, ["a", "b"])
 
 
 def test_a_factored_gram_equals_the_dense_one_and_herding_and_k_center_pick_the_same_from_either():

@@ -7,16 +7,13 @@ every class.
 """
 
 from . import coresets, dc3, submodular  # noqa: F401  (register the methods)
-from .base import (
-    METHODS, SMALL_CLASSES, SelectionMethod, check_class_budget, class_budgets, select_per_class, small_class_report,
-)
+from .base import METHODS, SMALL_CLASSES, SelectionMethod, class_budgets, select_per_class, small_class_report
 from .gram import feature_gram, gradient_embeddings, gradient_gram, similarity_from_gram
 
 __all__ = [
     "METHODS",
     "SMALL_CLASSES",
     "SelectionMethod",
-    "check_class_budget",
     "class_budgets",
     "feature_gram",
     "gradient_embeddings",

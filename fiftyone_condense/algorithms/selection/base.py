@@ -17,7 +17,6 @@ Picker = Callable[..., np.ndarray]
 # Per-class inputs a method may need: "gram" (inner products of the selection embeddings, dense),
 # "gram_rows" (the same Gram, factored: rows on demand, for methods that read only rows) and
 # "encoder" (encoder features, e.g. for DC3's bins). Each is passed to ``pick`` as ``gram`` / ``encoder``.
-INPUTS = ("gram", "gram_rows", "encoder")
 
 
 @dataclass(frozen=True)
@@ -99,11 +98,6 @@ def small_class_report(labels: np.ndarray, ipc: int, classes: list[str], small_c
     counts = np.bincount(labels, minlength=len(classes))
     short = {classes[c]: int(counts[c]) for c in range(len(classes)) if 0 < counts[c] < ipc}
     return {"policy": small_classes, **({"kept_all" if small_classes == "keep_all" else "dropped": short} if short else {})}
-
-
-def check_class_budget(labels: np.ndarray, ipc: int, classes: list[str]) -> None:
-    """Every class must hold at least ``ipc`` samples; say which do not."""
-    class_budgets(labels, ipc, classes)
 
 
 def select_per_class(
