@@ -27,10 +27,8 @@ cache of decoded images bounded to ``cache_bytes`` (default ``$FIFTYONE_CONDENSE
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, Callable, Optional
 
 import fiftyone as fo
 
@@ -38,7 +36,7 @@ from .algorithms.color import BACKENDS, COMBINE_MODES  # noqa: F401  (the compen
 from .algorithms.color.diffusion import DiffusionSettings
 from .algorithms.distillation.params import DISTILL_PARAMS
 from .algorithms.errors import CondensationError
-from .algorithms.params import Param, declared, resolve
+from .algorithms.params import Param, declared, resolve, takes
 from .algorithms.progress import ProgressFn
 from .algorithms.protocols import PROTOCOLS
 from .algorithms.selection import METHODS
@@ -52,11 +50,7 @@ from .bridge import select as selection
 from .bridge.lifecycle import claimed, reporter
 from .bridge.records import check_run_key  # noqa: F401  (the forms check run keys as the SDK does)
 from .bridge.views import (  # noqa: F401  (classification_fields: the forms' label field choices)
-    DEFAULT_EMBEDDINGS_FIELD,
-    DEFAULT_EVAL_SPLIT,
-    DEFAULT_LABEL_FIELD,
-    DEFAULT_SOURCE_SPLIT,
-    Reading,
+    DEFAULT_EMBEDDINGS_FIELD, DEFAULT_EVAL_SPLIT, DEFAULT_LABEL_FIELD, DEFAULT_SOURCE_SPLIT, Reading,
     classification_fields,
 )
 
@@ -64,39 +58,11 @@ Collection = fo.core.collections.SampleCollection
 RunRecord = run_store.RunRecord
 DeleteReport = run_store.DeleteReport
 RecoveryReport = recovery.RecoveryReport
-Function = TypeVar("Function", bound=Callable)
 logger = logging.getLogger(__name__)
 images_per_class = distillation.images_per_class
 
 
-def takes(params: Sequence[Param], into: str, build: Callable[[dict], Any]) -> Callable[[Function], Function]:
-    """Give a function the declared ``params`` as keyword-only arguments (in its signature, so
-    ``help()`` and editors show them, and an unknown keyword is a ``TypeError`` as in Python), and
-    hand the values given over as one argument ``into`` = ``build(given)``."""
-    names = [p.name for p in params]
-
-    def decorate(function: Function) -> Function:
-        inner = inspect.signature(function)
-        own = [p for p in inner.parameters.values() if p.name != into]
-        extra = [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default,
-                                   annotation=p.annotation or p.type) for p in params]
-        variadic = [p for p in own if p.kind is inspect.Parameter.VAR_KEYWORD]
-        public = inner.replace(parameters=[p for p in own if p not in variadic] + extra + variadic)
-
-        @functools.wraps(function)
-        def call(*args, **kwargs):
-            given = public.bind(*args, **kwargs).arguments
-            values = {name: given.pop(name) for name in names if name in given}
-            rest = given.pop(variadic[0].name, {}) if variadic else {}
-            return function(**given, **rest, **{into: build(values)})
-
-        call.__signature__ = public
-        return call
-
-    return decorate
-
-
-def reads_images(function: Function) -> Function:
+def reads_images(function: Callable) -> Callable:
     """The reading keywords (:class:`Reading`'s declared fields) as one ``reading``."""
     return takes(declared(Reading), "reading", lambda given: Reading(**given))(function)
 

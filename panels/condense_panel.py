@@ -8,7 +8,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
-from fiftyone_condense.apps import reports
+from fiftyone_condense.apps import reports, run_details
 
 PLUGIN = "@condense/fiftyone-condense"
 COLUMN_LABELS = {"key": "Run", "method": "Method", "ipc": "IPC", "parent": "Parent", "seconds": "Time (s)",
@@ -91,7 +91,7 @@ class CondensePanel(foo.Panel):
             self._show_run(ctx, selected)
 
     def _show_run(self, ctx, key):
-        report = reports.run_report(ctx.dataset, key)
+        report = run_details.run_report(ctx.dataset, key)
         ctx.panel.set_data("mosaic", report["mosaic"])
         ctx.panel.set_data("per_class", report["per_class_traces"])
         ctx.panel.set_data("kde", report["color"]["kde_traces"])
@@ -102,7 +102,7 @@ class CondensePanel(foo.Panel):
             "per_class_table": reports.per_class_markdown(report["per_class"]),
             "colorfulness": report["color"]["colorfulness"],
             "unique_colors": report["color"]["unique_colors"],
-            "storage": reports.storage_markdown(report["storage"]),
+            "storage": run_details.storage_markdown(report["storage"]),
         }
 
     # -- layout

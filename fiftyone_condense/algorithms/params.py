@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from .errors import CondensationError
+
+Function = TypeVar("Function", bound=Callable)
 
 
 @dataclass(frozen=True)
@@ -142,3 +145,30 @@ def check_settings(settings: Any, method: str) -> None:
     """Every declared field of ``settings`` checked against its declaration (a :class:`CondensationError` if not)."""
     for p in declared(type(settings)):
         p.check(getattr(settings, p.name), method)
+
+
+def takes(params: Sequence[Param], into: str, build: Callable[[dict], Any]) -> Callable[[Function], Function]:
+    """Give a function the declared ``params`` as keyword-only arguments (in its signature, so
+    ``help()`` and editors show them, and an unknown keyword is a ``TypeError`` as in Python), and
+    hand the values given over as one argument ``into`` = ``build(given)``."""
+    names = [p.name for p in params]
+
+    def decorate(function: Function) -> Function:
+        inner = inspect.signature(function)
+        own = [p for p in inner.parameters.values() if p.name != into]
+        extra = [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default,
+                                   annotation=p.annotation or p.type) for p in params]
+        variadic = [p for p in own if p.kind is inspect.Parameter.VAR_KEYWORD]
+        public = inner.replace(parameters=[p for p in own if p not in variadic] + extra + variadic)
+
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            given = public.bind(*args, **kwargs).arguments
+            values = {name: given.pop(name) for name in names if name in given}
+            rest = given.pop(variadic[0].name, {}) if variadic else {}
+            return function(**given, **rest, **{into: build(values)})
+
+        call.__signature__ = public
+        return call
+
+    return decorate

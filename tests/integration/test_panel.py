@@ -7,7 +7,7 @@ import fiftyone.operators as foo
 from PIL import Image
 
 import fiftyone_condense as fc
-from fiftyone_condense.apps import reports
+from fiftyone_condense.apps import reports, run_details
 
 PANEL = "@condense/fiftyone-condense/condense_panel"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -75,7 +75,7 @@ def test_per_class_rows_sort_the_worst_classes_first_and_name_them(dataset):
 
 def test_colour_report_compares_a_run_with_its_source(dataset):
     fc.select(dataset.match_tags("train"), method="random", ipc=1, run_key="r1")
-    report = reports.color_report(dataset, "r1")
+    report = run_details.color_report(dataset, "r1")
     assert {t["name"] for t in report["kde_traces"]} == {"source gray", "r1 gray"}
     assert report["colorfulness"] == {"source": 0.0, "run": 0.0}
 
@@ -83,11 +83,11 @@ def test_colour_report_compares_a_run_with_its_source(dataset):
 def test_run_report_of_a_distillation_shows_its_images_per_class_accuracy_colours_and_bytes(dataset):
     train = dataset.match_tags("train")
     fc.distill(train, method="dm", ipc=2, iterations=2, batch_real=8, run_key="dm2")
-    report = reports.run_report(dataset, "dm2")
+    report = run_details.run_report(dataset, "dm2")
     assert report["per_class_traces"] == [] and report["per_class_protocol"] is None  # not evaluated yet
 
     fc.evaluate(run_key="dm2", dataset=dataset, epochs=1, num_models=1)
-    report = reports.run_report(dataset, "dm2")
+    report = run_details.run_report(dataset, "dm2")
     assert report["summary"].startswith("**dm2**: distillation `dm` · IPC 2 · 20 images")
     assert "hard accuracy" in report["summary"] and "random" in report["summary"]
 
@@ -129,26 +129,26 @@ def test_run_report_of_a_distillation_shows_its_images_per_class_accuracy_colour
     assert storage["the same images as 8-bit PNGs"]["bytes"] == results["bytes_8bit"]
     assert storage["… as 8-bit RGB PNGs"]["bytes"] == results["bytes_8bit_rgb"]
     assert storage["the view it was made from"]["images"] == 200
-    assert "| this run's images on disk |" in reports.storage_markdown(report["storage"])
+    assert "| this run's images on disk |" in run_details.storage_markdown(report["storage"])
 
 
 def test_image_mosaic_of_a_selection_has_a_row_per_class_and_the_selected_pixels(dataset):
     fc.select(dataset.match_tags("train"), method="random", ipc=3, run_key="r3")
-    mosaic = Image.open(io.BytesIO(reports.image_mosaic(dataset, "r3", per_class=2, cell=28)))
+    mosaic = Image.open(io.BytesIO(run_details.image_mosaic(dataset, "r3", per_class=2, cell=28)))
     assert mosaic.height == 10 * (28 + 4) + 4
     first = fc.load_run(dataset, "r3").view.match({"ground_truth.label": "T-shirt/top"}).first()
     # two columns (per_class=2), the class's first selected image 28 px wide as stored
     left = mosaic.width - 4 - 2 * (28 + 4)  # the image columns end one gap before the edge
     assert list(mosaic.crop((left, 4, left + 28, 32)).convert("L").getdata()) == \
         list(Image.open(first.filepath).convert("L").getdata())
-    storage = {row["what"]: row for row in reports.storage_report(dataset, "r3")}
+    storage = {row["what"]: row for row in run_details.storage_report(dataset, "r3")}
     assert storage["this run's images on disk"]["images"] == 30 and storage["this run's images on disk"]["bytes"] > 0
 
 
 def test_run_report_of_a_colour_compensation_compares_rgb_densities_and_sizes(dataset):
     fc.select(dataset.match_tags("train"), method="random", ipc=1, run_key="base")
     fc.compensate(dataset.load_saved_view("condense-base"), run_key="warm", backend="classical", edit_size=32)
-    report = reports.run_report(dataset, "warm")
+    report = run_details.run_report(dataset, "warm")
     assert report["summary"] == ("**warm**: compensation `dc3_compensation (gradient)` · classical backend · "
                                  "10 images · from `base`")
     assert {t["name"] for t in report["color"]["kde_traces"]} >= {"warm red", "warm green", "warm blue"}
