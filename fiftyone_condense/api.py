@@ -46,7 +46,7 @@ from .bridge import evaluate as evaluation
 from .bridge import records as run_store
 from .bridge import recovery
 from .bridge import select as selection
-from .bridge.lifecycle import Reading, claimed, reporter
+from .bridge.lifecycle import Reading, check_run_key, claimed, reporter
 from .bridge.transaction import Transaction
 from .bridge.views import (
     DEFAULT_EMBEDDINGS_FIELD, DEFAULT_EVAL_SPLIT, DEFAULT_LABEL_FIELD, DEFAULT_SOURCE_SPLIT, check_label_field,
@@ -369,7 +369,7 @@ def rename_run(dataset: fo.Dataset, run_key: str, new_run_key: str) -> None:
     """Give a run a new key: its tag, samples' ``condense_run``, saved view and references move with it
     (what FiftyOne's ``dataset.rename_run`` does for condensation runs)."""
     run_store.require_run(dataset, run_key)
-    run_store.check_run_key(dataset, new_run_key, overwrite=False)
+    check_run_key(dataset, new_run_key, overwrite=False)
     with claimed(dataset, run_key), claimed(dataset, new_run_key):  # no other writer of either key meanwhile
         dataset.rename_run(run_key, new_run_key)
 
@@ -381,7 +381,7 @@ def delete_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
     the saved view removed or renamed by hand) is skipped and named in the returned report (and
     logged); a deletion cut short is completed by the next call on the dataset."""
     run_store.require_run(dataset, run_key)
-    report = recovery.delete(dataset, run_key)
+    report = run_store.delete(dataset, run_key)
     if report.missing:
         logger.warning("%s", report)
     return report

@@ -13,7 +13,7 @@ from fiftyone.operators.executor import ExecutionOptions
 
 import fiftyone_condense as fc
 from fiftyone_condense.algorithms.params import Param
-from fiftyone_condense.bridge.records import check_run_key
+from fiftyone_condense.bridge.lifecycle import check_run_key
 from fiftyone_condense.bridge.views import DEFAULT_LABEL_FIELD, classification_fields
 
 ALL_SAMPLES = "(current view)"

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Optional, Union
 
 import fiftyone as fo
+import fiftyone.core.utils as fou
 
+from ..algorithms.errors import CondensationError
 from ..algorithms.loader import WHITE, ImageFormat, LazyImages, release_free_memory
 from ..algorithms.progress import Progress, ProgressFn, silent
 from . import journal
-from .records import CondensationRunConfig, RunRecord, check_run_key, load_run, run_tag, saved_view_name
+from .records import CondensationRunConfig, RunRecord, list_runs, load_run, run_tag, saved_view_name
 from .transaction import Transaction
 from .views import ImageSet, check_label_field, image_format, load_images, require_samples
 
 Collection = fo.core.collections.SampleCollection
+MAX_RUN_KEY_LENGTH = 100  # a key names a folder of media and a checkpoint folder: well within a file name's 255 bytes
+_RUN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,32 @@ def begin(view: Collection, run_key: str, label_field: str, overwrite: bool) -> 
     require_samples(view)
     check_label_field(view, label_field)
     check_run_key(view._dataset, run_key, overwrite)
+
+
+def check_run_key(dataset: fo.Dataset, run_key: str, overwrite: bool) -> None:
+    """Keys are ASCII Python identifiers of at most 100 characters (a key names a FiftyOne run, a
+    tag, a media folder and the saved view ``condense-<key>``), an existing key needs
+    ``overwrite=True``, and the key's saved view must not clash with another saved view (FiftyOne
+    refuses two views whose URL slugs agree: keys that differ only in case or underscores)."""
+    if not isinstance(run_key, str) or not _RUN_KEY.fullmatch(run_key) or len(run_key) > MAX_RUN_KEY_LENGTH:
+        raise CondensationError(
+            f"Invalid run_key {run_key!r}: use letters, digits and underscores (ASCII, at most {MAX_RUN_KEY_LENGTH} "
+            "characters), not starting with a digit, e.g. 'herding_ipc10'.")
+    existing = dataset.list_runs()
+    if run_key in existing and not overwrite:
+        raise CondensationError(f"A run with key {run_key!r} already exists; pass overwrite=True to replace it.")
+    if run_key in existing and run_key not in list_runs(dataset):
+        raise CondensationError(f"Run key {run_key!r} belongs to another plugin's run; choose another key.")
+    name = saved_view_name(run_key)
+    slug = fou.to_slug(name)
+    for view in dataset._doc.get_saved_views():
+        if (view.name == name or view.slug == slug) and not (view.name == name and run_key in existing):
+            owner = next((key for key in list_runs(dataset) if saved_view_name(key) == view.name), None)
+            whose = f"the saved view {view.name!r} of run {owner!r}" if owner else f"your saved view {view.name!r}"
+            raise CondensationError(
+                f"Run key {run_key!r} would save its output as the view {name!r}, which clashes with {whose} "
+                f"(FiftyOne tells views apart by their slug, {slug!r}, which ignores case and '_'/'-'); choose another "
+                "run_key" + ("." if owner else ", or rename or delete that view."))
 
 
 @contextmanager

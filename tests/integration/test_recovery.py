@@ -23,7 +23,7 @@ import pytest
 import writers
 
 import fiftyone_condense as fc
-from fiftyone_condense.bridge import journal, recovery
+from fiftyone_condense.bridge import journal, transaction
 
 SAMPLES_ADDED = 9  # the distill job's write after which its first 2 samples are in the dataset
 
@@ -92,7 +92,7 @@ def test_a_run_written_from_another_machine_is_left_until_forced(small, snapshot
 
 def test_an_undo_that_fails_is_left_for_the_next_call(small, snapshot, ctrl_c_while_saving_the_view, monkeypatch):
     before = snapshot(small)
-    monkeypatch.setattr(recovery, "_restore_view", lambda *args: 1 / 0)  # the undo breaks half-way
+    monkeypatch.setattr(transaction, "_restore_view", lambda *args: 1 / 0)  # the undo breaks half-way
     ctrl_c_while_saving_the_view()
     with pytest.raises(KeyboardInterrupt):
         writers.distill(small)
