@@ -46,7 +46,7 @@ from .bridge import evaluate as evaluation
 from .bridge import records as run_store
 from .bridge import recovery
 from .bridge import select as selection
-from .bridge.lifecycle import Reading, check_run_key, claimed, reporter
+from .bridge.lifecycle import Reading, check_run_key_free, check_run_key_name, claimed, reporter
 from .bridge.transaction import Transaction
 from .bridge.views import (
     DEFAULT_EMBEDDINGS_FIELD, DEFAULT_EVAL_SPLIT, DEFAULT_LABEL_FIELD, DEFAULT_SOURCE_SPLIT, check_label_field,
@@ -129,11 +129,12 @@ def compute_embeddings(
     check_label_field(view, label_field)
     progress = reporter(progress)
     reading = Reading(image_size, channels, resize, background, cache_bytes)
-    embeddings = stored_embeddings.embeddings_for(
-        view, embeddings_field, label_field, class_names(view, label_field), model, weights, teacher_epochs,
-        resolve_device(device), seed, progress, reading, train_view=train_view, overwrite=overwrite, strict=True)
-    with claimed(view._dataset, f"field:{embeddings_field}") as entry, Transaction(entry) as transaction:
-        stored_embeddings.write(transaction, view, embeddings_field, embeddings)
+    with claimed(view._dataset, f"field:{embeddings_field}") as (entry,):  # the field is checked under the claim
+        embeddings = stored_embeddings.embeddings_for(
+            view, embeddings_field, label_field, class_names(view, label_field), model, weights, teacher_epochs,
+            resolve_device(device), seed, progress, reading, train_view=train_view, overwrite=overwrite, strict=True)
+        with Transaction(entry) as transaction:
+            stored_embeddings.write(transaction, view, embeddings_field, embeddings)
     progress.stage("done", 0.95, 1.0)(1.0)
     return embeddings_field
 
@@ -368,9 +369,10 @@ def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
 def rename_run(dataset: fo.Dataset, run_key: str, new_run_key: str) -> None:
     """Give a run a new key: its tag, samples' ``condense_run``, saved view and references move with it
     (what FiftyOne's ``dataset.rename_run`` does for condensation runs)."""
-    run_store.require_run(dataset, run_key)
-    check_run_key(dataset, new_run_key, overwrite=False)
-    with claimed(dataset, run_key), claimed(dataset, new_run_key):  # no other writer of either key meanwhile
+    check_run_key_name(new_run_key)  # before it names a journal entry
+    with claimed(dataset, run_key, new_run_key):  # no other writer of either key meanwhile
+        run_store.require_run(dataset, run_key)
+        check_run_key_free(dataset, new_run_key, overwrite=False)
         dataset.rename_run(run_key, new_run_key)
 
 
@@ -380,8 +382,8 @@ def delete_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
     Selected real samples themselves are untouched. What is already gone (media files, samples or
     the saved view removed or renamed by hand) is skipped and named in the returned report (and
     logged); a deletion cut short is completed by the next call on the dataset."""
-    run_store.require_run(dataset, run_key)
-    report = run_store.delete(dataset, run_key)
+    with claimed(dataset, run_key) as (entry,):
+        report = run_store.delete(entry)
     if report.missing:
         logger.warning("%s", report)
     return report

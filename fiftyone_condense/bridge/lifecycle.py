@@ -1,9 +1,10 @@
-"""The run life-cycle every capability shares: validate first, then write all-or-nothing and record."""
+"""The run life-cycle every capability shares: validate first, claim the key (checked once, under the
+claim), then write all-or-nothing and record."""
 
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Optional, Union
 
@@ -64,22 +65,52 @@ class Reading:
         return images
 
 
-def begin(view: Collection, run_key: str, label_field: str, overwrite: bool) -> None:
-    """Everything checkable before any work: an image view with samples, its labels, a free run key."""
+def begin(view: Collection, label_field: str) -> None:
+    """Everything checkable before any work and any claim: an image view with samples, its labels."""
     require_samples(view)
     check_label_field(view, label_field)
-    check_run_key(view._dataset, run_key, overwrite)
+
+
+@contextmanager
+def claimed(dataset: fo.Dataset, *keys: str) -> Iterator[list[journal.Entry]]:
+    """Hold ``keys`` in the journal while computing and writing (a second writer of one is refused at
+    once). The dataset is reloaded once held, so what is checked under the claim is current."""
+    with ExitStack() as held:
+        # a key given twice (a run renamed to its own key) is held once
+        entries = [held.enter_context(journal.claim(dataset, key)) for key in dict.fromkeys(keys)]
+        dataset.reload()
+        yield entries
+
+
+@contextmanager
+def claimed_run(dataset: fo.Dataset, run_key: str, overwrite: bool) -> Iterator[journal.Entry]:
+    """Claim ``run_key`` for a run about to be written under it; the key is checked once, under the
+    claim (no other writer can take or free it meanwhile)."""
+    check_run_key_name(run_key)  # before it names a journal entry
+    with claimed(dataset, run_key) as (entry,):
+        check_run_key_free(dataset, run_key, overwrite)
+        yield entry
 
 
 def check_run_key(dataset: fo.Dataset, run_key: str, overwrite: bool) -> None:
+    """A valid key that is free to write (what the operators' forms check as the user types)."""
+    check_run_key_name(run_key)
+    check_run_key_free(dataset, run_key, overwrite)
+
+
+def check_run_key_name(run_key: str) -> None:
     """Keys are ASCII Python identifiers of at most 100 characters (a key names a FiftyOne run, a
-    tag, a media folder and the saved view ``condense-<key>``), an existing key needs
-    ``overwrite=True``, and the key's saved view must not clash with another saved view (FiftyOne
-    refuses two views whose URL slugs agree: keys that differ only in case or underscores)."""
+    tag, a media folder and the saved view ``condense-<key>``)."""
     if not isinstance(run_key, str) or not _RUN_KEY.fullmatch(run_key) or len(run_key) > MAX_RUN_KEY_LENGTH:
         raise CondensationError(
             f"Invalid run_key {run_key!r}: use letters, digits and underscores (ASCII, at most {MAX_RUN_KEY_LENGTH} "
             "characters), not starting with a digit, e.g. 'herding_ipc10'.")
+
+
+def check_run_key_free(dataset: fo.Dataset, run_key: str, overwrite: bool) -> None:
+    """An existing key needs ``overwrite=True`` (and must be this plugin's run), and the key's saved
+    view must not clash with another saved view (FiftyOne refuses two views whose URL slugs agree:
+    keys that differ only in case or underscores). A writer checks it under the key's claim."""
     existing = dataset.list_runs()
     if run_key in existing and not overwrite:
         raise CondensationError(f"A run with key {run_key!r} already exists; pass overwrite=True to replace it.")
@@ -97,27 +128,13 @@ def check_run_key(dataset: fo.Dataset, run_key: str, overwrite: bool) -> None:
                 "run_key" + ("." if owner else ", or rename or delete that view."))
 
 
-@contextmanager
-def claimed(dataset: fo.Dataset, key: str, run_key: Optional[str] = None, overwrite: bool = False) -> Iterator[journal.Entry]:
-    """Hold ``key`` in the journal while computing and writing: a second writer of the same key is
-    refused at once. A run key is checked again once held (another writer may have just finished)."""
-    entry = journal.claim(dataset, key, run_key)
-    try:
-        if run_key is not None:
-            dataset.reload()
-            check_run_key(dataset, run_key, overwrite)
-        yield entry
-    finally:
-        entry.release()
-
-
 def record(view: Collection, entry: journal.Entry, config: CondensationRunConfig,
            write: Callable[[Transaction], dict]) -> RunRecord:
     """In one transaction on the claimed run key: set aside what the key held (a replaced run), let
     ``write`` make the outputs (returning the results), then save the view ``condense-<key>`` of its
     outputs and register the run on ``view``, last."""
-    dataset, run_key = view._dataset, entry.run_key
-    with Transaction(entry) as transaction:
+    dataset, run_key = view._dataset, entry.key
+    with Transaction(entry, run=True) as transaction:
         results = write(transaction)
         transaction.save_view(saved_view_name(run_key), dataset.match_tags(run_tag(run_key)))
         transaction.register(view, run_key, config,

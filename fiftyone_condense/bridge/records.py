@@ -28,7 +28,7 @@ from bson import json_util
 from fiftyone.core.runs import Run, RunConfig, RunResults
 
 from ..algorithms.errors import CondensationError
-from .journal import claim, close, dataset_document, wrote
+from .journal import Entry, close, dataset_document, wrote
 
 logger = logging.getLogger(__name__)
 PLUGIN = "fiftyone-condense"
@@ -271,17 +271,14 @@ class DeleteReport:
         return text + (f" Already gone: {'; '.join(self.missing)}." if self.missing else "")
 
 
-def delete(dataset: fo.Dataset, run_key: str) -> DeleteReport:
-    """Delete a run under a claim of its key, journalled first as a deletion: one cut short (by an
+def delete(entry: Entry) -> DeleteReport:
+    """Delete the run of the claimed key, journalled first as a deletion: one cut short (by an
     exception or a killed process) is completed by recovery (:func:`finish_deletion`)."""
-    entry = claim(dataset, run_key, run_key)
-    try:
-        entry.note(phase="deleting")
-        report = remove_run(dataset, run_key)
-        entry.close()
-        return report
-    finally:
-        entry.release()
+    require_run(entry.dataset, entry.key)
+    entry.note(phase="deleting")
+    report = remove_run(entry.dataset, entry.key)
+    entry.close()
+    return report
 
 
 def finish_deletion(dataset: fo.Dataset, entry: dict) -> list[str]:

@@ -23,7 +23,7 @@ from ..algorithms.selection import (
 from ..algorithms.selection.gram import FactoredGram, loss_gradients
 from ..algorithms.teachers import Normalizer, TeacherConfig, load_vae, vae_latents
 from . import embed as stored
-from .lifecycle import Reading, begin, claimed, record, versions
+from .lifecycle import Reading, begin, claimed_run, record, versions
 from .records import RunRecord, config_for, run_tag
 from .views import ImageSet, class_names, labels_of
 
@@ -51,8 +51,8 @@ def method_params(method: str, given: dict) -> dict:
 def run(view: Collection, method: str, ipc: int, run_key: str, label_field: str, seed: int, device: str,
         overwrite: bool, progress: Progress, params: dict, reading: Reading, small_classes: str = "error") -> RunRecord:
     """Validate, claim the key, plan in memory, then tag the picks and record the run (all-or-nothing)."""
-    begin(view, run_key, label_field, overwrite)
-    with claimed(view._dataset, run_key, run_key, overwrite) as entry:
+    begin(view, label_field)
+    with claimed_run(view._dataset, run_key, overwrite) as entry:
         plan = plan_selection(view, method, ipc, label_field, seed, device, progress, params, reading, small_classes)
 
         def write(transaction) -> dict:

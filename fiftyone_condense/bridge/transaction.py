@@ -40,23 +40,25 @@ class Held:
 
 
 class Transaction:
-    """The writes of one claimed journal entry (a run key, or a field for ``compute_embeddings``).
+    """The writes of one claimed journal entry: a run (``run``: the entry's key is the run key) or a
+    field (``compute_embeddings``).
 
-    On entering, everything the run key already holds (a replaced run's record, saved view,
+    On entering a run, everything its key already holds (a replaced run's record, saved view,
     samples, tags and media) is backed up in the journal and set aside. Each write is announced in
     the entry before it is made. On success the entry is committed, what was replaced is dropped
     and the entry closed, last; on any exception (or Ctrl-C) the writes are rolled back from the
     journal, as recovery does for a process that was killed.
     """
 
-    def __init__(self, entry: journal.Entry):
+    def __init__(self, entry: journal.Entry, run: bool = False):
         self.entry = entry
         self.dataset = entry.dataset
+        self.run_key = entry.key if run else None
         self.new_folders: list[str] = []  # made for the run's media: its deletion removes them once empty
 
     def __enter__(self) -> "Transaction":
-        if self.entry.run_key is not None:
-            self._set_aside(self.entry.run_key)
+        if self.run_key is not None:
+            self._set_aside(self.run_key)
         else:
             self.entry.note(phase="writing")
         return self
@@ -96,7 +98,7 @@ class Transaction:
         view_name = saved_view_name(run_key)
         run = (foo.get_db_conn().datasets.find_one({"_id": dataset._doc.id}, {"runs": 1}).get("runs") or {}).get(run_key)
         view = dataset._get_saved_view_doc(view_name) if dataset.has_saved_view(view_name) else None
-        self.entry.note(phase="backing up", run=run, view=view and {
+        self.entry.note(phase="backing up", run_key=run_key, run=run, view=view and {
             "view_stages": list(view.view_stages), "description": view.description, "color": view.color})
         tagged = [str(d["_id"]) for d in samples.find({"tags": run_tag(run_key)}, {"_id": 1})]
         self.entry.back_up("tagged", ({"ids": tagged[i:i + 10000]} for i in range(0, len(tagged), 10000)))

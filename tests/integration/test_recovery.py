@@ -58,7 +58,7 @@ def test_recover_undoes_a_killed_run_and_says_what_it_did(small, snapshot):
 
 
 def test_a_key_being_written_is_refused_to_others_and_left_alone_by_recovery(small):
-    entry = journal.claim(small, "busy", "busy")  # this process is writing "busy"
+    entry = journal.claim(small, "busy")  # this process is writing "busy"
     try:
         with pytest.raises(fc.CondensationError, match=f"run key 'busy' .* is being written by process {os.getpid()}"):
             fc.select(small.match_tags("train"), method="random", ipc=1, run_key="busy")
