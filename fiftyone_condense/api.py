@@ -1,10 +1,12 @@
-"""The Python SDK: documented signatures that hand over to one module per capability (:mod:`.core`).
+"""The Python SDK: documented signatures that hand over to one module per capability (:mod:`.bridge`).
 
-Every function validates everything it can before computing, claims its run key (a second
-writer of the key is refused), computes in memory, then writes to the dataset in one journalled
-transaction (:mod:`.bridge.transaction`): bad input, an exception, Ctrl-C or a killed process leave
-the dataset unchanged, the last undone by the next call on the dataset (each function begins by
-recovering it; :func:`recover` does it on demand).
+Every function that writes validates what it can before computing, claims its run key (a second
+writer of the key is refused; what killed writers left half-written on the dataset is recovered
+first, and the key is checked once, under the claim), computes in memory, then writes to the
+dataset in one journalled transaction (:mod:`.bridge.transaction`): bad input, an exception,
+Ctrl-C or a killed process leave the dataset unchanged, the last undone by the next writer of the
+dataset or by :func:`recover` on demand. Reading functions (:func:`list_runs`, :func:`load_run`,
+:func:`color_stats`) recover nothing and cost no journal query.
 Method-specific parameters are ``**params``, checked against each method's declaration
 (:func:`method_parameters`); an unknown or out-of-range one raises :class:`CondensationError`.
 
@@ -24,10 +26,8 @@ cache of decoded images bounded to ``cache_bytes`` (default ``$FIFTYONE_CONDENSE
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Optional, Union
 
 import fiftyone as fo
 
@@ -57,26 +57,9 @@ Collection = fo.core.collections.SampleCollection
 RunRecord = run_store.RunRecord
 DeleteReport = run_store.DeleteReport
 RecoveryReport = recovery.RecoveryReport
-Function = TypeVar("Function", bound=Callable)
 logger = logging.getLogger(__name__)
 default_lr_img = distillation.default_lr_img
 images_per_class = distillation.images_per_class
-
-
-def recovers(function: Function) -> Function:
-    """Before the call, undo (or finish) what a killed writer left half-written on the dataset it is
-    given (its ``view`` or ``dataset``): one indexed query when nothing was."""
-    signature = inspect.signature(function)
-
-    @functools.wraps(function)
-    def call(*args, **kwargs):
-        given = signature.bind_partial(*args, **kwargs).arguments
-        for name in ("view", "dataset"):
-            if isinstance(given.get(name), fo.core.collections.SampleCollection):
-                recovery.recover(given[name]._dataset)
-        return function(*args, **kwargs)
-
-    return call
 
 
 def default_run_key(run_key: Optional[str], method: str, ipc: int) -> str:
@@ -94,7 +77,6 @@ def method_parameters(kind: str, method: str) -> tuple[Param, ...]:
     return registry[kind][method]
 
 
-@recovers
 def compute_embeddings(
     view: Collection,
     model: Any = "convnet3",
@@ -139,7 +121,6 @@ def compute_embeddings(
     return embeddings_field
 
 
-@recovers
 def select(
     view: Collection,
     method: str = "random",
@@ -192,7 +173,6 @@ def select(
                          reading, small_classes)
 
 
-@recovers
 def distill(
     view: Collection,
     method: str = "dm",
@@ -243,7 +223,6 @@ def distill(
                             reporter(progress), params, reading, small_classes)
 
 
-@recovers
 def compensate(
     view: Optional[Collection] = None,
     run_key: Optional[str] = None,
@@ -288,7 +267,6 @@ def compensate(
     return compensation.run(view, run_key, parent, label_field, request, reporter(progress))
 
 
-@recovers
 def evaluate(
     view: Optional[Collection] = None,
     run_key: Optional[str] = None,
@@ -342,7 +320,6 @@ def evaluate(
     return evaluation.run(view, run_key, dataset, label_field, request, reporter(progress))
 
 
-@recovers
 def color_stats(view: Collection, label_field: Optional[str] = None, points: int = 64) -> dict:
     """Colour statistics of a view's images: per-channel KDE, colourfulness, unique colours.
 
@@ -352,20 +329,17 @@ def color_stats(view: Collection, label_field: Optional[str] = None, points: int
     return compensation.color_stats(view, points)
 
 
-@recovers
 def list_runs(dataset: fo.Dataset, kind: Optional[str] = None) -> list[str]:
     """Keys of the condensation runs on ``dataset``; ``kind``: ``selection``, ``compensation`` or
     ``distillation`` (the same as ``dataset.list_runs(type=fc.SelectionRun)`` and so on)."""
     return run_store.list_runs(dataset, kind)
 
 
-@recovers
 def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
     """A run's config, results (selected ids, timings, evaluations) and saved view."""
     return run_store.load_run(dataset, run_key)
 
 
-@recovers
 def rename_run(dataset: fo.Dataset, run_key: str, new_run_key: str) -> None:
     """Give a run a new key: its tag, samples' ``condense_run``, saved view and references move with it
     (what FiftyOne's ``dataset.rename_run`` does for condensation runs)."""
@@ -376,12 +350,11 @@ def rename_run(dataset: fo.Dataset, run_key: str, new_run_key: str) -> None:
         dataset.rename_run(run_key, new_run_key)
 
 
-@recovers
 def delete_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
     """Remove a run and what it made: tags, saved view, synthetic samples and their media, record.
     Selected real samples themselves are untouched. What is already gone (media files, samples or
     the saved view removed or renamed by hand) is skipped and named in the returned report (and
-    logged); a deletion cut short is completed by the next call on the dataset."""
+    logged); a deletion cut short is completed by the next writer of the dataset (or :func:`recover`)."""
     with claimed(dataset, run_key) as (entry,):
         report = run_store.delete(entry)
     if report.missing:
@@ -391,8 +364,9 @@ def delete_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
 
 def recover(dataset: fo.Dataset, force: bool = False) -> RecoveryReport:
     """Undo what runs killed half-way left on ``dataset``, or finish those that had committed, from
-    their journal entries, and say what was done (``print(fc.recover(dataset))``). Every function of
-    the SDK, operator and panel does this first by itself. A run still being written by a live
-    process is left alone; so is one written from another machine (its process cannot be checked
-    from here) unless ``force=True``."""
+    their journal entries, and say what was done (``print(fc.recover(dataset))``). Every function
+    that writes (and so every operator's execution) does this by itself when it claims its key, and
+    the panel when it loads; reads do not. A run still being written by a live process is left
+    alone; so is one written from another machine (its process cannot be checked from here) unless
+    ``force=True``."""
     return recovery.recover(dataset, force)

@@ -33,12 +33,6 @@ SMALL_CLASSES_HELP = ("A class smaller than IPC: error (the papers' balanced pro
 # --------------------------------------------------------------------------- form pieces
 
 
-def recovered(ctx) -> None:
-    """Undo (or finish) what a killed run left half-written on the dataset, before the form is built on it."""
-    if ctx.dataset is not None:
-        fc.recover(ctx.dataset)
-
-
 def image_dataset_input(ctx, inputs) -> bool:
     """Refuse video, grouped and 3D datasets in the form itself; returns whether the dataset is usable."""
     media_type = ctx.dataset.media_type if ctx.dataset is not None else None

@@ -8,8 +8,7 @@ from fiftyone_condense.algorithms.color import BACKENDS, COMBINE_MODES
 from fiftyone_condense.algorithms.color.diffusion import DEFAULT_MODEL
 
 from .common import (
-    delegation_options, execute_with_progress, image_dataset_input, reading_inputs, reading_values, recovered,
-    run_key_input,
+    delegation_options, execute_with_progress, image_dataset_input, reading_inputs, reading_values, run_key_input,
 )
 
 CURRENT_VIEW = "(current view)"
@@ -34,7 +33,6 @@ class CompensateColors(foo.Operator):
         return delegation_options((ctx.params.get("backend") or "diffusion") == "diffusion")
 
     def resolve_input(self, ctx):
-        recovered(ctx)
         inputs = types.Object()
         if not image_dataset_input(ctx, inputs):
             return types.Property(inputs)

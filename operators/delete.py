@@ -5,7 +5,7 @@ import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
 
-from .common import recovered, run_choice_input
+from .common import run_choice_input
 
 
 class DeleteCondensationRun(foo.Operator):
@@ -17,7 +17,6 @@ class DeleteCondensationRun(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        recovered(ctx)
         inputs = types.Object()
         run_key = run_choice_input(ctx, inputs, "Run to delete")
         if run_key is not None:

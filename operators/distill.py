@@ -9,7 +9,7 @@ from fiftyone_condense.apps.launch import default_processes, launch_command, run
 
 from .common import (
     declared_inputs, declared_values, execute_with_progress, image_dataset_input, ipc_input, label_field_input,
-    reading_inputs, reading_values, recovered, run_key_input, split_input, split_of,
+    reading_inputs, reading_values, run_key_input, split_input, split_of,
 )
 
 
@@ -33,7 +33,6 @@ class DistillDataset(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        recovered(ctx)
         inputs = types.Object()
         if not image_dataset_input(ctx, inputs):
             return types.Property(inputs)

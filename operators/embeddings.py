@@ -7,7 +7,7 @@ import fiftyone_condense as fc
 
 from .common import (
     declared_inputs, declared_values, execute_with_progress, image_dataset_input, label_field_input, reading_inputs,
-    reading_values, recovered, split_input, split_of,
+    reading_values, split_input, split_of,
 )
 
 # the embedding parameters the feature-based selection methods declare, minus the selection-only choice
@@ -23,7 +23,6 @@ class ComputeEmbeddings(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        recovered(ctx)
         inputs = types.Object()
         if not image_dataset_input(ctx, inputs):
             return types.Property(inputs)

@@ -6,8 +6,7 @@ import fiftyone.operators.types as types
 import fiftyone_condense as fc
 
 from .common import (
-    execute_with_progress, image_dataset_input, reading_inputs, reading_values, recovered, run_choice_input,
-    split_input,
+    execute_with_progress, image_dataset_input, reading_inputs, reading_values, run_choice_input, split_input,
 )
 
 
@@ -20,7 +19,6 @@ class EvaluateCondensed(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        recovered(ctx)
         inputs = types.Object()
         if not image_dataset_input(ctx, inputs) or run_choice_input(ctx, inputs, "Condensation run whose output to train on") is None:
             return types.Property(inputs)

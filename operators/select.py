@@ -7,7 +7,7 @@ import fiftyone_condense as fc
 
 from .common import (
     declared_inputs, declared_values, delegation_options, execute_with_progress, image_dataset_input, ipc_input,
-    label_field_input, reading_inputs, reading_values, recovered, run_key_input, split_input, split_of,
+    label_field_input, reading_inputs, reading_values, run_key_input, split_input, split_of,
 )
 
 LONG_METHODS = ("dc3", "autopalette_init")  # these train networks or run a VAE: better delegated
@@ -26,7 +26,6 @@ class SelectCoreset(foo.Operator):
         return delegation_options(ctx.params.get("method") in LONG_METHODS)
 
     def resolve_input(self, ctx):
-        recovered(ctx)
         inputs = types.Object()
         if not image_dataset_input(ctx, inputs):
             return types.Property(inputs)

@@ -42,10 +42,11 @@ write-ahead journal (`fiftyone_condense/bridge/journal.py`): a document in the c
 (the database's unique index decides between two writers); it names its writer (pid, host, boot,
 process start time) and, before each write, what the write will create: media paths, fields,
 backups of what the run replaces (its samples, tags, previous field values), the replaced record.
-The next call of the plugin on the dataset (any SDK function, operator form or the panel's load;
-`fc.recover(dataset)` on demand) rolls back an entry whose writer is gone, or completes it once it
-had committed; the entry is deleted last. Every step of a recovery looks at what is there, so one
-that is itself killed is simply done again by the next call. `fc.delete_run` and FiftyOne's own
+The next writer of the dataset (any SDK function or operator that writes, as it claims its key),
+the panel as it loads, or `fc.recover(dataset)` on demand rolls back an entry whose writer is gone,
+or completes it once it had committed; the entry is deleted last. Reads and forms do not recover.
+Every step of a recovery looks at what is there, so one that is itself killed is simply done again
+by the next recovery. `fc.delete_run` and FiftyOne's own
 `dataset.delete_run` remove what is there of a run and report what was already gone; video,
 grouped, point-cloud and 3D datasets are refused before anything is written.
 """
@@ -94,8 +95,8 @@ def render(rows: dict[str, list[dict]], summary: str) -> str:
         "",
         "A child process makes the call on a small dataset (3 classes × 8 train + 4 test PNGs; 2 samples and "
         "media files per write step) and stops itself right after its N-th durable write "
-        "(`FIFTYONE_CONDENSE_PAUSE_AFTER_WRITES=N`); the test kills it with SIGKILL there, makes the next "
-        "plugin call (`fc.list_runs`) and compares the snapshot with the one before the call and with the "
+        "(`FIFTYONE_CONDENSE_PAUSE_AFTER_WRITES=N`); the test kills it with SIGKILL there, recovers the "
+        "dataset (`fc.recover`, as the next writer would) and compares the snapshot with the one before the call and with the "
         "finished call's (new samples' ids, creation times and durations aside), and checks that no "
         "journal entry is left. N takes every value from the claim of the key (1) to the closing of the "
         "entry. `distill`: DM, 2 images per class, new samples and media. `compensate`: a classical "

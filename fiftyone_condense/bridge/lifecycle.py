@@ -1,5 +1,5 @@
-"""The run life-cycle every capability shares: validate first, claim the key (checked once, under the
-claim), then write all-or-nothing and record."""
+"""The run life-cycle every capability shares: validate first, claim the key (recovering the dataset
+first; the key is checked once, under the claim), then write all-or-nothing and record."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import fiftyone.core.utils as fou
 from ..algorithms.errors import CondensationError
 from ..algorithms.loader import WHITE, ImageFormat, LazyImages, release_free_memory
 from ..algorithms.progress import Progress, ProgressFn, silent
-from . import journal
+from . import journal, recovery
 from .records import CondensationRunConfig, RunRecord, list_runs, load_run, run_tag, saved_view_name
 from .transaction import Transaction
 from .views import ImageSet, check_label_field, image_format, load_images, require_samples
@@ -74,7 +74,10 @@ def begin(view: Collection, label_field: str) -> None:
 @contextmanager
 def claimed(dataset: fo.Dataset, *keys: str) -> Iterator[list[journal.Entry]]:
     """Hold ``keys`` in the journal while computing and writing (a second writer of one is refused at
-    once). The dataset is reloaded once held, so what is checked under the claim is current."""
+    once), after recovering what killed writers left half-written on the dataset: the plugin
+    recovers where it writes (one indexed query when nothing was left). The dataset is reloaded
+    once held, so what is checked under the claim is current."""
+    recovery.recover(dataset)
     with ExitStack() as held:
         # a key given twice (a run renamed to its own key) is held once
         entries = [held.enter_context(journal.claim(dataset, key)) for key in dict.fromkeys(keys)]

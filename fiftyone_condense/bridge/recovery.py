@@ -1,9 +1,10 @@
 """Recovery from the journal: undo a run whose writer is gone, or finish one that had committed.
 
 Every step reads what the journal entry recorded (never the writer's memory) and is safe to repeat,
-so a recovery that is itself interrupted is simply run again by the next call. Undoing and
-finishing are the transaction's own :func:`.transaction.roll_back` and :func:`.transaction.finish`;
-a deletion cut short is completed by :func:`.records.finish_deletion`.
+so a recovery that is itself interrupted is simply run again: by the next writer of the dataset
+(each claims its key through :func:`.lifecycle.claimed`, which recovers first) or by
+``fc.recover``. Undoing and finishing are the transaction's own :func:`.transaction.roll_back` and
+:func:`.transaction.finish`; a deletion cut short is completed by :func:`.records.finish_deletion`.
 """
 
 from __future__ import annotations
