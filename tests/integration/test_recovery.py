@@ -6,7 +6,8 @@ write and killed with SIGKILL. Recovery undoes it only when its writer is really
 this machine that no longer runs (a later process that reuses its pid is told apart by its start
 time), or one that gave it up; a live writer's run and one written from another machine are left
 alone (the latter unless ``force``). It runs where the plugin writes (a writer claiming its key, the
-panel loading, ``fc.recover``), not where it reads. Deleting removes what there is and names what was missing.
+panel loading, ``fc.recover``), not where it reads: a read makes at most one journal query, a form
+none. Deleting removes what there is and names what was missing.
 """
 
 from __future__ import annotations
@@ -51,6 +52,34 @@ def panel_event(dataset: fo.Dataset, method: str, **state) -> None:
     result = foo.execute_operator(PANEL, ctx={"dataset": dataset, "params": {
         "__method__": method, "panel_id": "p1", "panel_state": state}})
     assert result.error is None, result.error
+
+
+@pytest.fixture
+def journal_queries(monkeypatch) -> list[str]:
+    """The operations made on the journal collection from now on (find, insert_one, ...), by name."""
+    made, collection = [], journal.journal_collection
+
+    class Counted:
+        def __init__(self, wrapped):
+            self.wrapped = wrapped
+
+        def __getattr__(self, name):
+            attribute = getattr(self.wrapped, name)
+            if not callable(attribute):
+                return attribute
+
+            def counted(*args, **kwargs):
+                made.append(name)
+                return attribute(*args, **kwargs)
+
+            return counted
+
+    monkeypatch.setattr(journal, "journal_collection", lambda: Counted(collection()))
+    return made
+
+
+OPERATORS = ("compute_embeddings", "select_coreset", "compensate_colors", "distill_dataset", "evaluate_condensed",
+             "delete_condensation_run")
 
 
 def test_recover_undoes_a_killed_run_and_says_what_it_did(small, snapshot):
@@ -136,6 +165,23 @@ def test_the_panel_recovers_when_it_loads_and_the_forms_do_not(small, snapshot, 
     assert journal.entries(small)
     panel_event(small, "on_load")
     assert snapshot(small) == before and not journal.entries(small)
+
+
+def test_reads_make_at_most_one_journal_query_and_forms_none(small, form, journal_queries):
+    fc.select(small.match_tags("train"), method="random", ipc=1, run_key="picked")
+    reads = {"list_runs": lambda: fc.list_runs(small), "load_run": lambda: fc.load_run(small, "picked"),
+             "panel refresh": lambda: panel_event(small, "on_refresh", selected="picked")}
+    for read, call in reads.items():
+        journal_queries.clear()
+        call()
+        assert len(journal_queries) <= 1, (read, journal_queries)
+    journal_queries.clear()
+    panel_event(small, "on_load")
+    assert journal_queries == ["find"]  # its recovery: one indexed query when there is nothing to recover
+    for operator in OPERATORS:
+        journal_queries.clear()
+        form(operator, small)
+        assert journal_queries == [], (operator, journal_queries)
 
 
 # --------------------------------------------------------------------------- deleting what is partly gone
