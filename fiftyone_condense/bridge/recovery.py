@@ -87,7 +87,7 @@ def _still_writing(entry: dict, force: bool) -> Optional[str]:
 
 
 def _recovered(dataset: fo.Dataset, entry: dict) -> Recovered:
-    """Finish a committed entry, roll back any other (then close it)."""
+    """Finish a committed run or a deletion, roll back any other entry (then close it)."""
     writer = Writer.of(entry["writer"])
     why = ("given up by its writer" if entry.get("abandoned") else
            f"{writer} is gone" if writer.here() else f"{writer}, recovery forced")
