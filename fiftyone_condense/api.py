@@ -47,8 +47,9 @@ from .bridge import evaluate as evaluation
 from .bridge import records as run_store
 from .bridge import recovery
 from .bridge import select as selection
-from .bridge.lifecycle import claimed, reporter
-from .bridge.records import check_run_key  # noqa: F401  (the forms check run keys as the SDK does)
+from .bridge.lifecycle import (  # noqa: F401  (check_run_key: the forms check run keys as the SDK does)
+    check_run_key, check_run_key_free, check_run_key_name, claimed, reporter,
+)
 from .bridge.views import (  # noqa: F401  (classification_fields: the forms' label field choices)
     DEFAULT_EMBEDDINGS_FIELD, DEFAULT_EVAL_SPLIT, DEFAULT_LABEL_FIELD, DEFAULT_SOURCE_SPLIT, Reading,
     classification_fields,
@@ -342,9 +343,10 @@ def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
 def rename_run(dataset: fo.Dataset, run_key: str, new_run_key: str) -> None:
     """Give a run a new key: its tag, samples' ``condense_run``, saved view and references move with it
     (what FiftyOne's ``dataset.rename_run`` does for condensation runs)."""
-    run_store.require_run(dataset, run_key)
-    run_store.check_run_key(dataset, new_run_key, overwrite=False)
-    with claimed(dataset, run_key), claimed(dataset, new_run_key):  # no other writer of either key meanwhile
+    check_run_key_name(new_run_key)  # before it names a journal entry
+    with claimed(dataset, run_key, new_run_key):  # no other writer of either key meanwhile
+        run_store.require_run(dataset, run_key)
+        check_run_key_free(dataset, new_run_key, overwrite=False)
         dataset.rename_run(run_key, new_run_key)
 
 
@@ -352,9 +354,9 @@ def delete_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
     """Remove a run and what it made: tags, saved view, synthetic samples and their media, record.
     Selected real samples themselves are untouched. What is already gone (media files, samples or
     the saved view removed or renamed by hand) is skipped and named in the returned report (and
-    logged); a deletion cut short is completed by the next call on the dataset."""
-    run_store.require_run(dataset, run_key)
-    report = recovery.delete(dataset, run_key)
+    logged); a deletion cut short is completed by the next writer of the dataset (or :func:`recover`)."""
+    with claimed(dataset, run_key) as (entry,):
+        report = run_store.delete(entry)
     if report.missing:
         logger.warning("%s", report)
     return report
@@ -362,8 +364,9 @@ def delete_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
 
 def recover(dataset: fo.Dataset, force: bool = False) -> RecoveryReport:
     """Undo what runs killed half-way left on ``dataset``, or finish those that had committed, from
-    their journal entries, and say what was done (``print(fc.recover(dataset))``). Every writing
-    function does this when it claims its key, and the panel when it loads. A run still being written by a live
-    process is left alone; so is one written from another machine (its process cannot be checked
-    from here) unless ``force=True``."""
+    their journal entries, and say what was done (``print(fc.recover(dataset))``). Every function
+    that writes (and so every operator's execution) does this by itself when it claims its key, and
+    the panel when it loads; reads do not. A run still being written by a live process is left
+    alone; so is one written from another machine (its process cannot be checked from here) unless
+    ``force=True``."""
     return recovery.recover(dataset, force)

@@ -81,8 +81,8 @@ def render(rows: dict[str, list[dict]], summary: str) -> str:
         "",
         "A child process makes the call on a small dataset (3 classes × 8 train + 4 test PNGs; 2 samples and "
         "media files per write step) and stops itself right after its N-th durable write "
-        "(`FIFTYONE_CONDENSE_PAUSE_AFTER_WRITES=N`); the test kills it with SIGKILL there, makes the next "
-        "plugin call (`fc.list_runs`) and compares the snapshot with the one before the call and with the "
+        "(`FIFTYONE_CONDENSE_PAUSE_AFTER_WRITES=N`); the test kills it with SIGKILL there, recovers the "
+        "dataset (`fc.recover`, as the next writer would) and compares the snapshot with the one before the call and with the "
         "finished call's (new samples' ids, creation times and durations aside), and checks that no "
         "journal entry is left. N takes every value from the claim of the key (1) to the closing of the "
         "entry. `distill`: DM, 2 images per class, new samples and media. `compensate`: a classical "

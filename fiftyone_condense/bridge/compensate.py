@@ -20,7 +20,7 @@ from ..algorithms.images import as_rgb, resized
 from ..algorithms.loader import ImageFiles, ImageFormat, LazyImages
 from ..algorithms.progress import Progress
 from . import records as run_store
-from .lifecycle import begin, claimed, record, versions
+from .lifecycle import begin, claimed_run, record, versions
 from .views import DEFAULT_LABEL_FIELD, Reading, media_dir_beside, require_samples, write_pngs
 
 Collection = fo.core.collections.SampleCollection
@@ -63,12 +63,12 @@ def run(view: Optional[Collection], request: Request, progress: Progress) -> run
     if parent is not None and parent in run_store.list_runs(dataset):
         label_field = label_field or run_store.run_config(dataset, parent).get("label_field")
     label_field = label_field or DEFAULT_LABEL_FIELD
-    begin(view, run_key, label_field, request.overwrite)
+    begin(view, label_field)
     if request.backend not in BACKENDS:
         raise CondensationError(f"Unknown backend {request.backend!r}; choose one of {BACKENDS}")
     if request.combine_mode not in COMBINE_MODES:
         raise CondensationError(f"Unknown combine_mode {request.combine_mode!r}; choose one of {COMBINE_MODES}")
-    with claimed(dataset, run_key, run_key, request.overwrite) as entry:
+    with claimed_run(dataset, run_key, request.overwrite) as entry:
         reading = output_reading(dataset, view, parent, request.reading)
         started = time.perf_counter()
         source = reading.load(view, label_field, None, progress.stage("loading images", 0.0, 0.05))

@@ -29,7 +29,7 @@ from ..algorithms.progress import Progress
 from ..algorithms.selection import METHODS, class_budgets, small_class_report
 from . import records as run_store
 from . import select as selection
-from .lifecycle import begin, claimed, record, versions
+from .lifecycle import begin, claimed_run, record, versions
 from .views import ImageSet, Reading, class_names, labels_of, media_dir_beside, write_pngs
 
 Collection = fo.core.collections.SampleCollection
@@ -80,13 +80,13 @@ def run(view: Collection, request: Request, progress: Progress) -> run_store.Run
     given, reading, small_classes = request.params, request.reading, request.small_classes
     dataset = view._dataset
     init = init or ("autopalette_init" if method == "autopalette" else "random")
-    begin(view, run_key, label_field, overwrite)
+    begin(view, label_field)
     params = method_params(method, ipc, given)
     settings = settings_of(method, params)
     per_class = images_per_class(ipc, method, params.get("budget", "paper"), settings.num_colors)
     classes = class_names(view, label_field)
     budgets = check_budget(view, label_field, classes, ipc, per_class, init, params, small_classes)
-    with claimed(dataset, run_key, run_key, overwrite) as entry:
+    with claimed_run(dataset, run_key, overwrite) as entry:
         reading = reading.fixed(view)
         started = time.perf_counter()
         source = reading.load(view, label_field, classes, progress.stage("checking real images", 0.0, 0.05))

@@ -91,12 +91,13 @@ def run(view: Collection, request: Request, progress: Progress) -> str:
     """Validate, compute (or reuse) the view's embeddings, then write the field in one transaction."""
     require_samples(view)
     check_label_field(view, request.label_field)
-    embeddings = embeddings_for(
-        view, request.field, request.label_field, class_names(view, request.label_field), request.model,
-        request.weights, request.teacher_epochs, resolve_device(request.device), request.seed, progress,
-        request.reading, train_view=request.train_view, overwrite=request.overwrite, strict=True)
-    with claimed(view._dataset, f"field:{request.field}") as entry, Transaction(entry) as transaction:
-        write(transaction, view, request.field, embeddings)
+    with claimed(view._dataset, f"field:{request.field}") as (entry,):  # the field is checked under the claim
+        embeddings = embeddings_for(
+            view, request.field, request.label_field, class_names(view, request.label_field), request.model,
+            request.weights, request.teacher_epochs, resolve_device(request.device), request.seed, progress,
+            request.reading, train_view=request.train_view, overwrite=request.overwrite, strict=True)
+        with Transaction(entry) as transaction:
+            write(transaction, view, request.field, embeddings)
     progress.stage("done", 0.95, 1.0)(1.0)
     return request.field
 

@@ -97,7 +97,6 @@ def run(view: Optional[Collection], request: Request, progress: Progress) -> dic
     output = evaluator.with_references() if request.references else evaluator.alone()
     if run_key is not None:
         with claimed(dataset, run_key):  # not while another process rewrites or deletes the run
-            dataset.reload()
             record = run_store.load_run(dataset, run_key)
             evaluations = {**(record.results.get("evaluation") or {}), request.protocol: output}
             run_store.save_results(dataset, run_key, {**record.results, "evaluation": evaluations})

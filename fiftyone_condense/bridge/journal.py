@@ -7,11 +7,12 @@ exactly one gets it (the database's unique index decides, not a read-then-write 
 entry names its writer (pid, host, boot and the process's start time, so a reused pid is told
 apart) and, as the run goes on, everything needed to find its writes and undo them: the phase
 (``claimed`` → ``backing up`` → ``writing`` → ``committed`` → ``closed``; ``deleting`` for a
-deletion), the media paths about to be written, the folders made, the files set aside, the fields
-created or overwritten, and the replaced run's record. What a run replaces is copied first to
-``condense_journal_backups`` (samples, tagged ids, previous field values). :mod:`.recovery` reads
-entries whose writer is gone and rolls them back, or forward once committed; the entry is deleted
-last.
+deletion), the run key once a run sets aside what its key held, the media paths about to be
+written, the folders made, the files set aside, the fields created or overwritten, and the replaced
+run's record. What a run replaces is copied first to
+``condense_journal_backups`` (samples, tagged ids, previous field values). The writes go through
+:mod:`.transaction`; :mod:`.recovery` reads entries whose writer is gone and rolls them back, or
+forward once committed; the entry is deleted last.
 
 ``FIFTYONE_CONDENSE_PAUSE_AFTER_WRITES=N`` stops the process (SIGSTOP) right after its N-th durable
 write, so a crash test can kill it with SIGKILL at exactly that point.
@@ -26,7 +27,7 @@ import socket
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator
 
 import fiftyone as fo
 import fiftyone.core.odm as foo
@@ -135,10 +136,17 @@ def backups(entry_id: ObjectId, kind: str) -> Iterable[dict]:
 
 
 class Entry:
-    """This process's handle on the journal entry of a key it claimed."""
+    """This process's handle on the journal entry of a key it claimed; as a context manager, the
+    claim is released on leaving (:meth:`release`)."""
 
-    def __init__(self, dataset: fo.Dataset, key: str, run_key: Optional[str], entry_id: ObjectId):
-        self.dataset, self.key, self.run_key, self.id = dataset, key, run_key, entry_id
+    def __init__(self, dataset: fo.Dataset, key: str, entry_id: ObjectId):
+        self.dataset, self.key, self.id = dataset, key, entry_id
+
+    def __enter__(self) -> "Entry":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.release()
 
     def note(self, **values: Any) -> None:
         """Record values on the entry (durably, before the write they announce)."""
@@ -188,10 +196,10 @@ def close(entry_id: ObjectId) -> None:
     wrote()
 
 
-def claim(dataset: fo.Dataset, key: str, run_key: Optional[str] = None) -> Entry:
+def claim(dataset: fo.Dataset, key: str) -> Entry:
     """Claim ``key`` on the dataset for this process, atomically: a second claim of a key whose
     entry is open raises a CondensationError naming its writer."""
-    document = {"dataset_id": dataset._doc.id, "dataset": dataset.name, "key": key, "run_key": run_key,
+    document = {"dataset_id": dataset._doc.id, "dataset": dataset.name, "key": key,
                 "phase": "claimed", "writer": asdict(Writer.current()),
                 "since": datetime.datetime.now(datetime.timezone.utc)}
     try:
@@ -199,14 +207,14 @@ def claim(dataset: fo.Dataset, key: str, run_key: Optional[str] = None) -> Entry
     except DuplicateKeyError:
         raise CondensationError(busy_message(dataset, key)) from None
     wrote()
-    return Entry(dataset, key, run_key, entry_id)
+    return Entry(dataset, key, entry_id)
 
 
 def busy_message(dataset: fo.Dataset, key: str) -> str:
     holder = journal_collection().find_one({"dataset_id": dataset._doc.id, "key": key}) or {}
     writer = Writer.of(holder["writer"]) if "writer" in holder else None
     since = holder.get("since")
-    what = f"run key {key!r}" if holder.get("run_key") == key else repr(key)
+    what = repr(key) if ":" in key else f"run key {key!r}"  # the other keys name a field or the dataset's document
     return (f"The {what} of dataset {dataset.name!r} is being written by {writer or 'another process'}"
             f"{f' since {since:%Y-%m-%d %H:%M:%S} UTC' if since else ''}; wait for it to finish or choose another "
             "run_key (if that process is gone, fc.recover(dataset) undoes what it left).")

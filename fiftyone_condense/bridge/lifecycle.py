@@ -1,40 +1,91 @@
-"""The run life-cycle every capability shares: validate first, then write all-or-nothing and record."""
+"""The run life-cycle every capability shares: validate first, claim the key (recovering the dataset
+first; the key is checked once, under the claim), then write all-or-nothing and record."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import re
+from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator, Optional
 
 import fiftyone as fo
+import fiftyone.core.utils as fou
 
+from ..algorithms.errors import CondensationError
 from ..algorithms.progress import Progress, ProgressFn
-from . import journal
-from .records import CondensationRunConfig, RunRecord, check_run_key, load_run, run_tag, saved_view_name
+from . import journal, recovery
+from .records import CondensationRunConfig, RunRecord, list_runs, load_run, run_tag, saved_view_name
 from .transaction import Transaction
 from .views import check_label_field, require_samples
 
 Collection = fo.core.collections.SampleCollection
+MAX_RUN_KEY_LENGTH = 100  # a key names a folder of media and a checkpoint folder: well within a file name's 255 bytes
+_RUN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def begin(view: Collection, run_key: str, label_field: str, overwrite: bool) -> None:
-    """Everything checkable before any work: an image view with samples, its labels, a free run key."""
+def begin(view: Collection, label_field: str) -> None:
+    """Everything checkable before any work and any claim: an image view with samples, its labels."""
     require_samples(view)
     check_label_field(view, label_field)
-    check_run_key(view._dataset, run_key, overwrite)
 
 
 @contextmanager
-def claimed(dataset: fo.Dataset, key: str, run_key: Optional[str] = None, overwrite: bool = False) -> Iterator[journal.Entry]:
-    """Hold ``key`` in the journal while computing and writing: a second writer of the same key is
-    refused at once. A run key is checked again once held (another writer may have just finished)."""
-    entry = journal.claim(dataset, key, run_key)
-    try:
-        if run_key is not None:
-            dataset.reload()
-            check_run_key(dataset, run_key, overwrite)
+def claimed(dataset: fo.Dataset, *keys: str) -> Iterator[list[journal.Entry]]:
+    """Hold ``keys`` in the journal while computing and writing (a second writer of one is refused at
+    once), after recovering what killed writers left half-written on the dataset: the plugin
+    recovers where it writes (one indexed query when nothing was left). The dataset is reloaded
+    once held, so what is checked under the claim is current."""
+    recovery.recover(dataset)
+    with ExitStack() as held:
+        # a key given twice (a run renamed to its own key) is held once
+        entries = [held.enter_context(journal.claim(dataset, key)) for key in dict.fromkeys(keys)]
+        dataset.reload()
+        yield entries
+
+
+@contextmanager
+def claimed_run(dataset: fo.Dataset, run_key: str, overwrite: bool) -> Iterator[journal.Entry]:
+    """Claim ``run_key`` for a run about to be written under it; the key is checked once, under the
+    claim (no other writer can take or free it meanwhile)."""
+    check_run_key_name(run_key)  # before it names a journal entry
+    with claimed(dataset, run_key) as (entry,):
+        check_run_key_free(dataset, run_key, overwrite)
         yield entry
-    finally:
-        entry.release()
+
+
+def check_run_key(dataset: fo.Dataset, run_key: str, overwrite: bool) -> None:
+    """A valid key that is free to write (what the operators' forms check as the user types)."""
+    check_run_key_name(run_key)
+    check_run_key_free(dataset, run_key, overwrite)
+
+
+def check_run_key_name(run_key: str) -> None:
+    """Keys are ASCII Python identifiers of at most 100 characters (a key names a FiftyOne run, a
+    tag, a media folder and the saved view ``condense-<key>``)."""
+    if not isinstance(run_key, str) or not _RUN_KEY.fullmatch(run_key) or len(run_key) > MAX_RUN_KEY_LENGTH:
+        raise CondensationError(
+            f"Invalid run_key {run_key!r}: use letters, digits and underscores (ASCII, at most {MAX_RUN_KEY_LENGTH} "
+            "characters), not starting with a digit, e.g. 'herding_ipc10'.")
+
+
+def check_run_key_free(dataset: fo.Dataset, run_key: str, overwrite: bool) -> None:
+    """An existing key needs ``overwrite=True`` (and must be this plugin's run), and the key's saved
+    view must not clash with another saved view (FiftyOne refuses two views whose URL slugs agree:
+    keys that differ only in case or underscores). A writer checks it under the key's claim."""
+    existing = dataset.list_runs()
+    if run_key in existing and not overwrite:
+        raise CondensationError(f"A run with key {run_key!r} already exists; pass overwrite=True to replace it.")
+    if run_key in existing and run_key not in list_runs(dataset):
+        raise CondensationError(f"Run key {run_key!r} belongs to another plugin's run; choose another key.")
+    name = saved_view_name(run_key)
+    slug = fou.to_slug(name)
+    for view in dataset._doc.get_saved_views():
+        if (view.name == name or view.slug == slug) and not (view.name == name and run_key in existing):
+            owner = next((key for key in list_runs(dataset) if saved_view_name(key) == view.name), None)
+            whose = f"the saved view {view.name!r} of run {owner!r}" if owner else f"your saved view {view.name!r}"
+            raise CondensationError(
+                f"Run key {run_key!r} would save its output as the view {name!r}, which clashes with {whose} "
+                f"(FiftyOne tells views apart by their slug, {slug!r}, which ignores case and '_'/'-'); choose another "
+                "run_key" + ("." if owner else ", or rename or delete that view."))
 
 
 def record(view: Collection, entry: journal.Entry, config: CondensationRunConfig,
@@ -42,8 +93,8 @@ def record(view: Collection, entry: journal.Entry, config: CondensationRunConfig
     """In one transaction on the claimed run key: set aside what the key held (a replaced run), let
     ``write`` make the outputs (returning the results), then save the view ``condense-<key>`` of its
     outputs and register the run on ``view``, last."""
-    dataset, run_key = view._dataset, entry.run_key
-    with Transaction(entry) as transaction:
+    dataset, run_key = view._dataset, entry.key
+    with Transaction(entry, run=True) as transaction:
         results = write(transaction)
         transaction.save_view(saved_view_name(run_key), dataset.match_tags(run_tag(run_key)))
         transaction.register(view, run_key, config,

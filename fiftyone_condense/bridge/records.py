@@ -7,7 +7,9 @@ disk. Each kind has its own config class (:class:`SelectionRunConfig`,
 :class:`CompensationRunConfig`, :class:`DistillationRunConfig`) paired by FiftyOne's naming
 rule with a run class whose :meth:`~CondensationRun.cleanup`, :meth:`~CondensationRun.rename`
 and :meth:`~CondensationRun.get_fields` keep FiftyOne's own ``dataset.delete_run()``,
-``delete_runs()`` and ``rename_run()`` consistent with :func:`fiftyone_condense.delete_run`.
+``delete_runs()`` and ``rename_run()`` consistent with :func:`fiftyone_condense.delete_run`, which
+is :func:`delete`: the same removal, journalled under the key's claim so that one cut short is
+completed by recovery.
 """
 
 from __future__ import annotations
@@ -15,20 +17,18 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import fiftyone as fo
 import fiftyone.core.odm as foo
-import fiftyone.core.utils as fou
 import gridfs
 from bson import json_util
 from fiftyone.core.runs import Run, RunConfig, RunResults
 
 from ..algorithms.errors import CondensationError
-from .journal import dataset_document, wrote
+from .journal import Entry, close, dataset_document, wrote
 
 logger = logging.getLogger(__name__)
 PLUGIN = "fiftyone-condense"
@@ -186,36 +186,6 @@ def list_runs(dataset: fo.Dataset, kind: Optional[str] = None) -> list[str]:
     return sorted(dataset.list_runs(type=RUN_CLASSES[kind]))
 
 
-MAX_RUN_KEY_LENGTH = 100  # a key names a folder of media and a checkpoint folder: well within a file name's 255 bytes
-_RUN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def check_run_key(dataset: fo.Dataset, run_key: str, overwrite: bool) -> None:
-    """Keys are ASCII Python identifiers of at most 100 characters (a key names a FiftyOne run, a
-    tag, a media folder and the saved view ``condense-<key>``), an existing key needs
-    ``overwrite=True``, and the key's saved view must not clash with another saved view (FiftyOne
-    refuses two views whose URL slugs agree: keys that differ only in case or underscores)."""
-    if not isinstance(run_key, str) or not _RUN_KEY.fullmatch(run_key) or len(run_key) > MAX_RUN_KEY_LENGTH:
-        raise CondensationError(
-            f"Invalid run_key {run_key!r}: use letters, digits and underscores (ASCII, at most {MAX_RUN_KEY_LENGTH} "
-            "characters), not starting with a digit, e.g. 'herding_ipc10'.")
-    existing = dataset.list_runs()
-    if run_key in existing and not overwrite:
-        raise CondensationError(f"A run with key {run_key!r} already exists; pass overwrite=True to replace it.")
-    if run_key in existing and run_key not in list_runs(dataset):
-        raise CondensationError(f"Run key {run_key!r} belongs to another plugin's run; choose another key.")
-    name = saved_view_name(run_key)
-    slug = fou.to_slug(name)
-    for view in dataset._doc.get_saved_views():
-        if (view.name == name or view.slug == slug) and not (view.name == name and run_key in existing):
-            owner = next((key for key in list_runs(dataset) if saved_view_name(key) == view.name), None)
-            whose = f"the saved view {view.name!r} of run {owner!r}" if owner else f"your saved view {view.name!r}"
-            raise CondensationError(
-                f"Run key {run_key!r} would save its output as the view {name!r}, which clashes with {whose} "
-                f"(FiftyOne tells views apart by their slug, {slug!r}, which ignores case and '_'/'-'); choose another "
-                "run_key" + ("." if owner else ", or rename or delete that view."))
-
-
 def require_run(dataset: fo.Dataset, run_key: str) -> None:
     if run_key not in list_runs(dataset):
         raise CondensationError(f"No condensation run {run_key!r}. Runs: {list_runs(dataset) or 'none'}.")
@@ -301,6 +271,24 @@ class DeleteReport:
         return text + (f" Already gone: {'; '.join(self.missing)}." if self.missing else "")
 
 
+def delete(entry: Entry) -> DeleteReport:
+    """Delete the run of the claimed key, journalled first as a deletion: one cut short (by an
+    exception or a killed process) is completed by recovery (:func:`finish_deletion`)."""
+    require_run(entry.dataset, entry.key)
+    entry.note(phase="deleting")
+    report = remove_run(entry.dataset, entry.key)
+    entry.close()
+    return report
+
+
+def finish_deletion(dataset: fo.Dataset, entry: dict) -> list[str]:
+    """Complete a deletion cut short (what is left of the run is removed), then close its entry."""
+    dataset.reload()  # another process wrote it
+    report = remove_run(dataset, entry["key"])
+    close(entry["_id"])
+    return [str(report)]
+
+
 def remove_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
     """Remove a run's outputs, then its record: whatever of them is there (idempotent)."""
     report = remove_outputs(dataset, run_key)
@@ -312,6 +300,19 @@ def remove_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:
     else:
         report.missing.append("the run record")
     return report
+
+
+def delete_run_documents(query: dict) -> int:
+    """Delete this plugin's run documents matching ``query`` and their stored results (a replaced or
+    undone run's record, which the dataset no longer lists)."""
+    db = foo.get_db_conn()
+    files = gridfs.GridFS(db)
+    documents = list(db.runs.find({**query, "config.plugin": PLUGIN}, {"results": 1}))
+    for document in documents:
+        if document.get("results"):
+            files.delete(document["results"])
+        db.runs.delete_one({"_id": document["_id"]})
+    return len(documents)
 
 
 def remove_outputs(dataset: fo.Dataset, run_key: str) -> DeleteReport:

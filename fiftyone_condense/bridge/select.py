@@ -23,7 +23,7 @@ from ..algorithms.selection import (
 from ..algorithms.selection.gram import FactoredGram, loss_gradients
 from ..algorithms.teachers import Normalizer, TeacherConfig, load_vae, vae_latents
 from . import embed as stored
-from .lifecycle import begin, claimed, record, versions
+from .lifecycle import begin, claimed_run, record, versions
 from .records import RunRecord, config_for, run_tag
 from .views import ImageSet, Reading, class_names, labels_of
 
@@ -66,8 +66,8 @@ class Request:
 
 def run(view: Collection, request: Request, progress: Progress) -> RunRecord:
     """Validate, claim the key, plan in memory, then tag the picks and record the run (all-or-nothing)."""
-    begin(view, request.run_key, request.label_field, request.overwrite)
-    with claimed(view._dataset, request.run_key, request.run_key, request.overwrite) as entry:
+    begin(view, request.label_field)
+    with claimed_run(view._dataset, request.run_key, request.overwrite) as entry:
         plan = plan_selection(view, request, progress)
 
         def write(transaction) -> dict:

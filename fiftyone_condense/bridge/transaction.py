@@ -1,5 +1,8 @@
-"""All-or-nothing writes: :class:`Transaction` journals each write of a run before making it, so an
-exception, a Ctrl-C or a killed process is undone from the journal (:mod:`.recovery`)."""
+"""All-or-nothing writes: :class:`Transaction` journals each write of a run before making it, then
+finishes it once committed (:func:`finish`) or undoes it (:func:`roll_back`) from the journal. The
+two read only what the journal entry recorded and are safe to repeat, so :mod:`.recovery` runs the
+same ones for a process that was killed.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,13 @@ from typing import Any, Callable, Iterator, Optional
 
 import fiftyone as fo
 import fiftyone.core.odm as foo
-from bson import ObjectId
+from bson import ObjectId, json_util
+from pymongo import UpdateOne
 
-from . import journal, recovery
+from . import journal
 from .records import (
-    RUN_FIELD, SOURCES_FIELD, SYNTHETIC_TAG, CondensationRunConfig, run_tag, save_results, saved_view_name,
+    RUN_FIELD, SOURCES_FIELD, SYNTHETIC_TAG, CondensationRunConfig, delete_run_documents, remove_empty_folders,
+    remove_files, run_tag, save_results, saved_view_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -35,23 +40,25 @@ class Held:
 
 
 class Transaction:
-    """The writes of one claimed journal entry (a run key, or a field for ``compute_embeddings``).
+    """The writes of one claimed journal entry: a run (``run``: the entry's key is the run key) or a
+    field (``compute_embeddings``).
 
-    On entering, everything the run key already holds (a replaced run's record, saved view,
+    On entering a run, everything its key already holds (a replaced run's record, saved view,
     samples, tags and media) is backed up in the journal and set aside. Each write is announced in
     the entry before it is made. On success the entry is committed, what was replaced is dropped
     and the entry closed, last; on any exception (or Ctrl-C) the writes are rolled back from the
     journal, as recovery does for a process that was killed.
     """
 
-    def __init__(self, entry: journal.Entry):
+    def __init__(self, entry: journal.Entry, run: bool = False):
         self.entry = entry
         self.dataset = entry.dataset
+        self.run_key = entry.key if run else None
         self.new_folders: list[str] = []  # made for the run's media: its deletion removes them once empty
 
     def __enter__(self) -> "Transaction":
-        if self.entry.run_key is not None:
-            self._set_aside(self.entry.run_key)
+        if self.run_key is not None:
+            self._set_aside(self.run_key)
         else:
             self.entry.note(phase="writing")
         return self
@@ -59,8 +66,8 @@ class Transaction:
     def __exit__(self, kind, error, traceback) -> bool:
         if kind is None:
             self.entry.note(phase="committed")
-            self._settle(recovery.finish, "finishing")
-        elif self._settle(recovery.roll_back, "undoing"):
+            self._settle(finish, "finishing")
+        elif self._settle(roll_back, "undoing"):
             self.entry.close()
         return False
 
@@ -91,7 +98,7 @@ class Transaction:
         view_name = saved_view_name(run_key)
         run = (foo.get_db_conn().datasets.find_one({"_id": dataset._doc.id}, {"runs": 1}).get("runs") or {}).get(run_key)
         view = dataset._get_saved_view_doc(view_name) if dataset.has_saved_view(view_name) else None
-        self.entry.note(phase="backing up", run=run, view=view and {
+        self.entry.note(phase="backing up", run_key=run_key, run=run, view=view and {
             "view_stages": list(view.view_stages), "description": view.description, "color": view.color})
         tagged = [str(d["_id"]) for d in samples.find({"tags": run_tag(run_key)}, {"_id": 1})]
         self.entry.back_up("tagged", ({"ids": tagged[i:i + 10000]} for i in range(0, len(tagged), 10000)))
@@ -217,3 +224,158 @@ class Transaction:
                       **{label_field: fo.Classification(label=label), RUN_FIELD: run_key, SOURCES_FIELD: list(origin)})
             for path, label, origin, size in zip(paths, labels, sources, sizes)
         ], progress=False)
+
+
+# --------------------------------------------------------------------------- rolling forward
+
+
+def finish(dataset: fo.Dataset, entry: dict) -> list[str]:
+    """Complete a committed run: drop what it replaced (media set aside, the record), then close the entry."""
+    dataset.reload()  # another process may have written it
+    asides = [Path(aside) for _, aside in entry.get("asides", []) if os.path.exists(aside)]
+    remove_files(asides)
+    journal.wrote()
+    removed = bool(entry.get("run")) and bool(delete_run_documents({"_id": entry["run"]}))
+    journal.wrote()
+    journal.close(entry["_id"])
+    return _said(len(asides), "removed {} replaced media files") + ["removed the replaced run's record"] * removed
+
+
+# --------------------------------------------------------------------------- rolling back
+
+
+def roll_back(dataset: fo.Dataset, entry: dict) -> list[str]:
+    """Put the dataset back as it was before the entry's run wrote anything (idempotent: each step
+    looks at what is there, so a roll-back cut short is simply done again)."""
+    if entry["phase"] in ("claimed", "backing up"):
+        return []  # the dataset was not written yet (backups go with the entry)
+    key, entry_id = entry.get("run_key"), entry["_id"]
+    kept = [backup["doc"]["_id"] for backup in journal.backups(entry_id, "sample")]
+    run_steps = [
+        lambda: _remove_new_samples(dataset, key, kept),
+        lambda: _restore_media(entry.get("media", []), entry.get("asides", []), entry.get("folders", [])),
+        lambda: _restore_samples(dataset, entry_id),
+        lambda: _restore_tags(dataset, key, entry_id),
+    ] if key is not None else []
+    field_steps = [lambda written=written: _restore_field(dataset, entry_id, written)
+                   for written in reversed(entry.get("fields", []))]
+    field_steps.append(lambda: _remove_created_fields(dataset, entry.get("created_fields", [])))
+    record_steps = [lambda: _restore_view(dataset, key, entry.get("view")),
+                    lambda: _restore_record(dataset, key, entry.get("run"))] if key is not None else []
+    dataset.reload()  # another process may have written it
+    done = []
+    for step in run_steps + field_steps + record_steps:
+        done += step()
+        journal.wrote()
+    dataset.reload()
+    return done
+
+
+def _said(count: int, what: str) -> list[str]:
+    return [what.format(count)] if count else []
+
+
+def _remove_new_samples(dataset: fo.Dataset, key: str, kept: list[ObjectId]) -> list[str]:
+    """The run's new synthetic samples (those it replaced are in the backups, and stay)."""
+    query = {"tags": SYNTHETIC_TAG, RUN_FIELD: key, "_id": {"$nin": kept}}
+    ids = [str(d["_id"]) for d in dataset._sample_collection.find(query, {"_id": 1})]
+    if ids:
+        dataset.delete_samples(ids)
+    return _said(len(ids), "removed {} new samples")
+
+
+def _restore_media(written: list[str], asides: list[list[str]], folders: list[str]) -> list[str]:
+    """Remove the files the run wrote and move back those it set aside (a path can be both), then
+    the folders it made, once empty."""
+    replaced = {path for path, _ in asides}
+    new = [Path(path) for path in written if path not in replaced and os.path.exists(path)]
+    remove_files(new)
+    back = [(path, aside) for path, aside in asides if os.path.exists(aside)]
+    for path, aside in back:
+        os.replace(aside, path)
+    remove_empty_folders(folders)
+    return _said(len(new), "removed {} new media files") + _said(len(back), "put back {} replaced media files")
+
+
+def _restore_samples(dataset: fo.Dataset, entry_id: ObjectId) -> list[str]:
+    """Insert again the replaced run's samples that were removed, as they were (same ids)."""
+    documents = [backup["doc"] for backup in journal.backups(entry_id, "sample")]
+    present = {d["_id"] for d in dataset._sample_collection.find({"_id": {"$in": [d["_id"] for d in documents]}},
+                                                                 {"_id": 1})}
+    missing = [d for d in documents if d["_id"] not in present]
+    if missing:
+        dataset._sample_collection.insert_many(missing)
+    return _said(len(missing), "restored {} replaced samples")
+
+
+def _restore_tags(dataset: fo.Dataset, key: str, entry_id: ObjectId) -> list[str]:
+    """The run's tag exactly on the samples that had it before."""
+    tag = run_tag(key)
+    tagged = [i for backup in journal.backups(entry_id, "tagged") for i in backup["ids"]]
+    now = {str(d["_id"]) for d in dataset._sample_collection.find({"tags": tag}, {"_id": 1})}
+    if now != set(tagged):
+        dataset.match_tags(tag).untag_samples(tag)
+        dataset.select(tagged).tag_samples(tag)
+        return [f"tag {tag!r} back on the {len(tagged)} samples that had it"]
+    return []
+
+
+def _restore_field(dataset: fo.Dataset, entry_id: ObjectId, written: dict) -> list[str]:
+    """A field the run created is deleted; one it overwrote gets its previous values and info back."""
+    name = written["field"]
+    if written["created"]:
+        with journal.dataset_document(dataset):
+            present = dataset.has_sample_field(name)
+            if present:
+                dataset.delete_sample_field(name)
+        return [f"removed field {name!r}"] * present
+    updates = [UpdateOne({"_id": b["sample"]}, {"$set": {name: b["value"]}} if "value" in b else {"$unset": {name: ""}})
+               for b in journal.backups(entry_id, f"value:{name}")]
+    for start in range(0, len(updates), journal.BACKUP_BATCH):
+        dataset._sample_collection.bulk_write(updates[start:start + journal.BACKUP_BATCH], ordered=False)
+    dataset.reload()
+    with journal.dataset_document(dataset):
+        if dataset.has_sample_field(name):
+            stored = dataset.get_field(name)
+            stored.info = written.get("info")
+            stored.save()
+    return [f"previous values of field {name!r} on {len(updates)} samples"]
+
+
+def _remove_created_fields(dataset: fo.Dataset, names: list[str]) -> list[str]:
+    """Fields the run's samples added, once no sample holds a value in them."""
+    with journal.dataset_document(dataset):
+        gone = [name for name in dict.fromkeys(names) if dataset.has_sample_field(name) and not len(dataset.exists(name))]
+        if gone:
+            dataset.delete_sample_fields(gone)
+    return [f"removed field {name!r}" for name in gone]
+
+
+def _restore_view(dataset: fo.Dataset, key: str, view: Optional[dict]) -> list[str]:
+    """Delete the run's saved view; save the replaced run's again."""
+    name = saved_view_name(key)
+    with journal.dataset_document(dataset):
+        removed = dataset.has_saved_view(name)
+        if removed:
+            dataset.delete_saved_view(name)
+        if view is not None:
+            stages = fo.DatasetView._build(dataset, [json_util.loads(stage) for stage in view["view_stages"]])
+            dataset.save_view(name, stages, description=view.get("description"), color=view.get("color"))
+    if view is None:
+        return [f"removed saved view {name!r}"] if removed else []
+    return [f"restored saved view {name!r}"]
+
+
+def _restore_record(dataset: fo.Dataset, key: str, replaced: Optional[ObjectId]) -> list[str]:
+    """Point the dataset back at the replaced record (or at none), then delete the run's new record
+    (even one FiftyOne had stored but not yet listed)."""
+    datasets = foo.get_db_conn().datasets
+    current = (datasets.find_one({"_id": dataset._doc.id}, {"runs": 1}).get("runs") or {}).get(key)
+    restored = replaced is not None and current != replaced
+    if restored:
+        datasets.update_one({"_id": dataset._doc.id}, {"$set": {f"runs.{key}": replaced}})
+    elif replaced is None and current is not None:
+        datasets.update_one({"_id": dataset._doc.id}, {"$unset": {f"runs.{key}": ""}})
+    removed = delete_run_documents({"_dataset_id": dataset._doc.id, "key": key, "_id": {"$ne": replaced}})
+    dataset.reload()
+    return ["removed the new run record"] * bool(removed) + ["restored the replaced run record"] * restored

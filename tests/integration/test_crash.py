@@ -1,15 +1,15 @@
 """Crash-safe and concurrency-safe runs (issue 12): kill -9 at every write, two writers at once.
 
 A child process (:mod:`writers`) makes one plugin call on a small dataset and stops itself right
-after its N-th durable write; the test kills it there with SIGKILL and makes the next plugin call
-(``fc.list_runs``) in this process. Then the dataset must be identical to before the call — every
-sample's values and tags, the schema, saved views, runs with their configs and results, media
-files and their bytes (the ``snapshot`` of ../conftest.py) — or identical to the finished call, and
-no journal entry may be left. N takes every value from the first write to the last: a distillation
-(new samples and media), a compensation replacing an earlier one (its samples, tags, media, view
-and record set aside first), embeddings written over stored ones (previous values backed up) and a
-deletion (completed, never undone). Two writers of one key race too: exactly one wins, and the
-other is refused before writing anything.
+after its N-th durable write; the test kills it there with SIGKILL and recovers the dataset in this
+process (``fc.recover``, as the next writer of the dataset would). Then the dataset must be
+identical to before the call — every sample's values and tags, the schema, saved views, runs with
+their configs and results, media files and their bytes (the ``snapshot`` of ../conftest.py) — or
+identical to the finished call, and no journal entry may be left. N takes every value from the
+first write to the last: a distillation (new samples and media), a compensation replacing an
+earlier one (its samples, tags, media, view and record set aside first), embeddings written over
+stored ones (previous values backed up) and a deletion (completed, never undone). Two writers of
+one key race too: exactly one wins, and the other is refused before writing anything.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def test_a_call_killed_at_any_write_leaves_the_dataset_as_before_or_as_finished(
         before = snapshot(dataset)
         kill_at(job, dataset, point)
 
-        fc.list_runs(dataset)  # the next plugin call recovers
+        fc.recover(dataset)  # as the next writer of the dataset does first
 
         after = snapshot(dataset)
         assert not journal.entries(dataset), f"killed after write {point}: a journal entry is left"
@@ -153,7 +153,7 @@ def test_a_recovery_killed_at_any_write_is_completed_by_the_next_call(small, sna
             break
         writers.kill(process)
 
-        fc.list_runs(dataset)
+        fc.recover(dataset)
 
         assert snapshot(dataset) == before and not journal.entries(dataset), f"recovery killed after write {point}"
         point += 1

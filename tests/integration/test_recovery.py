@@ -1,11 +1,13 @@
-"""Recovery and forgiving deletes (issue 12): who recovers what, what it says, and deleting what is
-partly gone already.
+"""Recovery and forgiving deletes (issue 12): who recovers what, when, what it says, and deleting what
+is partly gone already.
 
 A run killed half-way is made by the crash tests' child (:mod:`writers`), stopped after a given
 write and killed with SIGKILL. Recovery undoes it only when its writer is really gone: a process of
 this machine that no longer runs (a later process that reuses its pid is told apart by its start
 time), or one that gave it up; a live writer's run and one written from another machine are left
-alone (the latter unless ``force``). Deleting removes what there is and names what was missing.
+alone (the latter unless ``force``). It runs where the plugin writes (a writer claiming its key, the
+panel loading, ``fc.recover``), not where it reads: a read makes at most one journal query, a form
+none. Deleting removes what there is and names what was missing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 import writers
 
 import fiftyone_condense as fc
-from fiftyone_condense.bridge import journal, recovery
+from fiftyone_condense.bridge import journal, transaction
 
 SAMPLES_ADDED = 9  # the distill job's write after which its first 2 samples are in the dataset
 
@@ -43,6 +45,43 @@ def with_writer(entry: dict, **changes) -> None:
     journal.journal_collection().update_one({"_id": entry["_id"]}, {"$set": {"writer": dataclasses.asdict(writer)}})
 
 
+PANEL = "@condense/fiftyone-condense/condense_panel"
+
+
+def panel_event(dataset: fo.Dataset, method: str, **state) -> None:
+    result = foo.execute_operator(PANEL, ctx={"dataset": dataset, "params": {
+        "__method__": method, "panel_id": "p1", "panel_state": state}})
+    assert result.error is None, result.error
+
+
+@pytest.fixture
+def journal_queries(monkeypatch) -> list[str]:
+    """The operations made on the journal collection from now on (find, insert_one, ...), by name."""
+    made, collection = [], journal.journal_collection
+
+    class Counted:
+        def __init__(self, wrapped):
+            self.wrapped = wrapped
+
+        def __getattr__(self, name):
+            attribute = getattr(self.wrapped, name)
+            if not callable(attribute):
+                return attribute
+
+            def counted(*args, **kwargs):
+                made.append(name)
+                return attribute(*args, **kwargs)
+
+            return counted
+
+    monkeypatch.setattr(journal, "journal_collection", lambda: Counted(collection()))
+    return made
+
+
+OPERATORS = ("compute_embeddings", "select_coreset", "compensate_colors", "distill_dataset", "evaluate_condensed",
+             "delete_condensation_run")
+
+
 def test_recover_undoes_a_killed_run_and_says_what_it_did(small, snapshot):
     before = snapshot(small)
     entry = killed(small)
@@ -58,7 +97,7 @@ def test_recover_undoes_a_killed_run_and_says_what_it_did(small, snapshot):
 
 
 def test_a_key_being_written_is_refused_to_others_and_left_alone_by_recovery(small):
-    entry = journal.claim(small, "busy", "busy")  # this process is writing "busy"
+    entry = journal.claim(small, "busy")  # this process is writing "busy"
     try:
         with pytest.raises(fc.CondensationError, match=f"run key 'busy' .* is being written by process {os.getpid()}"):
             fc.select(small.match_tags("train"), method="random", ipc=1, run_key="busy")
@@ -75,7 +114,7 @@ def test_a_key_being_written_is_refused_to_others_and_left_alone_by_recovery(sma
 def test_a_process_that_reuses_the_writers_pid_is_not_taken_for_it(small, snapshot):
     before = snapshot(small)
     with_writer(killed(small), pid=os.getpid())  # alive, but started at another time
-    fc.list_runs(small)
+    fc.recover(small)
     assert snapshot(small) == before and not journal.entries(small)
 
 
@@ -92,7 +131,7 @@ def test_a_run_written_from_another_machine_is_left_until_forced(small, snapshot
 
 def test_an_undo_that_fails_is_left_for_the_next_call(small, snapshot, ctrl_c_while_saving_the_view, monkeypatch):
     before = snapshot(small)
-    monkeypatch.setattr(recovery, "_restore_view", lambda *args: 1 / 0)  # the undo breaks half-way
+    monkeypatch.setattr(transaction, "_restore_view", lambda *args: 1 / 0)  # the undo breaks half-way
     ctrl_c_while_saving_the_view()
     with pytest.raises(KeyboardInterrupt):
         writers.distill(small)
@@ -100,21 +139,49 @@ def test_an_undo_that_fails_is_left_for_the_next_call(small, snapshot, ctrl_c_wh
     assert entry["abandoned"]
     monkeypatch.undo()
 
-    fc.list_runs(small)  # the writer (this process) gave it up: the next call recovers it
+    fc.recover(small)  # the writer (this process) gave it up: it is recovered as any other
 
     assert snapshot(small) == before and not journal.entries(small)
 
 
-def test_the_forms_and_the_panel_recover_before_showing_the_dataset(small, snapshot, form):
+def test_a_writer_recovers_the_dataset_when_it_claims_its_key(small, snapshot):
     before = snapshot(small)
     killed(small)
-    form("select_coreset", small)
-    assert snapshot(small) == before and not journal.entries(small)
+    fc.list_runs(small)  # a read leaves it as it is
+    assert journal.entries(small)
+
+    fc.select(small.match_tags("train"), method="random", ipc=1, run_key="other")
+
+    assert not journal.entries(small) and fc.list_runs(small) == ["other"]
+    fc.delete_run(small, "other")
+    assert snapshot(small) == before
+
+
+def test_the_panel_recovers_when_it_loads_and_the_forms_do_not(small, snapshot, form):
+    before = snapshot(small)
     killed(small)
-    result = foo.execute_operator("@condense/fiftyone-condense/condense_panel", ctx={"dataset": small, "params": {
-        "__method__": "on_load", "panel_id": "p1", "panel_state": {}}})
-    assert result.error is None, result.error
+    form("select_coreset", small)  # built again on every change of the form: it only reads
+    panel_event(small, "on_refresh")
+    assert journal.entries(small)
+    panel_event(small, "on_load")
     assert snapshot(small) == before and not journal.entries(small)
+
+
+def test_reads_make_at_most_one_journal_query_and_forms_none(small, form, journal_queries):
+    fc.select(small.match_tags("train"), method="random", ipc=1, run_key="picked")
+    reads = {"list_runs": lambda: fc.list_runs(small), "load_run": lambda: fc.load_run(small, "picked"),
+             "panel refresh": lambda: panel_event(small, "on_refresh", selected="picked")}
+    for read, call in reads.items():
+        journal_queries.clear()
+        call()
+        assert len(journal_queries) <= 1, (read, journal_queries)
+    journal_queries.clear()
+    panel_event(small, "on_load")
+    assert journal_queries == ["find"]  # its recovery: one indexed query when there is nothing to recover
+    for operator in OPERATORS:
+        journal_queries.clear()
+        form(operator, small)
+        assert journal_queries == [], (operator, journal_queries)
 
 
 # --------------------------------------------------------------------------- deleting what is partly gone
