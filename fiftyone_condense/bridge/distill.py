@@ -92,7 +92,7 @@ def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: s
             paths = [folder / f"{method}_{classes[int(label)]}_{i:05d}.png".replace("/", "-") for i, label in enumerate(labels)]
             written = transaction.add_synthetic_samples(
                 run_key, label_field, paths, [classes[int(label)] for label in labels], sources,
-                lambda rows, files: write_media(result, images.shape[1], settings.num_colors, rows, files),
+                lambda rows, files: write_media(result, images.shape[1], rows, files),
                 reading.format.shape)
             return {"num_samples": len(paths), "bytes": written, **encoded_sizes(result.images),
                     "loss_history": result.history[:: max(1, len(result.history) // 500)],
@@ -174,12 +174,12 @@ def initial_ids(view, init: str, ipc: int, label_field: str, params: dict, seed:
                                     small_classes).ids
 
 
-def write_media(result, channels: int, num_colors: int, rows: slice, paths: list) -> None:
+def write_media(result, channels: int, rows: slice, paths: list) -> None:
     """The images ``rows`` as palette PNGs (AutoPalette: K colours on disk) or 8-bit PNGs."""
     if result.palettes is None:
         write_pngs(result.images[rows], paths)
         return
-    bits = next(b for b in (1, 2, 4, 8) if 2**b >= num_colors)
+    bits = next(b for b in (1, 2, 4, 8) if 2**b >= result.palettes.shape[1])  # K colours
     for palette, index, path in zip(result.palettes[rows], result.indices[rows], paths):
         palette_png(palette, index, channels).save(path, bits=bits, optimize=False)
 
