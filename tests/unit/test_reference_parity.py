@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from fiftyone_condense.algorithms.augment import DSA, FAMILIES, SoftAugment, cutmix, shuffle_strips
 from fiftyone_condense.algorithms.color.combine import gradient_mask, plan_edits
 from fiftyone_condense.algorithms.distillation import DistillSettings, losses
-from fiftyone_condense.algorithms.distillation.engine import Distiller, StyleRecorder, _class_seed
+from fiftyone_condense.algorithms.distillation.engine import Distiller, StyleRecorder
 from fiftyone_condense.algorithms.distillation.palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
+from fiftyone_condense.algorithms.distillation.sampling import seed_of_class as _class_seed
 from fiftyone_condense.algorithms.models import ConvNet3
 from fiftyone_condense.algorithms.selection.dc3 import allocate
 from fiftyone_condense.algorithms.selection.gram import gradient_embeddings, gradient_gram, similarity_from_gram

@@ -33,13 +33,15 @@ from ..progress import ProgressFn, silent
 from ..teachers import Normalizer
 from . import losses
 from .palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
+from .sampling import (
+    ClassSampler, class_means, class_sums, fits_on_device, seed_of_class, seed_of_iteration, to_device,
+)
 
 DISTILL_METHODS = ("dm", "ddm", "autopalette")
 GPU_CHUNK_IMAGES = 8192
 WARMUP_BATCH = 256  # the reference's batch_train
 CPU_CHUNK_IMAGES = 32  # on a CPU, 32-image forwards keep the 128×32×32 maps in cache: 1.6× faster than 256 (measured)
 GPU_LOG_EVERY = 100  # iterations between reads of the loss on a GPU (each read waits for the device)
-DEVICE_REAL_FRACTION = 0.25  # real images move to the GPU when they take at most this share of its free memory
 
 
 @dataclass(frozen=True)
@@ -141,39 +143,6 @@ class StyleRecorder:
             handle.remove()
 
 
-def _iteration_seed(seed: int, iteration: int) -> int:
-    return (seed * 1_000_003 + iteration) % (2**62)
-
-
-def _class_seed(iteration_seed: int, label: int) -> int:
-    return (iteration_seed * 131 + label) % (2**62)
-
-
-def _class_sums(values: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
-    sums = torch.zeros((num_classes, *values.shape[1:]), dtype=values.dtype, device=values.device)
-    return sums.index_add_(0, classes, values)
-
-
-def _class_means(values: torch.Tensor, classes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` rows per class id, given each class's row count (``bincount`` on a GPU
-    would wait for the device to size its output); classes without rows give zeros."""
-    return _class_sums(values, classes, len(counts)) / counts.clamp_min(1).to(values.dtype).view(-1, *([1] * (values.dim() - 1)))
-
-
-def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move without waiting for the device (a small host tensor is staged at once)."""
-    return tensor.to(device, non_blocking=True)
-
-
-def _fits_on_device(real, device: torch.device) -> bool:
-    """Whether the real images (a tensor) should move to the GPU: when they take at most
-    ``DEVICE_REAL_FRACTION`` of its free memory. Lazily read images stay on the host."""
-    if device.type != "cuda" or not isinstance(real, torch.Tensor):
-        return False
-    free, _ = torch.cuda.mem_get_info(device)
-    return real.numel() * 4 <= DEVICE_REAL_FRACTION * free
-
-
 class _Embedder(nn.Module):
     """A network's ``embed`` as its forward, so ``torch.compile`` compiles one module call."""
 
@@ -192,38 +161,6 @@ def _compiled(net: nn.Module) -> nn.Module:
 def embed(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The network's embedding (a compiled embedder is called as a module)."""
     return net(images) if not hasattr(net, "embed") else net.embed(images)
-
-
-class ClassSampler:
-    """Draws up to ``batch`` random members of each requested class in a few batched operations:
-    the images, ordered by class once, get a random key per draw, are sorted by (class, key), and
-    the first ``batch`` of each class's segment are taken."""
-
-    def __init__(self, labels: torch.Tensor, batch: int, device: torch.device):
-        self.device, self.batch = device, batch
-        self.order = torch.argsort(labels, stable=True).to(device)
-        self.sorted_classes = labels[self.order.cpu()].to(device=device, dtype=torch.float64)
-        self.counts = torch.bincount(labels).tolist()
-        self.starts = [0, *np.cumsum(self.counts).tolist()]
-        self._positions: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def draw(self, classes: list[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Row indices (on the sampler's device) and their labels (on the CPU), class by class."""
-        positions, labels = self._positions_of(tuple(classes))
-        keys = self.sorted_classes + torch.rand(len(self.order), generator=generator, device=self.device, dtype=torch.float64)
-        return self.order[torch.argsort(keys)[positions]], labels
-
-    def batch_size(self, c: int) -> int:
-        """Images of class ``c`` in a batch: ``batch``, or all of a smaller class."""
-        return min(self.batch, self.counts[c]) if c < len(self.counts) else 0
-
-    def _positions_of(self, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        if classes not in self._positions:
-            sizes = [self.batch_size(c) for c in classes]
-            positions = torch.cat([torch.arange(self.starts[c], self.starts[c] + n) for c, n in zip(classes, sizes)])
-            labels = torch.cat([torch.full((n,), c) for c, n in zip(classes, sizes)])
-            self._positions[classes] = (positions.to(self.device), labels)
-        return self._positions[classes]
 
 
 @dataclass
@@ -245,7 +182,7 @@ class Distiller:
         self.settings, self.device, self.seed, self.num_classes = settings, device, seed, num_classes
         self.parallel = parallel
         self.normalizer = Normalizer.fit(real)
-        self.real_normalised = _fits_on_device(real, device)
+        self.real_normalised = fits_on_device(real, device)
         # On a GPU with room, the normalised real images live there and batches are drawn there;
         # otherwise they stay where they are (a tensor or lazily read files) and batches move.
         self.real = self.normalizer(real).to(device) if self.real_normalised else real
@@ -340,9 +277,9 @@ class Distiller:
         if self.augment is None:
             return images
         if self.settings.siamese:
-            return self.augment.blocks(images, counts, [_class_seed(iteration_seed, c) for c in classes], offsets=offsets)
-        role_seed = _class_seed(iteration_seed, self.num_classes + 1) if synthetic else iteration_seed
-        return self.augment.blocks(images, counts, [_class_seed(role_seed, c) for c in classes], shared=False,
+            return self.augment.blocks(images, counts, [seed_of_class(iteration_seed, c) for c in classes], offsets=offsets)
+        role_seed = seed_of_class(iteration_seed, self.num_classes + 1) if synthetic else iteration_seed
+        return self.augment.blocks(images, counts, [seed_of_class(role_seed, c) for c in classes], shared=False,
                                    offsets=offsets)
 
     def _real_statistics(self, net: nn.Module, recorder: Optional[StyleRecorder], real: torch.Tensor,
@@ -353,7 +290,7 @@ class Distiller:
         settings, classes = self.settings, self.num_classes
         labels = labels.cpu()
         class_counts = torch.bincount(labels, minlength=classes)
-        counts = _to(class_counts, self.device)
+        counts = to_device(class_counts, self.device)
         sizes = class_counts[self.real_classes].tolist()
         starts = np.cumsum([0, *sizes]).tolist()
         offsets = self._real_offsets(sizes)
@@ -361,18 +298,18 @@ class Distiller:
         for first in range(0, len(self.real_classes), self.classes_per_group):
             last = min(first + self.classes_per_group, len(self.real_classes))
             rows = slice(starts[first], starts[last])
-            group_labels = _to(labels[rows], self.device)
+            group_labels = to_device(labels[rows], self.device)
             with torch.no_grad():
-                augmented = self._augment_by_class(_to(real[rows], self.device), self.real_classes[first:last],
+                augmented = self._augment_by_class(to_device(real[rows], self.device), self.real_classes[first:last],
                                                    sizes[first:last], iteration_seed, synthetic=False,
                                                    offsets=offsets and offsets[first:last])
                 for chunk, chunk_labels in zip(torch.split(augmented, self.real_chunk), torch.split(group_labels, self.real_chunk)):
                     with autocast(self.device, settings.mixed_precision):
                         features = embed(net, chunk).float()
-                    embedding = embedding + _class_sums(features, chunk_labels, classes)
+                    embedding = embedding + class_sums(features, chunk_labels, classes)
                     layer_maps = recorder.take() if recorder else []
-                    map_sums = [_class_sums(m.float(), chunk_labels, classes) for m in layer_maps]
-                    gram_sums = [_class_sums(losses.gram(m.float()), chunk_labels, classes) for m in layer_maps]
+                    map_sums = [class_sums(m.float(), chunk_labels, classes) for m in layer_maps]
+                    gram_sums = [class_sums(losses.gram(m.float()), chunk_labels, classes) for m in layer_maps]
                     maps = map_sums if maps is None else [a + b for a, b in zip(maps, map_sums)]
                     grams = gram_sums if grams is None else [a + b for a, b in zip(grams, gram_sums)]
 
@@ -408,13 +345,13 @@ class Distiller:
         syn = self._augment_by_class(syn, self.classes, self.syn_counts, iteration_seed, synthetic=True)
         with autocast(self.device, settings.mixed_precision):
             syn_embedding = embed(net, syn).float()
-        loss = (target.embedding - _class_means(syn_embedding, self.syn_labels, self.syn_class_counts))[present].square().sum()
+        loss = (target.embedding - class_means(syn_embedding, self.syn_labels, self.syn_class_counts))[present].square().sum()
         if recorder is None:
             return loss
         syn_maps = [m.float() for m in recorder.take()]
-        moments = sum(losses.moments_distance(real_map[present], _class_means(syn_map, self.syn_labels, self.syn_class_counts)[present])
+        moments = sum(losses.moments_distance(real_map[present], class_means(syn_map, self.syn_labels, self.syn_class_counts)[present])
                       for real_map, syn_map in zip(target.maps, syn_maps)) / len(syn_maps)
-        correlation = sum(losses.gram_distance(real_gram[present], _class_means(losses.gram(syn_map), self.syn_labels, self.syn_class_counts)[present])
+        correlation = sum(losses.gram_distance(real_gram[present], class_means(losses.gram(syn_map), self.syn_labels, self.syn_class_counts)[present])
                           for real_gram, syn_map in zip(target.grams, syn_maps)) / len(syn_maps)
         diversity = sum(losses.diversity_loss(block, settings.neighbours)
                         for block in torch.split(syn_embedding, self.syn_counts))
@@ -423,7 +360,7 @@ class Distiller:
 
     def step(self, iteration: int) -> torch.Tensor:
         """One iteration; returns its loss as a 0-d tensor on the device (reading it waits for the device)."""
-        iteration_seed = _iteration_seed(self.seed, iteration)
+        iteration_seed = seed_of_iteration(self.seed, iteration)
         torch.manual_seed(iteration_seed)  # the network's weights, and DSA draws that are not shared
         self.net.reset_parameters()  # a fresh network: the draws of a new build, in place
         self.net.train()
@@ -473,7 +410,7 @@ class Distiller:
         batches = [batch for _ in range(self.settings.palette_warmup)
                    for batch in torch.randperm(len(self.real), generator=generator).split(WARMUP_BATCH)]
         for step, batch in enumerate(batches):
-            loss = self._colour_loss(_to(self._normalised_real(batch), self.device), rng, confidence=False)
+            loss = self._colour_loss(to_device(self._normalised_real(batch), self.device), rng, confidence=False)
             self.palette_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.palette_optimizer.step()
@@ -495,7 +432,7 @@ class Distiller:
                     parameter.grad.mul_(scale)
         self.image_optimizer.step()
         generator = torch.Generator().manual_seed(iteration_seed)
-        subset = _to(torch.randperm(len(self.synthetic), generator=generator)[: self.settings.colour_batch], self.device)
+        subset = to_device(torch.randperm(len(self.synthetic), generator=generator)[: self.settings.colour_batch], self.device)
         colour = self._colour_loss(self.synthetic.detach()[subset], np.random.RandomState(iteration_seed % 2**32))
         colour.backward()  # the same on every rank: computed on the same images, not summed
         self.palette_optimizer.step()
