@@ -17,7 +17,7 @@ from PIL import Image
 from ..algorithms.cache import cache_dir
 from ..algorithms.color import color_stats as image_color_stats
 from ..algorithms.device import resolve_device
-from ..algorithms.distillation import DistillSettings
+from ..algorithms.distillation import DistillSettings, settings_for
 from ..algorithms.distillation import distill as distill_images
 from ..algorithms.distillation.palette import palette_png
 from ..algorithms.distillation.params import DISTILL_PARAMS, default_lr_img, images_per_class
@@ -49,7 +49,7 @@ def method_params(method: str, ipc: int, given: dict) -> dict:
 def settings_of(method: str, params: dict) -> DistillSettings:
     try:
         engine = {k: v for k, v in params.items() if k not in SETTINGS_PARAMS}
-        return DistillSettings(method=method, **engine)
+        return settings_for(method, **engine)
     except ValueError as error:
         raise CondensationError(str(error)) from None
 
@@ -64,7 +64,7 @@ def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: s
     begin(view, run_key, label_field, overwrite)
     params = method_params(method, ipc, given)
     settings = settings_of(method, params)
-    per_class = images_per_class(ipc, method, params.get("budget", "paper"), settings.num_colors)
+    per_class = images_per_class(ipc, method, params.get("budget", "paper"), params.get("num_colors", 64))
     classes = class_names(view, label_field)
     budgets = check_budget(view, label_field, classes, ipc, per_class, init, params, small_classes)
     with claimed(dataset, run_key, run_key, overwrite) as entry:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -42,6 +44,21 @@ def fits_on_device(real, device: torch.device) -> bool:
         return False
     free, _ = torch.cuda.mem_get_info(device)
     return real.numel() * 4 <= DEVICE_REAL_FRACTION * free
+
+
+@dataclass
+class SyntheticBlocks:
+    """The synthetic rows one process matches, class by class: their labels, every class's row
+    count, the classes matched (``present``) and their row counts, in order."""
+
+    labels: torch.Tensor
+    class_counts: torch.Tensor
+    present: torch.Tensor
+    counts: list[int]
+
+    def means(self, values: torch.Tensor) -> torch.Tensor:
+        """Class means of per-row ``values``, for the classes matched: (len(present), ...)."""
+        return class_means(values, self.labels, self.class_counts)[self.present]
 
 
 class ClassSampler:
