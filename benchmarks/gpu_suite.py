@@ -42,8 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from step_speed import REFERENCE, our_iterations_per_second, reference_iterations_per_second, synchronize  # noqa: E402
 
-from fiftyone_condense.algorithms.distillation import DistillSettings, distill, distiller_for, settings_for  # noqa: E402
-from fiftyone_condense.algorithms.distillation.params import default_lr_img, images_per_class  # noqa: E402
+from fiftyone_condense.algorithms.distillation import (  # noqa: E402
+    DistillSettings, distill, distiller_for, images_per_class, settings_for,
+)
 from fiftyone_condense.algorithms.idx import FASHION_MNIST_DIR, FASHION_MNIST_FILES, fashion_mnist_tensors  # noqa: E402
 from fiftyone_condense.algorithms.protocols import HardProtocol, evaluate_images  # noqa: E402
 
@@ -201,7 +202,7 @@ def speed_table(train_x, train_y, size: Size, device: torch.device, reference: P
     if use_compile:
         ours.insert(3, ("ours DM, batched, torch.compile (option)", replace(dm, compile=True)))
     for name, settings in ours:
-        per_class = images_per_class(ipc, settings.method, "paper", NUM_COLORS)
+        per_class = settings.images_per_class(ipc)
         warmup = size.speed_warmup * (4 if settings.compile else 1)
         add(name, our_iterations_per_second(train_x, train_y, per_class, settings, size.speed_iterations, device, warmup))
         if not settings.compile:  # (compiling again to count would cost more than it tells)
@@ -267,7 +268,7 @@ def run_job(job: Job) -> dict:
     record = {"method": job.method, "ipc": job.ipc, "images_per_class": per_class, "init": "random real images"}
     if job.method != "random":
         settings = settings_for(job.method, iterations=size.max_iterations, batch_real=size.batch_real,
-                                lr_img=default_lr_img(job.method, job.ipc), compile=job.compile and job.method == "dm")
+                                compile=job.compile and job.method == "dm").with_lr_img(per_class)
         result = distill(train_x, train_y, images, labels, NUM_CLASSES, settings, device, job.seed,
                          stop=lambda done: time.time() >= job.distill_until)
         images = result.images

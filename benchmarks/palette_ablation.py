@@ -74,7 +74,7 @@ def main(argv=None) -> None:
     ]
     for name, overrides in VARIANTS.items():
         settings = settings_for("autopalette", iterations=args.iterations, batch_real=args.batch_real,
-                                num_colors=args.num_colors, **overrides)
+                                num_colors=args.num_colors, budget=args.budget, **overrides)
         distiller = AutoPalette(real, labels, real[picks], labels[picks], len(train.classes), settings, device, seed=0)
         distiller.warm_up()  # no-op unless the variant sets palette_warmup
         for iteration in range(args.iterations):

@@ -33,10 +33,11 @@ import fiftyone as fo
 
 from .algorithms.color import diffusion as diffusion_backend
 from .algorithms.device import resolve_device
-from .algorithms.distillation.params import DISTILL_PARAMS
+from .algorithms.distillation import METHODS as DISTILLATION_METHODS
+from .algorithms.distillation import images_per_class  # noqa: F401  (public: the images a distillation makes)
 from .algorithms.errors import CondensationError
 from .algorithms.loader import WHITE
-from .algorithms.params import Param
+from .algorithms.params import Param, declared
 from .algorithms.progress import ProgressFn
 from .algorithms.selection import METHODS
 from .bridge import compensate as compensation
@@ -59,8 +60,6 @@ DeleteReport = run_store.DeleteReport
 RecoveryReport = recovery.RecoveryReport
 Function = TypeVar("Function", bound=Callable)
 logger = logging.getLogger(__name__)
-default_lr_img = distillation.default_lr_img
-images_per_class = distillation.images_per_class
 
 
 def recovers(function: Function) -> Function:
@@ -88,7 +87,8 @@ def default_run_key(run_key: Optional[str], method: str, ipc: int) -> str:
 
 def method_parameters(kind: str, method: str) -> tuple[Param, ...]:
     """The parameters ``method`` declares: ``kind`` is ``"selection"`` or ``"distillation"``."""
-    registry = {"selection": {name: spec.params for name, spec in METHODS.items()}, "distillation": DISTILL_PARAMS}
+    registry = {"selection": {name: spec.params for name, spec in METHODS.items()},
+                "distillation": {name: declared(d.Settings) for name, d in DISTILLATION_METHODS.items()}}
     if kind not in registry or method not in registry[kind]:
         raise CondensationError(f"No {kind} method {method!r}")
     return registry[kind][method]

@@ -17,10 +17,9 @@ from PIL import Image
 from ..algorithms.cache import cache_dir
 from ..algorithms.color import color_stats as image_color_stats
 from ..algorithms.device import resolve_device
-from ..algorithms.distillation import DistillSettings, settings_for
+from ..algorithms.distillation import DistillSettings, parameters, settings_for
 from ..algorithms.distillation import distill as distill_images
 from ..algorithms.distillation.palette import palette_png
-from ..algorithms.distillation.params import DISTILL_PARAMS, default_lr_img, images_per_class
 from ..algorithms.distributed import current_team
 from ..algorithms.errors import CondensationError
 from ..algorithms.images import as_rgb
@@ -33,25 +32,13 @@ from .lifecycle import Reading, begin, claimed, record, versions
 from .views import ImageSet, class_names, labels_of, media_dir_beside, write_pngs
 
 Collection = fo.core.collections.SampleCollection
-SETTINGS_PARAMS = {"budget", "teacher_epochs"}  # declared parameters that are not engine settings
 
 
-def method_params(method: str, ipc: int, given: dict) -> dict:
-    """The method's declared parameters, checked, with ``lr_img`` resolved from the method and IPC."""
-    if method not in DISTILL_PARAMS:
-        raise CondensationError(f"Unknown distillation method {method!r}; choose one of {sorted(DISTILL_PARAMS)}")
-    params = resolve(method, DISTILL_PARAMS[method], given)
-    if params["lr_img"] is None:
-        params["lr_img"] = default_lr_img(method, ipc)
-    return params
-
-
-def settings_of(method: str, params: dict) -> DistillSettings:
-    try:
-        engine = {k: v for k, v in params.items() if k not in SETTINGS_PARAMS}
-        return settings_for(method, **engine)
-    except ValueError as error:
-        raise CondensationError(str(error)) from None
+def method_settings(method: str, ipc: int, given: dict) -> DistillSettings:
+    """The method's settings from its declared parameters (``given`` checked against them), with
+    ``lr_img`` resolved for the images per class it distils at ``ipc``."""
+    settings = settings_for(method, **resolve(method, parameters(method), given))
+    return settings.with_lr_img(settings.images_per_class(ipc))
 
 
 def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: str, label_field: str,
@@ -62,9 +49,9 @@ def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: s
     dataset = view._dataset
     init = init or ("autopalette_init" if method == "autopalette" else "random")
     begin(view, run_key, label_field, overwrite)
-    params = method_params(method, ipc, given)
-    settings = settings_of(method, params)
-    per_class = images_per_class(ipc, method, params.get("budget", "paper"), params.get("num_colors", 64))
+    settings = method_settings(method, ipc, given)
+    params = asdict(settings)
+    per_class = settings.images_per_class(ipc)
     classes = class_names(view, label_field)
     budgets = check_budget(view, label_field, classes, ipc, per_class, init, params, small_classes)
     with claimed(dataset, run_key, run_key, overwrite) as entry:
@@ -81,8 +68,7 @@ def run(view: Collection, method: str, ipc: int, init: Optional[str], run_key: s
         folder = Path(output_dir) / run_key if output_dir else media_dir_beside(view, run_key)
         config = run_store.config_for(
             "distillation", method=method, ipc=per_class, init=init, label_field=label_field,
-            params={**asdict(settings), "budget": params.get("budget", "paper"), "requested_ipc": ipc,
-                    "teacher_epochs": params["teacher_epochs"]},
+            params={**params, "requested_ipc": ipc},
             seed=seed, classes=classes, output_dir=str(folder), versions=versions(), image_format=reading.recorded(),
         )
         needed = per_class if init != "noise" or small_classes == "drop" else 1  # noise needs no real images to keep

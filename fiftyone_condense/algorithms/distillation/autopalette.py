@@ -8,6 +8,7 @@ The palette network and the quantisations are computed as ``color_cnn.py: ColorC
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..params import param
 from ..progress import ProgressFn, silent
 from . import losses
 from .ddm import DDMSettings, StyleMatching
@@ -23,7 +25,9 @@ from .loop import Distiller, register
 from .palette import median_cut
 from .sampling import to_device
 
+BUDGETS = ("paper", "bits", "count")
 WARMUP_BATCH = 256  # the reference's batch_train
+STYLE_WEIGHTS = ("moments_weight", "correlation_weight", "diversity_weight")
 
 
 @dataclass(frozen=True)
@@ -32,14 +36,21 @@ class AutoPaletteSettings(DDMSettings):
     weights apply with ``task="ddm"``."""
 
     method: ClassVar[str] = "autopalette"
-    task: str = "dm"
-    num_colors: int = 64
-    palette_lr: float = 0.05
+    conditions: ClassVar[dict] = {name: {"task": "ddm"} for name in STYLE_WEIGHTS}
+    task: str = param("dm", "Distillation loss behind the palette", label="Task loss", choices=("dm", "ddm"))
+    num_colors: int = param(64, "Colours per image", label="Colours (K)", min=2, max=256)
+    budget: str = param("paper", "Images per class: paper = IPC × 2^(8 − ⌈log₂K⌉) (the reference's), bits = "
+                        "IPC × 8 / ⌈log₂K⌉ (the bytes of IPC 8-bit images), count = IPC", label="Storage budget",
+                        choices=BUDGETS)
+    palette_lr: float = param(0.05, "Palette network learning rate (reference: 0.05)", label="Palette lr", min=0.0)
     # The reference's --use_warmup: epochs over the real images fitting the palette network alone
     # before distilling (off in the authors' CIFAR-10 runs, 2 in their Tiny-ImageNet and ImageNet ones).
-    palette_warmup: int = 0
-    confidence_weight: float = 0.0
-    normalize_palette_task: bool = False  # ours: the palette network gets the task gradient / task value
+    palette_warmup: int = param(0, "Epochs fitting the palette network to the real images first (the reference's "
+                                "--use_warmup; off for CIFAR-10)", label="Palette warm-up epochs", min=0)
+    confidence_weight: float = param(0.0, "The reference code's per-pixel confidence term (0 in the authors' runs)",
+                                     label="Confidence weight", min=0.0)
+    normalize_palette_task: bool = param(False, "Give the palette network the task gradient divided by the task "
+                                         "value (ours)", label="Normalised palette task")
     # Independent DSA draws for real and synthetic images, as dm_quant.py (it draws them from the
     # global generator; ours from per-class seeded generators, so any split across processes agrees).
     siamese: bool = False
@@ -53,10 +64,21 @@ class AutoPaletteSettings(DDMSettings):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.task not in ("dm", "ddm"):
-            raise ValueError(f"AutoPalette's task loss must be 'dm' or 'ddm', got {self.task!r}")
-        if not 2 <= self.num_colors <= 256 or not 0 < self.pixel_sample <= 1 or self.colour_batch < 1:
-            raise ValueError("2 <= num_colors <= 256, 0 < pixel_sample <= 1 and colour_batch >= 1 are required")
+        if not 0 < self.pixel_sample <= 1 or self.colour_batch < 1:
+            raise ValueError("0 < pixel_sample <= 1 and colour_batch >= 1 are required")
+
+    def images_per_class(self, ipc: int) -> int:
+        """The storage budget: ``paper``: IPC × 2^(8 − ⌈log₂K⌉), as the reference code; ``bits``:
+        IPC × 8 / ⌈log₂K⌉, the bytes of IPC 8-bit images; ``count``: IPC."""
+        bits = math.ceil(math.log2(self.num_colors))
+        if self.budget == "count":
+            return ipc
+        return ipc * 2 ** (8 - bits) if self.budget == "paper" else ipc * 8 // bits
+
+    def default_lr_img(self, images: int) -> float:
+        """10 from IPC 50 (its paper's Table 9), that is from the images per class IPC 50 gives
+        under the budget (it grows with IPC); else the reference's 1."""
+        return 10.0 if images >= self.images_per_class(50) else super().default_lr_img(images)
 
 
 class PaletteNetwork(nn.Module):

@@ -10,6 +10,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
+from ..params import param
 from . import losses
 from .dm import MeanMatching
 from .loop import Distiller, register
@@ -22,9 +23,9 @@ class DDMSettings(DistillSettings):
     """Decomposed DM's weights (its README commands' values) and its k."""
 
     method: ClassVar[str] = "ddm"
-    moments_weight: float = 1e4
-    correlation_weight: float = 1e4
-    diversity_weight: float = 10.0
+    moments_weight: float = param(1e4, "Channel mean/std matching (reference: 1e4)", label="Moments weight", min=0.0)
+    correlation_weight: float = param(1e4, "Gram matching (reference: 1e4)", label="Correlation weight", min=0.0)
+    diversity_weight: float = param(10.0, "kNN intra-class KL (reference: 10)", label="Diversity weight", min=0.0)
     neighbours: int = 2  # the reference's k
 
     def __post_init__(self):

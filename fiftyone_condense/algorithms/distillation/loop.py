@@ -118,7 +118,8 @@ class Distiller(ABC):
         self._split_work(classes_present)
         self.syn_rows, self.blocks = self._synthetic_blocks(init_labels, classes_present)
         self.synthetic = self.normalizer(init.clone()).to(device).requires_grad_(True)
-        self.image_optimizer = torch.optim.SGD([self.synthetic], lr=settings.lr_img, momentum=settings.momentum)
+        lr = settings.with_lr_img(int(torch.bincount(init_labels).max())).lr_img  # unset: for the largest class
+        self.image_optimizer = torch.optim.SGD([self.synthetic], lr=lr, momentum=settings.momentum)
         self.augment = DSA() if settings.dsa else None
         self.shape = (real.shape[1], num_classes, tuple(real.shape[-2:]))
         self.real_chunk = settings.real_chunk or (GPU_CHUNK_IMAGES if device.type == "cuda" else CPU_CHUNK_IMAGES)
