@@ -21,8 +21,7 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fiftyone_condense.algorithms.distillation import DistillSettings  # noqa: E402
-from fiftyone_condense.algorithms.distillation.engine import Distiller  # noqa: E402
+from fiftyone_condense.algorithms.distillation import distiller_for, settings_for  # noqa: E402
 from fiftyone_condense.algorithms.distributed import Parallel, rank_device  # noqa: E402
 from fiftyone_condense.algorithms.idx import fashion_mnist_tensors  # noqa: E402
 
@@ -37,9 +36,9 @@ def worker(rank: int, world: int, store: str, args: argparse.Namespace, results)
     device = rank_device(parallel, torch.device("cuda" if cuda else "cpu"))
     images, labels = fashion_mnist_tensors("train")
     init = torch.cat([images[labels == c][: args.ipc] for c in range(10)])
-    settings = DistillSettings(method=args.method, batch_real=args.batch_real, log_every=10**9)
-    distiller = Distiller(images, labels, init, torch.arange(10).repeat_interleave(args.ipc), 10, settings, device,
-                          seed=0, parallel=parallel)
+    settings = settings_for(args.method, batch_real=args.batch_real, log_every=10**9)
+    distiller = distiller_for(args.method)(images, labels, init, torch.arange(10).repeat_interleave(args.ipc), 10,
+                                           settings, device, seed=0, parallel=parallel)
     summing = [0.0]
     plain_sum = Parallel.sum_
 

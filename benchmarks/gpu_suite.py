@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from step_speed import REFERENCE, our_iterations_per_second, reference_iterations_per_second, synchronize  # noqa: E402
 
-from fiftyone_condense.algorithms.distillation import DistillSettings, distill  # noqa: E402
-from fiftyone_condense.algorithms.distillation.engine import Distiller  # noqa: E402
-from fiftyone_condense.algorithms.distillation.params import default_lr_img, images_per_class  # noqa: E402
+from fiftyone_condense.algorithms.distillation import (  # noqa: E402
+    DistillSettings, distill, distiller_for, images_per_class, settings_for,
+)
 from fiftyone_condense.algorithms.idx import FASHION_MNIST_DIR, FASHION_MNIST_FILES, fashion_mnist_tensors  # noqa: E402
 from fiftyone_condense.algorithms.protocols import HardProtocol, evaluate_images  # noqa: E402
 
@@ -182,7 +182,7 @@ def speed_table(train_x, train_y, size: Size, device: torch.device, reference: P
                 log) -> list[dict]:
     """Iterations per second of each loop at IPC 10, real batch ``size.batch_real``."""
     ipc = 10
-    dm = DistillSettings(method="dm", batch_real=size.batch_real)
+    dm = settings_for("dm", batch_real=size.batch_real)
     rows = []
 
     def add(name: str, ips: float) -> None:
@@ -196,13 +196,13 @@ def speed_table(train_x, train_y, size: Size, device: torch.device, reference: P
         ("ours DM, one class per forward", replace(dm, real_chunk=size.batch_real)),
         ("ours DM, batched (default)", dm),
         ("ours DM, batched, bf16 autocast (option)", replace(dm, mixed_precision=True)),
-        ("ours Decomposed DM, batched (default)", replace(dm, method="ddm")),
-        ("ours AutoPalette, batched (default)", replace(dm, method="autopalette")),
+        ("ours Decomposed DM, batched (default)", settings_for("ddm", batch_real=size.batch_real)),
+        ("ours AutoPalette, batched (default)", settings_for("autopalette", batch_real=size.batch_real)),
     ]
     if use_compile:
         ours.insert(3, ("ours DM, batched, torch.compile (option)", replace(dm, compile=True)))
     for name, settings in ours:
-        per_class = images_per_class(ipc, settings.method, "paper", NUM_COLORS)
+        per_class = settings.images_per_class(ipc)
         warmup = size.speed_warmup * (4 if settings.compile else 1)
         add(name, our_iterations_per_second(train_x, train_y, per_class, settings, size.speed_iterations, device, warmup))
         if not settings.compile:  # (compiling again to count would cost more than it tells)
@@ -214,8 +214,9 @@ def host_syncs_per_step(images, labels, ipc: int, settings: DistillSettings, dev
     """Times an iteration made the host wait for the GPU (PyTorch's sync debug mode), over 3 iterations."""
     if device.type != "cuda":
         return None
-    distiller = Distiller(images, labels, torch.cat([images[labels == c][:ipc] for c in range(NUM_CLASSES)]),
-                          torch.arange(NUM_CLASSES).repeat_interleave(ipc), NUM_CLASSES, settings, device, seed=0)
+    init = torch.cat([images[labels == c][:ipc] for c in range(NUM_CLASSES)])
+    distiller = distiller_for(settings.method)(images, labels, init, torch.arange(NUM_CLASSES).repeat_interleave(ipc),
+                                               NUM_CLASSES, settings, device, seed=0)
     distiller.step(0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -266,8 +267,8 @@ def run_job(job: Job) -> dict:
     images, labels = train_x[picks], train_y[picks]
     record = {"method": job.method, "ipc": job.ipc, "images_per_class": per_class, "init": "random real images"}
     if job.method != "random":
-        settings = DistillSettings(method=job.method, iterations=size.max_iterations, batch_real=size.batch_real,
-                                   lr_img=default_lr_img(job.method, job.ipc), compile=job.compile and job.method == "dm")
+        settings = settings_for(job.method, iterations=size.max_iterations, batch_real=size.batch_real,
+                                compile=job.compile and job.method == "dm").with_lr_img(per_class)
         result = distill(train_x, train_y, images, labels, NUM_CLASSES, settings, device, job.seed,
                          stop=lambda done: time.time() >= job.distill_until)
         images = result.images

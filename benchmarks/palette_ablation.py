@@ -21,9 +21,8 @@ import torch
 from common import benchmark_parser, command_line, load_benchmark_dataset, machine, publish
 
 import fiftyone_condense as fc
-from fiftyone_condense.algorithms.distillation import DistillSettings
-from fiftyone_condense.algorithms.distillation.engine import Distiller
-from fiftyone_condense.algorithms.distillation.palette import soft_quantize
+from fiftyone_condense.algorithms.distillation import AutoPalette, settings_for
+from fiftyone_condense.algorithms.distillation.autopalette import soft_quantize
 from fiftyone_condense.algorithms.protocols import HardProtocol, evaluate_images
 from fiftyone_condense.bridge.views import Reading
 
@@ -74,10 +73,10 @@ def main(argv=None) -> None:
         "|---|---|---|---|",
     ]
     for name, overrides in VARIANTS.items():
-        settings = DistillSettings(method="autopalette", iterations=args.iterations, batch_real=args.batch_real,
-                                   num_colors=args.num_colors, **overrides)
-        distiller = Distiller(real, labels, real[picks], labels[picks], len(train.classes), settings, device, seed=0)
-        distiller.warm_up_palette()  # no-op unless the variant sets palette_warmup
+        settings = settings_for("autopalette", iterations=args.iterations, batch_real=args.batch_real,
+                                num_colors=args.num_colors, budget=args.budget, **overrides)
+        distiller = AutoPalette(real, labels, real[picks], labels[picks], len(train.classes), settings, device, seed=0)
+        distiller.warm_up()  # no-op unless the variant sets palette_warmup
         for iteration in range(args.iterations):
             distiller.step(iteration)
         hard, _, indices = distiller.result()

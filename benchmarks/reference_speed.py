@@ -18,7 +18,7 @@ import torch
 from common import command_line, machine, publish
 from step_speed import our_iterations_per_second, reference_iterations_per_second
 
-from fiftyone_condense.algorithms.distillation import DistillSettings
+from fiftyone_condense.algorithms.distillation import settings_for
 from fiftyone_condense.algorithms.idx import fashion_mnist_tensors
 
 
@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     command = command_line()  # before main_DM.main() takes sys.argv
     images, labels = fashion_mnist_tensors("train")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    settings = DistillSettings(method="dm", batch_real=args.batch_real)
+    settings = settings_for("dm", batch_real=args.batch_real)
     speeds: dict[str, list[float]] = {"reference main_DM.py": [], "ours (fp32, default)": []}
     if args.mixed_precision:
         speeds["ours (bf16 autocast option)"] = []

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from fiftyone_condense.algorithms.distillation import DistillSettings
-from fiftyone_condense.algorithms.distillation.engine import Distiller
+from fiftyone_condense.algorithms.distillation import DistillSettings, distiller_for
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "DatasetCondensation"
 MEAN, STD = 0.2861, 0.3530  # the reference's FashionMNIST normalisation (utils.get_dataset)
@@ -68,7 +67,8 @@ def our_iterations_per_second(images: torch.Tensor, labels: torch.Tensor, ipc: i
     """Time ``Distiller.step`` on the first ``ipc`` images of each class after ``warmup`` steps."""
     classes = int(labels.max()) + 1
     init = torch.cat([images[labels == c][:ipc] for c in range(classes)])
-    distiller = Distiller(images, labels, init, torch.arange(classes).repeat_interleave(ipc), classes, settings, device, seed=0)
+    distiller = distiller_for(settings.method)(images, labels, init, torch.arange(classes).repeat_interleave(ipc), classes,
+                                               settings, device, seed=0)
     for iteration in range(warmup):
         distiller.step(iteration)
     synchronize(device)

@@ -35,6 +35,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     )},
     "CondensationError": (".algorithms.errors", "CondensationError"),
     "SELECTION_METHODS": (".algorithms.selection", "METHODS"),
+    "DISTILLATION_METHODS": (".algorithms.distillation", "METHODS"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -34,7 +34,8 @@ import fiftyone as fo
 
 from .algorithms.color import BACKENDS, COMBINE_MODES  # noqa: F401  (the compensation form offers them)
 from .algorithms.color.diffusion import DiffusionSettings
-from .algorithms.distillation.params import DISTILL_PARAMS
+from .algorithms.distillation import METHODS as DISTILLATION_METHODS
+from .algorithms.distillation import images_per_class  # noqa: F401  (public: the images a distillation makes)
 from .algorithms.errors import CondensationError
 from .algorithms.params import Param, declared, resolve, takes
 from .algorithms.progress import ProgressFn
@@ -60,7 +61,6 @@ RunRecord = run_store.RunRecord
 DeleteReport = run_store.DeleteReport
 RecoveryReport = recovery.RecoveryReport
 logger = logging.getLogger(__name__)
-images_per_class = distillation.images_per_class
 
 
 def reads_images(function: Callable) -> Callable:
@@ -102,7 +102,8 @@ def default_run_key(run_key: Optional[str], method: str, ipc: int) -> str:
 
 def method_parameters(kind: str, method: str) -> tuple[Param, ...]:
     """The parameters ``method`` declares: ``kind`` is ``"selection"`` or ``"distillation"``."""
-    registry = {"selection": {name: spec.params for name, spec in METHODS.items()}, "distillation": DISTILL_PARAMS}
+    registry = {"selection": {name: spec.params for name, spec in METHODS.items()},
+                "distillation": {name: declared(d.Settings) for name, d in DISTILLATION_METHODS.items()}}
     if kind not in registry or method not in registry[kind]:
         raise CondensationError(f"No {kind} method {method!r}")
     return registry[kind][method]

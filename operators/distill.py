@@ -3,7 +3,6 @@
 import fiftyone.operators.types as types
 
 import fiftyone_condense as fc
-from fiftyone_condense.algorithms.distillation.params import DESCRIPTIONS
 from fiftyone_condense.apps.launch import default_processes, launch_command, run_launched
 
 from .common import (
@@ -38,8 +37,8 @@ class DistillDataset(CondenseOperator):
         label_field = label_field_input(ctx, inputs)
         split = split_input(ctx, inputs, "split", "train", "Source split", "Real images the synthetic ones must match")
         method = ctx.params.get("method") or "dm"
-        inputs.enum("method", list(DESCRIPTIONS), default="dm", label="Method", description=DESCRIPTIONS[method],
-                    view=types.DropdownView())
+        inputs.enum("method", list(fc.DISTILLATION_METHODS), default="dm", label="Method",
+                    description=fc.DISTILLATION_METHODS[method].description, view=types.DropdownView())
         ipc = ipc_input(ctx, inputs, label_field, split, "Synthetic images")
         inits = list(fc.SELECTION_METHODS) + ["noise"] + fc.list_runs(ctx.dataset, kind="selection")
         default_init = "autopalette_init" if method == "autopalette" else "random"

@@ -17,10 +17,9 @@ from PIL import Image
 from ..algorithms.cache import cache_dir
 from ..algorithms.color import color_stats as image_color_stats
 from ..algorithms.device import resolve_device
-from ..algorithms.distillation import DistillSettings
+from ..algorithms.distillation import DistillSettings, parameters, settings_for
 from ..algorithms.distillation import distill as distill_images
 from ..algorithms.distillation.palette import palette_png
-from ..algorithms.distillation.params import DISTILL_PARAMS, default_lr_img, images_per_class
 from ..algorithms.distributed import current_team
 from ..algorithms.errors import CondensationError
 from ..algorithms.images import as_rgb
@@ -33,25 +32,13 @@ from .lifecycle import begin, claimed_run, record, versions
 from .views import ImageSet, Reading, class_names, labels_of, media_dir_beside, write_pngs
 
 Collection = fo.core.collections.SampleCollection
-SETTINGS_PARAMS = {"budget", "teacher_epochs"}  # declared parameters that are not engine settings
 
 
-def method_params(method: str, ipc: int, given: dict) -> dict:
-    """The method's declared parameters, checked, with ``lr_img`` resolved from the method and IPC."""
-    if method not in DISTILL_PARAMS:
-        raise CondensationError(f"Unknown distillation method {method!r}; choose one of {sorted(DISTILL_PARAMS)}")
-    params = resolve(method, DISTILL_PARAMS[method], given)
-    if params["lr_img"] is None:
-        params["lr_img"] = default_lr_img(method, ipc)
-    return params
-
-
-def settings_of(method: str, params: dict) -> DistillSettings:
-    try:
-        engine = {k: v for k, v in params.items() if k not in SETTINGS_PARAMS}
-        return DistillSettings(method=method, **engine)
-    except ValueError as error:
-        raise CondensationError(str(error)) from None
+def method_settings(method: str, ipc: int, given: dict) -> DistillSettings:
+    """The method's settings from its declared parameters (``given`` checked against them), with
+    ``lr_img`` resolved for the images per class it distils at ``ipc``."""
+    settings = settings_for(method, **resolve(method, parameters(method), given))
+    return settings.with_lr_img(settings.images_per_class(ipc))
 
 
 @dataclass(frozen=True)
@@ -81,9 +68,9 @@ def run(view: Collection, request: Request, progress: Progress) -> run_store.Run
     dataset = view._dataset
     init = init or ("autopalette_init" if method == "autopalette" else "random")
     begin(view, label_field)
-    params = method_params(method, ipc, given)
-    settings = settings_of(method, params)
-    per_class = images_per_class(ipc, method, params.get("budget", "paper"), settings.num_colors)
+    settings = method_settings(method, ipc, given)
+    params = asdict(settings)
+    per_class = settings.images_per_class(ipc)
     classes = class_names(view, label_field)
     budgets = check_budget(view, label_field, classes, ipc, per_class, init, params, small_classes)
     with claimed_run(dataset, run_key, overwrite) as entry:
@@ -100,8 +87,7 @@ def run(view: Collection, request: Request, progress: Progress) -> run_store.Run
         folder = Path(output_dir) / run_key if output_dir else media_dir_beside(view, run_key)
         config = run_store.config_for(
             "distillation", method=method, ipc=per_class, init=init, label_field=label_field,
-            params={**asdict(settings), "budget": params.get("budget", "paper"), "requested_ipc": ipc,
-                    "teacher_epochs": params["teacher_epochs"]},
+            params={**params, "requested_ipc": ipc},
             seed=seed, classes=classes, output_dir=str(folder), versions=versions(), image_format=reading.recorded(),
         )
         needed = per_class if init != "noise" or small_classes == "drop" else 1  # noise needs no real images to keep
@@ -111,7 +97,7 @@ def run(view: Collection, request: Request, progress: Progress) -> run_store.Run
             paths = [folder / f"{method}_{classes[int(label)]}_{i:05d}.png".replace("/", "-") for i, label in enumerate(labels)]
             written = transaction.add_synthetic_samples(
                 run_key, label_field, paths, [classes[int(label)] for label in labels], sources,
-                lambda rows, files: write_media(result, images.shape[1], settings.num_colors, rows, files),
+                lambda rows, files: write_media(result, images.shape[1], rows, files),
                 reading.format.shape)
             return {"num_samples": len(paths), "bytes": written, **encoded_sizes(result.images),
                     "loss_history": result.history[:: max(1, len(result.history) // 500)],
@@ -193,12 +179,12 @@ def initial_ids(view, init: str, ipc: int, label_field: str, params: dict, seed:
     return selection.plan_selection(view, request, progress).ids
 
 
-def write_media(result, channels: int, num_colors: int, rows: slice, paths: list) -> None:
+def write_media(result, channels: int, rows: slice, paths: list) -> None:
     """The images ``rows`` as palette PNGs (AutoPalette: K colours on disk) or 8-bit PNGs."""
     if result.palettes is None:
         write_pngs(result.images[rows], paths)
         return
-    bits = next(b for b in (1, 2, 4, 8) if 2**b >= num_colors)
+    bits = next(b for b in (1, 2, 4, 8) if 2**b >= result.palettes.shape[1])  # K colours
     for palette, index, path in zip(result.palettes[rows], result.indices[rows], paths):
         palette_png(palette, index, channels).save(path, bits=bits, optimize=False)
 

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 import fiftyone_condense as fc
-from fiftyone_condense.algorithms.distillation.engine import Distiller
+from fiftyone_condense.algorithms.distillation import Distiller
 from fiftyone_condense.algorithms.errors import CondensationError
 from fiftyone_condense.bridge.views import Reading
 

@@ -43,7 +43,7 @@ def test_the_tensor_modules_distil_and_evaluate_without_fiftyone(bare_env):
     out = run('''
 import sys, torch
 import fiftyone_condense as fc
-from fiftyone_condense.algorithms.distillation import DistillSettings, distill
+from fiftyone_condense.algorithms.distillation import distill, settings_for
 from fiftyone_condense.algorithms.protocols import HardProtocol, evaluate_images
 from fiftyone_condense.algorithms.idx import fashion_mnist_tensors
 try:
@@ -53,7 +53,7 @@ except ImportError:
 else:
     raise SystemExit("the blocker did not work")
 real, labels = torch.rand(60, 1, 28, 28), torch.arange(3).repeat_interleave(20)
-result = distill(real, labels, real[::10], labels[::10], 3, DistillSettings(method="ddm", iterations=2, batch_real=8),
+result = distill(real, labels, real[::10], labels[::10], 3, settings_for("ddm", iterations=2, batch_real=8),
                  torch.device("cpu"))
 score = evaluate_images(result.images, labels[::10], real, labels, 3, HardProtocol(epochs=1, num_models=1), torch.device("cpu"))
 print(len(result.history), 0 <= score.mean <= 1, sorted(m for m in sys.modules if m.startswith(("fiftyone.", "diffusers"))))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from fiftyone_condense.algorithms.distillation import DistillSettings, distill, losses
-from fiftyone_condense.algorithms.distillation.engine import Distiller
-from fiftyone_condense.algorithms.distillation.palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
+from fiftyone_condense.algorithms.distillation import AutoPalette, distill, losses, settings_for
+from fiftyone_condense.algorithms.distillation.autopalette import PaletteNetwork, hard_quantize, soft_quantize
+from fiftyone_condense.algorithms.distillation.palette import median_cut
 
 
 def test_moments_and_gram_of_a_constant_map():
@@ -67,9 +67,9 @@ def test_the_colour_losses_train_the_palette_network_and_leave_the_images_alone(
     real, labels, init, init_labels = small_problem()
     images, palettes = [], []
     for colour in (1.0, 0.0):
-        settings = DistillSettings(method="autopalette", iterations=1, batch_real=16, num_colors=8, max_color_weight=colour,
-                                   balance_weight=colour, alignment_weight=3 * colour)
-        distiller = Distiller(real, labels, init, init_labels, 3, settings, torch.device("cpu"), seed=0)
+        settings = settings_for("autopalette", iterations=1, batch_real=16, num_colors=8, max_color_weight=colour,
+                                balance_weight=colour, alignment_weight=3 * colour)
+        distiller = AutoPalette(real, labels, init, init_labels, 3, settings, torch.device("cpu"), seed=0)
         distiller.step(0)
         images.append(distiller.synthetic.detach().clone())
         palettes.append(distiller.palette.net[0].weight.detach().clone())
@@ -110,7 +110,7 @@ def small_problem():
 
 def test_dm_reduces_its_loss_on_a_small_real_problem():
     real, labels, init, init_labels = small_problem()
-    result = distill(real, labels, init, init_labels, 3, DistillSettings(method="dm", iterations=30, batch_real=64, dsa=False),
+    result = distill(real, labels, init, init_labels, 3, settings_for("dm", iterations=30, batch_real=64, dsa=False),
                      torch.device("cpu"))
     first, last = sum(result.history[:5]) / 5, sum(result.history[-5:]) / 5
     assert last < 0.5 * first
@@ -118,18 +118,18 @@ def test_dm_reduces_its_loss_on_a_small_real_problem():
 
 def test_the_palette_warm_up_fits_the_network_to_the_real_images_before_distilling():
     real, labels, init, init_labels = small_problem()
-    settings = DistillSettings(method="autopalette", batch_real=16, num_colors=8, palette_warmup=3)
-    distiller = Distiller(real, labels, init, init_labels, 3, settings, torch.device("cpu"), seed=0)
+    settings = settings_for("autopalette", batch_real=16, num_colors=8, palette_warmup=3)
+    distiller = AutoPalette(real, labels, init, init_labels, 3, settings, torch.device("cpu"), seed=0)
     probe = distiller.normalizer(real[:64])
     before = distiller._colour_loss(probe, np.random.RandomState(0), confidence=False).item()
-    distiller.warm_up_palette()
+    distiller.warm_up()
     assert distiller._colour_loss(probe, np.random.RandomState(0), confidence=False).item() < before
 
 
 def test_real_images_in_chunks_of_classes_give_the_per_class_result():
     real, labels, init, init_labels = small_problem()
-    results = [distill(real, labels, init, init_labels, 3, DistillSettings(method="ddm", iterations=3, batch_real=16,
-                                                                           real_chunk=chunk), torch.device("cpu"))
+    results = [distill(real, labels, init, init_labels, 3, settings_for("ddm", iterations=3, batch_real=16, real_chunk=chunk),
+                       torch.device("cpu"))
                for chunk in (16, 48)]
     assert results[0].history == pytest.approx(results[1].history, rel=1e-4)
     torch.testing.assert_close(results[0].images, results[1].images, atol=1e-4, rtol=1e-4)
@@ -138,7 +138,8 @@ def test_real_images_in_chunks_of_classes_give_the_per_class_result():
 @pytest.mark.parametrize("method", ["dm", "autopalette"])
 def test_resuming_after_an_interruption_gives_the_uninterrupted_result(tmp_path, method):
     real, labels, init, init_labels = small_problem()
-    settings = DistillSettings(method=method, iterations=6, batch_real=16, checkpoint_every=2, num_colors=4)
+    colours = {"num_colors": 4} if method == "autopalette" else {}
+    settings = settings_for(method, iterations=6, batch_real=16, checkpoint_every=2, **colours)
     straight = distill(real, labels, init, init_labels, 3, settings, torch.device("cpu"), seed=5)
 
     checkpoint = tmp_path / "checkpoint.pt"
@@ -159,7 +160,8 @@ def test_resuming_after_an_interruption_gives_the_uninterrupted_result(tmp_path,
 def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
     real, labels, init, init_labels = small_problem()
     checkpoint = tmp_path / "checkpoint.pt"
-    distill(real, labels, init, init_labels, 3, DistillSettings(iterations=2, batch_real=8), torch.device("cpu"), checkpoint=checkpoint)
-    other = distill(real, labels, init, init_labels, 3, DistillSettings(iterations=2, batch_real=8, lr_img=0.5),
+    distill(real, labels, init, init_labels, 3, settings_for("dm", iterations=2, batch_real=8), torch.device("cpu"),
+            checkpoint=checkpoint)
+    other = distill(real, labels, init, init_labels, 3, settings_for("dm", iterations=2, batch_real=8, lr_img=0.5),
                     torch.device("cpu"), checkpoint=checkpoint)
     assert other.resumed_from == 0 and math.isfinite(other.history[-1])

@@ -8,6 +8,7 @@ distillation against an uninterrupted one, evaluation (models split across ranks
 """
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fiftyone_condense.algorithms.distillation import DistillSettings, distill
+from fiftyone_condense.algorithms.distillation import distill, settings_for
 from fiftyone_condense.algorithms.distributed import Parallel
 from fiftyone_condense.algorithms.models import build_model
 from fiftyone_condense.algorithms.protocols import HardProtocol, evaluate_images
@@ -33,15 +34,15 @@ def problem(classes: int = CLASSES):
 
 
 SETTINGS = {
-    "dm": DistillSettings(method="dm", iterations=3, batch_real=8),
-    "ddm": DistillSettings(method="ddm", iterations=3, batch_real=8),
-    "autopalette": DistillSettings(method="autopalette", iterations=3, batch_real=8, num_colors=4, colour_batch=6),
+    "dm": settings_for("dm", iterations=3, batch_real=8),
+    "ddm": settings_for("ddm", iterations=3, batch_real=8),
+    "autopalette": settings_for("autopalette", iterations=3, batch_real=8, num_colors=4, colour_batch=6),
 }
 
 
 def distilled(method: str, parallel: Parallel, iterations: int = 3, checkpoint=None, classes: int = CLASSES):
     real, labels, init, init_labels = problem(classes)
-    settings = DistillSettings(**{**SETTINGS[method].__dict__, "iterations": iterations, "checkpoint_every": 2})
+    settings = replace(SETTINGS[method], iterations=iterations, checkpoint_every=2)
     result = distill(real, labels, init, init_labels, classes, settings, torch.device("cpu"), seed=5,
                      checkpoint=checkpoint, parallel=parallel)
     return {"images": result.images, "history": result.history, "resumed_from": result.resumed_from}

@@ -20,9 +20,11 @@ import torch.nn.functional as F
 
 from fiftyone_condense.algorithms.augment import DSA, FAMILIES, SoftAugment, cutmix, shuffle_strips
 from fiftyone_condense.algorithms.color.combine import gradient_mask, plan_edits
-from fiftyone_condense.algorithms.distillation import DistillSettings, losses
-from fiftyone_condense.algorithms.distillation.engine import Distiller, StyleRecorder, _class_seed
-from fiftyone_condense.algorithms.distillation.palette import PaletteNetwork, hard_quantize, median_cut, soft_quantize
+from fiftyone_condense.algorithms.distillation import DM, DecomposedDM, losses, settings_for
+from fiftyone_condense.algorithms.distillation.autopalette import PaletteNetwork, hard_quantize, soft_quantize
+from fiftyone_condense.algorithms.distillation.ddm import StyleRecorder
+from fiftyone_condense.algorithms.distillation.palette import median_cut
+from fiftyone_condense.algorithms.distillation.sampling import seed_of_class as _class_seed
 from fiftyone_condense.algorithms.models import ConvNet3
 from fiftyone_condense.algorithms.selection.dc3 import allocate
 from fiftyone_condense.algorithms.selection.gram import gradient_embeddings, gradient_gram, similarity_from_gram
@@ -133,8 +135,8 @@ def test_dm_loss_and_its_gradient_equal_the_reference_per_class_loop(dc, real_ch
     """main_DM.py, ConvNet branch: per class, DSA with one seed on real and synthetic images,
     loss += ||mean embed(real) − mean embed(syn)||². Ours batches the classes."""
     real, real_labels, init, init_labels = dm_problem()
-    settings = DistillSettings(method="dm", batch_real=16, real_chunk=real_chunk)
-    distiller = Distiller(real, real_labels, init, init_labels, 4, settings, torch.device("cpu"), seed=3)
+    settings = settings_for("dm", batch_real=16, real_chunk=real_chunk)
+    distiller = DM(real, real_labels, init, init_labels, 4, settings, torch.device("cpu"), seed=3)
     batch, batch_labels = distiller._real_batch(torch.Generator().manual_seed(5))
     reference = reference_convnet(dc, 1, 28, seed=11).train()
     for parameter in reference.parameters():
@@ -295,9 +297,9 @@ def test_ddm_loss_gradient_equals_the_reference(ddm_inputs, weights, golden):
     """The engine's loss (one class, no DSA) has the reference's gradient for each term's README weight."""
     net, real, syn = ddm_inputs
     moments, correlation, diversity = weights
-    settings = DistillSettings(method="ddm", dsa=False, batch_real=8, moments_weight=moments, correlation_weight=correlation,
-                               diversity_weight=diversity)
-    distiller = Distiller(real.float(), torch.zeros(8, dtype=torch.long), syn.float(), torch.zeros(4, dtype=torch.long), 1,
+    settings = settings_for("ddm", dsa=False, batch_real=8, moments_weight=moments, correlation_weight=correlation,
+                            diversity_weight=diversity)
+    distiller = DecomposedDM(real.float(), torch.zeros(8, dtype=torch.long), syn.float(), torch.zeros(4, dtype=torch.long), 1,
                           settings, torch.device("cpu"), seed=0)
     synthetic = syn.clone().requires_grad_(True)
     recorder = StyleRecorder(net)

@@ -1,5 +1,6 @@
-"""AutoPalette's palette network and Median-Cut colour quantisation (as ``color_cnn.py: ColorCNN``
-and ``dm_quant.py: get_index_map`` of the reference code compute them)."""
+"""Median-Cut colour quantisation (as AutoPalette's ``dm_quant.py: get_index_map`` computes it) and
+palette PNGs: the target of AutoPalette's alignment loss and of its colour-guided initialisation,
+and how its K-colour images are stored."""
 
 from __future__ import annotations
 
@@ -9,46 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-import torch.nn as nn
 from PIL import Image
-
-
-class PaletteNetwork(nn.Module):
-    """1×1 conv C→256, ReLU, 1×1 conv 256→K without bias, softmax over the K colours."""
-
-    def __init__(self, channels: int, num_colors: int, hidden: int = 256):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, hidden, kernel_size=1), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, num_colors, kernel_size=1, bias=False),
-        )
-        self.num_colors = num_colors
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Colour-assignment probabilities (N, K, H, W)."""
-        return torch.softmax(self.net(images), dim=1)
-
-
-def soft_quantize(images: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
-    """Training-time quantisation: each colour is the probability-weighted mean of the image's
-    pixels, and each pixel the probability-weighted mix of colours (differentiable)."""
-    weights = probabilities.flatten(2)  # (N, K, HW)
-    pixels = images.flatten(2)  # (N, C, HW)
-    palette = (weights @ pixels.transpose(1, 2)) / (weights.sum(2, keepdim=True) + 1e-8)  # (N, K, C)
-    return (palette.transpose(1, 2) @ weights).view_as(images)
-
-
-def hard_quantize(images: torch.Tensor, probabilities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Final quantisation: each pixel takes its argmax colour, each colour the mean of its pixels.
-
-    Returns (palettes (N, K, C), indices (N, H, W)); an image then has at most K colours, and
-    an unused colour is zero (as the reference's).
-    """
-    indices = probabilities.argmax(1)
-    onehot = torch.nn.functional.one_hot(indices.flatten(1), probabilities.shape[1]).to(images.dtype)  # (N, HW, K)
-    pixels = images.flatten(2)  # (N, C, HW)
-    palette = (pixels @ onehot) / (onehot.sum(1, keepdim=True) + 1e-8)  # (N, C, K)
-    return palette.transpose(1, 2), indices
 
 
 def median_cut(images: torch.Tensor, num_colors: int) -> tuple[torch.Tensor, torch.Tensor]:
