@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 from submodlib import FacilityLocationFunction, GraphCutFunction
 
@@ -58,24 +61,60 @@ register(SelectionMethod("facility_location", pick_facility_location, ("gram",),
                          "submodular facility location with submodlib", (*embedding_params(), OPTIMIZER)))
 
 
+def stochastic_sample_size(n: int, budget: int, epsilon: float) -> int:
+    """Candidates each stochastic-greedy step looks at: max(1, round(−ln ε · n / budget))."""
+    return max(1, round(-math.log(epsilon) * n / budget))
+
+
+def stochastic_graph_cut(kernel: np.ndarray, budget: int, lambda_: float, epsilon: float,
+                         rng: np.random.Generator) -> np.ndarray:
+    """GraphCut maximised by stochastic greedy (Mirzasoleiman et al. 2015), as AutoPalette's selection
+    code runs it: each step draws :func:`stochastic_sample_size` of the items not yet picked, from
+    ``rng``, and takes the one of largest gain ``Σ_i s_ij − λ (s_jj + 2 Σ_{k∈S} s_jk)``."""
+    n = len(kernel)
+    if budget >= n:
+        return np.arange(n)
+    coverage, self_similarity = kernel.sum(0), np.diag(kernel)
+    overlap, free, picks = np.zeros(n), np.ones(n, dtype=bool), []
+    size = stochastic_sample_size(n, budget, epsilon)
+    for _ in range(budget):
+        candidates = np.flatnonzero(free)
+        drawn = rng.choice(candidates, size=min(size, len(candidates)), replace=False)
+        gains = coverage[drawn] - lambda_ * (self_similarity[drawn] + 2 * overlap[drawn])
+        best = int(drawn[np.argmax(gains)])
+        picks.append(best)
+        free[best] = False
+        overlap += kernel[best]
+    return np.array(picks, dtype=np.int64)
+
+
 def pick_autopalette_init(
     n: int, budget: int, rng: np.random.Generator, gram: np.ndarray,
-    lambda_: float = 1.0, optimizer: str = "NaiveGreedy",
+    lambda_: float = 1.0, optimizer: str = "StochasticGreedy", epsilon: float = 0.9,
 ) -> np.ndarray:
     """AutoPalette's colour-guided initialisation on the Gram of Median-Cut-quantised images.
 
     Each greedy GraphCut step takes the sample of highest conditional gain
     ``f(j | S) = Σ_i s_ij − λ s_jj − 2λ Σ_{k∈S} s_jk``: representative of the class, unlike
-    the picks so far.
+    the picks so far. As the authors' code: among a random ``epsilon`` sample of the candidates
+    (stochastic greedy, seeded per class); another ``optimizer`` runs submodlib's greedy.
     """
+    if optimizer == "StochasticGreedy":
+        return stochastic_graph_cut(similarity_from_gram(gram), budget, lambda_, epsilon, rng)
     return pick_graph_cut(n, budget, rng, gram, lambda_, optimizer)
 
 
+EPSILON = Param("epsilon", float, 0.9, "Stochastic greedy: each step looks at max(1, round(−ln ε · n / IPC)) random "
+                "candidates (AutoPalette: 0.9)", label="ε (stochastic greedy)", min=1e-12, max=1.0,
+                when={"optimizer": "StochasticGreedy"})
 AUTOPALETTE_INIT_PARAMS = (
     Param("num_colors", int, 64, "Median-Cut colours per image", label="Colours (K)", min=2, max=256),
     Param("teacher_epochs", int, 50, "Epochs training ConvNet-3 on the Median-Cut images (AutoPalette: 50)",
           label="Selection network epochs", min=1),
-    LAMBDA, OPTIMIZER,
+    LAMBDA,
+    replace(OPTIMIZER, default="StochasticGreedy", help="Greedy variant: StochasticGreedy (AutoPalette's, seeded; "
+            "ε below), or one of submodlib's"),
+    EPSILON,
 )
 register(SelectionMethod("autopalette_init", pick_autopalette_init, ("gram",),
                          "AutoPalette init: GraphCut conditional gain on Median-Cut-quantised images",
