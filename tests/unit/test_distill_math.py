@@ -165,3 +165,19 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
     other = distill(real, labels, init, init_labels, 3, settings_for("dm", iterations=2, batch_real=8, lr_img=0.5),
                     torch.device("cpu"), checkpoint=checkpoint)
     assert other.resumed_from == 0 and math.isfinite(other.history[-1])
+
+
+def test_decomposed_dm_carries_its_style_loss_over_classes_as_the_authors_code():
+    # DM_MeanStd_Matching.py / DM_GramMatching.py: style_loss = 0 once, then per class c:
+    # style_loss += Σ_layers d[c, l]; style_loss /= L; loss += ratio * style_loss
+    distances = torch.rand(4, 3, dtype=torch.float64)  # (classes, layers)
+    carried, total = 0.0, 0.0
+    for per_layer in distances:
+        carried = (carried + per_layer.sum()) / len(per_layer)
+        total += carried
+    weights = losses.carried_over_weights(torch.arange(4), classes=4, layers=3).double()
+    assert float((distances.mean(1) * weights).sum()) == pytest.approx(float(total), rel=1e-6)
+    # each class counts 1.3-1.4 times on average at 4-10 classes and 3 style layers; once without carry-over
+    for classes, average in ((4, 1.315), (10, 1.425)):
+        assert float(losses.carried_over_weights(torch.arange(classes), classes, 3).mean()) == pytest.approx(average, abs=1e-3)
+    assert losses.carried_over_weights(torch.arange(1), 1, 3).tolist() == [1.0]

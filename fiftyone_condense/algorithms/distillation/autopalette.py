@@ -27,7 +27,7 @@ from .sampling import to_device
 
 BUDGETS = ("paper", "bits", "count")
 WARMUP_BATCH = 256  # the reference's batch_train
-STYLE_WEIGHTS = ("moments_weight", "correlation_weight", "diversity_weight")
+STYLE_WEIGHTS = ("moments_weight", "correlation_weight", "diversity_weight", "style_carry_over")
 
 
 @dataclass(frozen=True)

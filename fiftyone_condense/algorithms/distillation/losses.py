@@ -55,6 +55,16 @@ def gram_distance(real_mean_gram: torch.Tensor, syn_mean_gram: torch.Tensor) -> 
     return (real_mean_gram - syn_mean_gram).square().sum((-2, -1))
 
 
+def carried_over_weights(positions: torch.Tensor, classes: int, layers: int) -> torch.Tensor:
+    """How often each class's layer-averaged style distance counts when, as in the DDM authors' code,
+    ``style_loss`` is not reset between classes: class c adds s_c = (s_{c−1} + Σ_layers d_c) / L to the
+    loss, so the class at ``position`` k of ``classes`` counts Σ_{j=0}^{classes−1−k} L^{−j} times."""
+    later = classes - positions.to(torch.float64)  # classes from this one to the last
+    decay = 1.0 / layers
+    weights = later if layers == 1 else (1 - decay ** later) / (1 - decay)
+    return weights.float()
+
+
 def diversity_loss(embeddings: torch.Tensor, k: int = 2) -> torch.Tensor:
     """DDM intra-class diversity of one class: ``−mean_i KL(softmax(e_i) ‖ softmax(mean of the
     embeddings of i's k nearest neighbours))`` (Euclidean, self excluded).
