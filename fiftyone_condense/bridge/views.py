@@ -227,8 +227,8 @@ def most_common_size(sizes: Counter) -> tuple[tuple[int, int], int]:
     return tied[(len(tied) - 1) // 2], top
 
 
-def image_format(view: fo.core.collections.SampleCollection, image_size=None, channels: Optional[int] = None,
-                 resize: str = "crop", background=WHITE) -> tuple[ImageFormat, str]:
+def image_format(view: Collection, image_size: Union[int, tuple[int, int], None], channels: Optional[int], resize: str,
+                 background: tuple[int, int, int]) -> tuple[ImageFormat, str]:
     """The working format of a view and why: ``image_size`` / ``channels`` when given; else the
     images' one size, or the most common size scaled down to at most ``MAX_DEFAULT_SIZE`` pixels
     a side when they differ; 3 channels when any image has colour (or alpha), else 1."""
