@@ -107,9 +107,9 @@ def test_select_coreset_from_the_operator_browser_then_open_a_distillation_in_th
             screenshot(page, tmp_path, "operator-form")
             execute.click()
 
-            def recorded() -> bool:  # the saved view is a run's last write
+            def recorded() -> bool:  # registering the run is its last write (after its saved view)
                 dataset.reload()
-                return dataset.has_saved_view("condense-random_ipc10")
+                return dataset.has_saved_view("condense-random_ipc10") and "random_ipc10" in fc.list_runs(dataset)
 
             wait_until(recorded, 120, "the run to be recorded")
             assert fc.list_runs(dataset) == ["random_ipc10"]
