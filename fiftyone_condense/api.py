@@ -49,7 +49,7 @@ from .bridge import records as run_store
 from .bridge import recovery
 from .bridge import select as selection
 from .bridge.lifecycle import (  # noqa: F401  (check_run_key: the forms check run keys as the SDK does)
-    check_run_key, check_run_key_free, check_run_key_name, claimed, reporter,
+    RunRequest, check_run_key, check_run_key_free, check_run_key_name, claimed, reporter,
 )
 from .bridge.views import (  # noqa: F401  (classification_fields: the forms' label field choices)
     DEFAULT_EMBEDDINGS_FIELD, DEFAULT_EVAL_SPLIT, DEFAULT_LABEL_FIELD, DEFAULT_SOURCE_SPLIT, Reading,
@@ -186,8 +186,9 @@ def select(
     run records which classes were kept whole or dropped. Images are read as :ref:`reading
     <reading>` says; the run records the working format.
     """
-    request = selection.Request(method, ipc, default_run_key(run_key, method, ipc), label_field, seed, device, overwrite,
-                                small_classes, params, reading)
+    request = RunRequest(method=method, ipc=ipc, run_key=default_run_key(run_key, method, ipc), label_field=label_field,
+                         seed=seed, device=device, overwrite=overwrite, small_classes=small_classes, params=params,
+                         reading=reading)
     return selection.run(view, request, reporter(progress))
 
 
@@ -233,8 +234,10 @@ def distill(
     synthetic images are written at the working format (:ref:`reading <reading>`), which the run
     records. ``small_classes`` as for :func:`select` (``keep_all`` distils at most a class's size).
     """
-    request = distillation.Request(method, ipc, init, default_run_key(run_key, method, ipc), label_field, output_dir,
-                                   seed, device, overwrite, small_classes, params, reading)
+    request = distillation.Request(
+        method=method, ipc=ipc, run_key=default_run_key(run_key, method, ipc), label_field=label_field, seed=seed,
+        device=device, overwrite=overwrite, small_classes=small_classes, params=params, reading=reading, init=init,
+        output_dir=output_dir)
     return distillation.run(view, request, reporter(progress))
 
 

@@ -28,7 +28,7 @@ from ..algorithms.progress import Progress
 from ..algorithms.selection import METHODS, class_budgets, small_class_report
 from . import records as run_store
 from . import select as selection
-from .lifecycle import begin, claimed_run, record, versions
+from .lifecycle import RunRequest, begin, claimed_run, record, versions
 from .views import ImageSet, Reading, class_names, labels_of, media_dir_beside, write_pngs
 
 Collection = fo.core.collections.SampleCollection
@@ -42,21 +42,12 @@ def method_settings(method: str, ipc: int, given: dict) -> DistillSettings:
 
 
 @dataclass(frozen=True)
-class Request:
-    """A distillation as the SDK was asked for it (``params``: the method's own, checked by :func:`method_params`)."""
+class Request(RunRequest):
+    """A distillation as the SDK was asked for it: a method run, what it starts from (``init``) and
+    where its images go (``output_dir``)."""
 
-    method: str
-    ipc: int
     init: Optional[str]
-    run_key: str
-    label_field: str
     output_dir: Optional[str]
-    seed: int
-    device: str
-    overwrite: bool
-    small_classes: str
-    params: dict
-    reading: Reading
 
 
 def run(view: Collection, request: Request, progress: Progress) -> run_store.RunRecord:
@@ -175,7 +166,7 @@ def initial_ids(view, init: str, ipc: int, label_field: str, params: dict, seed:
                                 f"{run_store.list_runs(dataset, kind='selection')}")
     declared = {p.name for p in METHODS[init].params}
     shared = {k: params[k] for k in ("num_colors", "teacher_epochs") if k in declared and params.get(k) is not None}
-    request = selection.Request(init, ipc, init, label_field, seed, device, False, small_classes, shared, reading)
+    request = RunRequest(init, ipc, init, label_field, seed, device, False, small_classes, shared, reading)
     return selection.plan_selection(view, request, progress).ids
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 import fiftyone as fo
@@ -15,11 +16,28 @@ from ..algorithms.progress import Progress, ProgressFn
 from . import journal, recovery
 from .records import CondensationRunConfig, RunRecord, list_runs, load_run, run_tag, saved_view_name
 from .transaction import Transaction
-from .views import check_label_field, require_samples
+from .views import Reading, check_label_field, require_samples
 
 Collection = fo.core.collections.SampleCollection
 MAX_RUN_KEY_LENGTH = 100  # a key names a folder of media and a checkpoint folder: well within a file name's 255 bytes
 _RUN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A method run (a selection or a distillation) as the SDK was asked for it: the method and its own
+    ``params`` (checked by the capability against the method's declaration), the IPC, the run key."""
+
+    method: str
+    ipc: int
+    run_key: str
+    label_field: str
+    seed: int
+    device: str
+    overwrite: bool
+    small_classes: str
+    params: dict
+    reading: Reading
 
 
 def begin(view: Collection, label_field: str) -> None:

@@ -23,7 +23,7 @@ from ..algorithms.selection import (
 from ..algorithms.selection.gram import FactoredGram, loss_gradients
 from ..algorithms.teachers import Normalizer, TeacherConfig, load_vae, vae_latents
 from . import embed as stored
-from .lifecycle import begin, claimed_run, record, versions
+from .lifecycle import RunRequest, begin, claimed_run, record, versions
 from .records import RunRecord, config_for, run_tag
 from .views import ImageSet, Reading, class_names, labels_of
 
@@ -48,23 +48,7 @@ def method_params(method: str, given: dict) -> dict:
     return resolve(method, METHODS[method].params, given)
 
 
-@dataclass(frozen=True)
-class Request:
-    """A selection as the SDK was asked for it (``params``: the method's own, checked by :func:`method_params`)."""
-
-    method: str
-    ipc: int
-    run_key: str
-    label_field: str
-    seed: int
-    device: str
-    overwrite: bool
-    small_classes: str
-    params: dict
-    reading: Reading
-
-
-def run(view: Collection, request: Request, progress: Progress) -> RunRecord:
+def run(view: Collection, request: RunRequest, progress: Progress) -> RunRecord:
     """Validate, claim the key, plan in memory, then tag the picks and record the run (all-or-nothing)."""
     begin(view, request.label_field)
     with claimed_run(view._dataset, request.run_key, request.overwrite) as entry:
@@ -80,7 +64,7 @@ def run(view: Collection, request: Request, progress: Progress) -> RunRecord:
         return record(view, entry, config_for("selection", **plan.config), write)
 
 
-def plan_selection(view: Collection, request: Request, progress: Progress) -> SelectionPlan:
+def plan_selection(view: Collection, request: RunRequest, progress: Progress) -> SelectionPlan:
     """Validate, embed and select in memory; nothing is written."""
     method, ipc, label_field, seed = request.method, request.ipc, request.label_field, request.seed
     params = method_params(method, request.params)
