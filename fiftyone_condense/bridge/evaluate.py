@@ -56,7 +56,8 @@ def protocol_settings(request: Request, epochs: Optional[int] = None) -> Protoco
     if request.protocol not in PROTOCOLS:
         raise CondensationError(f"Unknown protocol {request.protocol!r}; choose one of {list(PROTOCOLS)}")
     settings = PROTOCOLS[request.protocol]
-    given = {k: v for k, v in request.settings.items() if k in {p.name for p in declared(settings)} and v is not None}
+    names = {p.name for p in declared(settings)}
+    given = {k: v for k, v in request.settings.items() if k in names and v is not None}
     values = resolve(f"the {request.protocol} protocol", declared(settings), given)
     try:
         return settings(**{**values, **({"epochs": epochs} if epochs is not None else {})})

@@ -5,7 +5,7 @@ diversity of the synthetic embeddings; the formulas are in :mod:`.losses`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn as nn
@@ -67,6 +67,7 @@ class StyleMatching(MeanMatching):
 
     def __init__(self, settings: DDMSettings):
         self.settings = settings
+        self.carry: Optional[torch.Tensor] = None  # the carried-over class weights: the blocks are fixed for a run
 
     def recorder(self, net: nn.Module) -> StyleRecorder:
         return StyleRecorder(net)
@@ -87,7 +88,9 @@ class StyleMatching(MeanMatching):
                         for block in torch.split(synthetic[0], blocks.counts))
         style = settings.moments_weight * moments + settings.correlation_weight * correlation
         if settings.style_carry_over:
-            style = style * self.carried_over(blocks, layers).to(style.device)
+            if self.carry is None:
+                self.carry = self.carried_over(blocks, layers).to(style.device)
+            style = style * self.carry
         return super().loss(real, synthetic, blocks) + style.sum() + settings.diversity_weight * diversity
 
     @staticmethod
