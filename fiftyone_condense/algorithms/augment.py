@@ -98,23 +98,32 @@ class DSA:
         each image of a block draws its own values, from the block's seeded generators. ``offsets``
         ((first row, rows of the whole block) per block): the blocks are parts of larger ones, and
         get the values their rows have in the whole block."""
-        blocks = torch.split(x, list(sizes))
         cpu = torch.device("cpu")
         offsets = offsets or [(0, size) for size in sizes]
         drawn = []
         for size, seed, (first, total) in zip(sizes, seeds, offsets):
             family, values = self._draw(x, total, _Draws(seed, shared), cpu)
             drawn.append((family, {name: value[first:first + size] for name, value in values.items()}))
+        return self.apply(torch.split(x, list(sizes)), drawn)
+
+    def draw(self, x: torch.Tensor) -> tuple[str, dict[str, torch.Tensor]]:
+        """The family and per-image values ``self(x)`` draws (unseeded: from torch's global
+        generators, on ``x``'s device), without transforming: see :meth:`apply`."""
+        return self._draw(x, x.shape[0], _Draws(None), x.device)
+
+    def apply(self, blocks: Sequence[torch.Tensor], drawn: Sequence[tuple[str, dict[str, torch.Tensor]]]) -> torch.Tensor:
+        """``torch.cat`` of each block transformed with its drawn family and values (from
+        :meth:`draw` or a seeded draw), each family applied once to all the blocks that drew it."""
         members: dict[str, list[int]] = {}
         for index, (family, _) in enumerate(drawn):
             members.setdefault(family, []).append(index)
         out: list[torch.Tensor] = list(blocks)
         for family, indices in members.items():
             rows = torch.cat([blocks[i] for i in indices])
-            values = {name: torch.cat([drawn[i][1][name] for i in indices]).to(x.device, non_blocking=True)
+            values = {name: torch.cat([drawn[i][1][name] for i in indices]).to(rows.device, non_blocking=True)
                       for name in drawn[indices[0]][1]}
             augmented = getattr(self, f"_{family}")(rows, values)
-            for i, part in zip(indices, torch.split(augmented, [sizes[i] for i in indices])):
+            for i, part in zip(indices, torch.split(augmented, [len(blocks[i]) for i in indices])):
                 out[i] = part
         return torch.cat(out).contiguous()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 import torch
@@ -66,8 +66,12 @@ class TrainConfig:
     decay: bool = True
     mixed_precision: bool = False  # bf16 autocast: faster, not the reference's numbers
 
-    def optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
+    def passes(self) -> tuple[int, Optional[int]]:
+        """Passes over the images, and the pass after which the lr drops ×0.1 (None: never)."""
+        return (self.epochs + 1, self.epochs // 2 + 1) if self.decay else (self.epochs, None)
+
+    def optimizer(self, parameters: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(parameters, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
 
 def train_classifier(
@@ -90,9 +94,8 @@ def train_classifier(
     torch.manual_seed(seed)
     model = model.to(device).train()
     images, labels = images.to(device), labels.to(device)
-    lr = config.lr
-    optimizer = config.optimizer(model, lr)
-    decay_after, passes = (config.epochs // 2 + 1, config.epochs + 1) if config.decay else (None, config.epochs)
+    lr, (passes, decay_after) = config.lr, config.passes()
+    optimizer = config.optimizer(model.parameters(), lr)
     batches, parts = shuffled_batches(len(images), config.batch_size), micro_batch(model, device)
     for epoch in range(passes):
         for step, batch in enumerate(batches):
@@ -106,7 +109,7 @@ def train_classifier(
             progress((epoch + (step + 1) / len(batches)) / passes, f"epoch {epoch + 1}/{passes}")
         if epoch == decay_after:
             lr *= 0.1
-            optimizer = config.optimizer(model, lr)
+            optimizer = config.optimizer(model.parameters(), lr)
     return model.eval()
 
 
@@ -181,7 +184,7 @@ def train_to_convergence(
     model = model.to(device).train()
     images, labels = images.to(device), labels.to(device)
     recipe = TrainConfig(epochs=config.max_epochs, lr=config.lr, batch_size=config.batch_size)
-    lr, optimizer = config.lr, recipe.optimizer(model, config.lr)
+    lr, optimizer = config.lr, recipe.optimizer(model.parameters(), config.lr)
     best, best_state, best_epoch, waited, reductions = -1.0, None, 0, 0, 0
     batches, parts = shuffled_batches(len(images), config.batch_size), micro_batch(model, device)
     for epoch in range(config.max_epochs):
@@ -201,7 +204,7 @@ def train_to_convergence(
             if reductions == config.reductions:
                 break
             lr, waited, reductions = lr * 0.1, 0, reductions + 1
-            optimizer = recipe.optimizer(model, lr)
+            optimizer = recipe.optimizer(model.parameters(), lr)
     model.load_state_dict(best_state)
     return model.eval(), {"epochs": epoch + 1, "best_epoch": best_epoch, "held_out_accuracy": best}
 
@@ -238,11 +241,14 @@ def rded_schedule(epoch: int, epochs: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs / 2)) if epoch <= epochs else 0.0
 
 
-def weight_decay_groups(model: nn.Module) -> list[dict]:
-    """RDED's ``get_parameters``: weight decay on weight matrices and kernels, not on biases and norms."""
-    decayed = [p for name, p in model.named_parameters() if "weight" in name and p.dim() > 1]
-    ids = {id(p) for p in decayed}
-    return [{"params": decayed}, {"params": [p for p in model.parameters() if id(p) not in ids], "weight_decay": 0.0}]
+def weight_decay_groups(model: nn.Module, stacked: Optional[dict[str, torch.Tensor]] = None) -> list[dict]:
+    """RDED's ``get_parameters``: weight decay on weight matrices and kernels, not on biases and norms.
+    With ``stacked`` (several models' parameters stacked, by ``model``'s names) the groups of those."""
+    named = dict(model.named_parameters())
+    tensors = stacked if stacked is not None else named
+    decayed = {name for name, p in named.items() if "weight" in name and p.dim() > 1}
+    return [{"params": [tensors[name] for name in named if name in decayed]},
+            {"params": [tensors[name] for name in named if name not in decayed], "weight_decay": 0.0}]
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
