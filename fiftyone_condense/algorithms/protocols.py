@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from .augment import DSA, SoftAugment
 from .distributed import Parallel
+from .ensemble import train_classifiers, train_students
 from .models import ARCHITECTURES, build_model
 from .params import param
 from .progress import ProgressFn, silent
@@ -149,6 +150,50 @@ class EvaluationResult:
         return summary
 
 
+def model_progress(progress: ProgressFn, indices: range, total: int) -> ProgressFn:
+    """Progress of training the models ``indices`` (together, or one alone) out of ``total``."""
+    label = f"model {indices.start + 1}" if len(indices) == 1 else f"models {indices.start + 1}-{indices.stop}"
+    return lambda fraction, message: progress((indices.start + fraction * len(indices)) / total,
+                                              f"{label}/{total} {message}")
+
+
+def seeded_models(arch: str, shape: tuple, seeds: Sequence[int]) -> list[nn.Module]:
+    """One fresh network per seed, each built right after ``torch.manual_seed(seed)``."""
+    models = []
+    for model_seed in seeds:
+        torch.manual_seed(model_seed)
+        models.append(build_model(arch, *shape))
+    return models
+
+
+def train_hard(models: list[nn.Module], indices: range, seeds: list[int], protocol: HardProtocol, images: torch.Tensor,
+               labels: torch.Tensor, device: torch.device, progress: ProgressFn, together: bool) -> list[nn.Module]:
+    """The hard protocol's training of ``models`` (numbered ``indices``): together or one by one."""
+    config, augment = protocol.train_config(), DSA() if protocol.dsa else None
+    if together:
+        return train_classifiers(models, images, labels, config, device, seeds, augment,
+                                 model_progress(progress, indices, protocol.num_models))
+    return [train_classifier(model, images, labels, config, device, model_seed, augment,
+                             model_progress(progress, range(index, index + 1), protocol.num_models))
+            for model, index, model_seed in zip(models, indices, seeds)]
+
+
+def train_soft(models: list[nn.Module], indices: range, seeds: list[int], protocol: SoftProtocol, images: torch.Tensor,
+               teacher: nn.Module, validate: Callable[[nn.Module], float], num_classes: int, device: torch.device,
+               progress: ProgressFn, together: bool) -> list[tuple[nn.Module, dict[int, float]]]:
+    """The soft protocol's training of ``models`` (numbered ``indices``): together or one by one;
+    each student with its validations."""
+    config = protocol.kd_config(len(images), num_classes)
+    size = tuple(images.shape[-2:])
+    augments = [SoftAugment(size, protocol.patch_factor, protocol.max_crop_scale, model_seed) for model_seed in seeds]
+    if together:
+        return train_students(models, teacher, images, config, device, augments, seeds,
+                              model_progress(progress, indices, protocol.num_models), validate)
+    return [train_student(model, teacher, images, config, device, augment, model_seed,
+                          model_progress(progress, range(index, index + 1), protocol.num_models), validate)
+            for model, index, model_seed, augment in zip(models, indices, seeds, augments)]
+
+
 def evaluate_images(
     train_images: torch.Tensor,
     train_labels: torch.Tensor,
@@ -161,6 +206,7 @@ def evaluate_images(
     progress: ProgressFn = silent,
     teacher: Optional[nn.Module] = None,
     parallel: Parallel = Parallel(),
+    together: Optional[bool] = None,
 ) -> EvaluationResult:
     """Train ``protocol.num_models`` fresh networks on the train images and test each.
 
@@ -169,33 +215,33 @@ def evaluate_images(
     ``teacher``, a trained network taking raw [0, 1] images; the hard one trains on the labels.
     With ``parallel`` each process trains its share of the models (model ``i`` always from seed
     ``seed · 1000 + i``) and every process returns the same result as one process would.
+    ``together``: a process's models train in one stacked pass (:mod:`.ensemble`), each drawing
+    what it would draw alone; ``False`` trains them one by one (the same models, to float rounding).
+    By default (None) together on an accelerator, where one pass of N small networks costs little
+    more than one, and one by one on a CPU, where the convolutions already keep the cores busy and
+    the stacked pass measured slower (``benchmarks/evaluation_speed.py``).
     """
     if protocol.name == "soft" and teacher is None:
         raise ValueError("the soft protocol needs a teacher")
     started = time.perf_counter()
     normalizer = Normalizer.fit(test_images)
     train_x, test_x = normalizer(train_images), normalizer(test_images)
+    indices = parallel.share(protocol.num_models)
+    seeds = [seed * 1000 + index for index in indices]
+    models = seeded_models(protocol.arch, (train_images.shape[1], num_classes, tuple(train_images.shape[-2:])), seeds)
+    together = (device.type != "cpu" if together is None else together) and len(models) > 0
+    if protocol.name == "soft":
+        def validate(model: nn.Module) -> float:
+            return accuracy(model, test_x, test_labels, device)
+
+        students = train_soft(models, indices, seeds, protocol, train_x, Renormalized(teacher, normalizer), validate,
+                              num_classes, device, progress, together)
+        models, bests = [model for model, _ in students], [max(record.values()) for _, record in students]
+    else:
+        models = train_hard(models, indices, seeds, protocol, train_x, train_labels, device, progress, together)
+        bests = [None] * len(models)
     trained = []  # (index, accuracy, per-class accuracy, best accuracy or None) of this process's models
-    shape = (train_images.shape[1], num_classes, tuple(train_images.shape[-2:]))
-    for index in parallel.share(protocol.num_models):
-        model_seed = seed * 1000 + index
-
-        def report(fraction: float, message: str, index=index) -> None:
-            progress((index + fraction) / protocol.num_models, f"model {index + 1}/{protocol.num_models} {message}")
-
-        torch.manual_seed(model_seed)
-        model = build_model(protocol.arch, *shape)
-        if protocol.name == "soft":
-            augment = SoftAugment(tuple(train_images.shape[-2:]), protocol.patch_factor, protocol.max_crop_scale, model_seed)
-            model, validations = train_student(
-                model, Renormalized(teacher, normalizer), train_x, protocol.kd_config(len(train_x), num_classes),
-                device, augment, model_seed, report, validate=lambda m: accuracy(m, test_x, test_labels, device),
-            )
-            best_accuracy = max(validations.values())
-        else:
-            best_accuracy = None
-            augment = DSA() if protocol.dsa else None
-            model = train_classifier(model, train_x, train_labels, protocol.train_config(), device, model_seed, augment, report)
+    for index, model, best_accuracy in zip(indices, models, bests):
         _, logits = predict(model, test_x, device)
         predictions = logits.argmax(1)
         trained.append((index, float((predictions == test_labels).float().mean()),

@@ -3,8 +3,9 @@
 Each case runs a small problem in one process and in two (``torch.multiprocessing``, Gloo, as
 ``torchrun --nproc_per_node 2`` would on a CPU) and compares: distillation (DM, Decomposed DM,
 AutoPalette: classes split across ranks, synthetic gradients summed), a resumed two-process
-distillation against an uninterrupted one, evaluation (models split across ranks) and embeddings
-(images split across ranks, rows gathered). A rank that dies makes the other fail, not hang.
+distillation against an uninterrupted one, evaluation (models split across ranks, each rank
+training its share together) and embeddings (images split across ranks, rows gathered). A rank
+that dies makes the other fail, not hang.
 """
 
 import os
@@ -51,7 +52,7 @@ def distilled(method: str, parallel: Parallel, iterations: int = 3, checkpoint=N
 def evaluated(parallel: Parallel):
     real, labels, init, init_labels = problem()
     result = evaluate_images(init, init_labels, real, labels, CLASSES, HardProtocol(epochs=2, num_models=3),
-                             torch.device("cpu"), seed=2, parallel=parallel)
+                             torch.device("cpu"), seed=2, parallel=parallel, together=True)  # each rank its share
     return result.as_dict()
 
 
