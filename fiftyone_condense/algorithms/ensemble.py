@@ -57,12 +57,15 @@ class RandomStreams:
         self._set(caller)
 
     def _state(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        return torch.get_rng_state(), self.accelerator and self.accelerator.get_rng_state(self.device)
+        return torch.get_rng_state(), self.accelerator.get_rng_state(self.device) if self.accelerator else None
 
     def _set(self, state: tuple[torch.Tensor, Optional[torch.Tensor]]) -> None:
         torch.set_rng_state(state[0])
         if self.accelerator:
             self.accelerator.set_rng_state(state[1], self.device)
+
+    def __len__(self) -> int:
+        return len(self.states)
 
     @contextlib.contextmanager
     def drawing(self, index: int) -> Iterator[None]:
@@ -120,7 +123,7 @@ def epoch_batches(count: int, batch_size: int) -> list[torch.Tensor]:
 
 def epoch_orders(streams: RandomStreams, count: int, batch_size: int) -> list[torch.Tensor]:
     """Each step's index batches of every model, as one (models, batch) tensor per step."""
-    orders = [streams.call(index, epoch_batches, count, batch_size) for index in range(len(streams.states))]
+    orders = [streams.call(index, epoch_batches, count, batch_size) for index in range(len(streams))]
     return [torch.stack(rows) for rows in zip(*orders)]
 
 
