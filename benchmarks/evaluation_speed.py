@@ -61,7 +61,8 @@ def load(ipc: int, test: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
     if not FASHION_MNIST_DIR.is_dir():
         generator = torch.Generator().manual_seed(0)
         return (torch.rand(CLASSES * ipc, 1, 28, 28, generator=generator), torch.arange(CLASSES * ipc) % CLASSES,
-                torch.rand(test, 1, 28, 28, generator=generator), torch.arange(test) % CLASSES, "random 1×28×28 images")
+                torch.rand(test, 1, 28, 28, generator=generator), torch.arange(test) % CLASSES,
+                "random 1×28×28 images")
     images, labels = fashion_mnist_tensors("train")
     picks = torch.cat([torch.nonzero(labels == c).flatten()[:ipc] for c in range(CLASSES)])
     test_images, test_labels = fashion_mnist_tensors("test")
@@ -125,13 +126,13 @@ def main(argv=None) -> None:
             elapsed, accuracies[name] = timed(lambda: run(args.epochs))
             seconds[name].append(elapsed)
             print(f"round {round_ + 1}: {name}: {elapsed:.1f} s", flush=True)
-        loads.append(os.getloadavg()[0])
+            loads.append(os.getloadavg()[0])
     median = {name: statistics.median(values) for name, values in seconds.items()}
     together, alone, theirs = median.values()
     lines = [
         f"Command: `{command_line()}`  ",
         f"Machine: {machine()}, {torch.get_num_threads()} threads, device {device}; load average (1 min) "
-        f"{min(loads):.1f}–{max(loads):.1f} over the run  ",
+        f"{min(loads):.1f}–{max(loads):.1f} (before and after each timed run)  ",
         f"Hard protocol, ConvNet-3 + DSA, {args.num_models} models, {source} at IPC {args.ipc} "
         f"({CLASSES * args.ipc} images), {args.epochs} epochs ({args.epochs + 1} passes), {args.test} test images; "
         f"median of {args.rounds} round(s).",

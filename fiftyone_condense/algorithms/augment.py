@@ -111,7 +111,8 @@ class DSA:
         generators, on ``x``'s device), without transforming: see :meth:`apply`."""
         return self._draw(x, x.shape[0], _Draws(None), x.device)
 
-    def apply(self, blocks: Sequence[torch.Tensor], drawn: Sequence[tuple[str, dict[str, torch.Tensor]]]) -> torch.Tensor:
+    def apply(self, blocks: Sequence[torch.Tensor],
+              drawn: Sequence[tuple[str, dict[str, torch.Tensor]]]) -> torch.Tensor:
         """``torch.cat`` of each block transformed with its drawn family and values (from
         :meth:`draw` or a seeded draw), each family applied once to all the blocks that drew it."""
         members: dict[str, list[int]] = {}

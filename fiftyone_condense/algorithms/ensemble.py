@@ -192,8 +192,9 @@ def train_classifiers(
     return [model.eval() for model in stack.unstack()]
 
 
-def mixed_batches(images: torch.Tensor, rows: torch.Tensor, augments: Sequence[Augment], rngs: Sequence[np.random.RandomState],
-                  streams: RandomStreams, beta: float, device: torch.device) -> torch.Tensor:
+def mixed_batches(images: torch.Tensor, rows: torch.Tensor, augments: Sequence[Augment],
+                  rngs: Sequence[np.random.RandomState], streams: RandomStreams, beta: float,
+                  device: torch.device) -> torch.Tensor:
     """Each model's batch augmented image by image and CutMixed with its own draws, stacked."""
     def mix(index: int) -> torch.Tensor:
         return cutmix(augments[index](images[rows[index]]).to(device), rngs[index], beta)

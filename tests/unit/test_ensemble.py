@@ -97,8 +97,8 @@ def test_evaluation_together_gives_the_one_by_one_accuracies(protocol):
     train, labels, test, test_labels = problem(torch.float32)
     torch.manual_seed(1)
     teacher = convnet().eval()
-    results = [evaluate_images(train, labels, test, test_labels, 3, protocol, CPU, seed=4, teacher=teacher, together=flag)
-               for flag in (False, True)]
+    results = [evaluate_images(train, labels, test, test_labels, 3, protocol, CPU, seed=4, teacher=teacher,
+                               together=flag) for flag in (False, True)]
     assert results[1].accuracies == results[0].accuracies
     assert results[1].per_class == pytest.approx(results[0].per_class, nan_ok=True)
     assert results[1].best_accuracies == results[0].best_accuracies
