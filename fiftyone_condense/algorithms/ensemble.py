@@ -14,8 +14,8 @@ works too: its running statistics are stacked buffers that each model updates in
 
 Where it pays: on a GPU a step of N small networks launches about the kernels of one. On a CPU
 the FLOPs are the same and the convolutions already keep the cores busy; vmap's grouped
-convolutions and its unfused norm affine make the stacked step slower there (measured about
-0.75× one by one on 2 cores), which is why :func:`.protocols.evaluate_images` stacks only on
+convolutions and its unfused norm affine make the stacked step slower there (measured 0.84× one
+by one on 2 cores), which is why :func:`.protocols.evaluate_images` stacks only on
 an accelerator unless asked.
 """
 
