@@ -59,7 +59,7 @@ def run_method(method: str, args: argparse.Namespace, data: tuple, device: torch
         record.update(iterations=len(result.history), batch_real=args.batch_real, distill_seconds=result.seconds)
     protocol = HardProtocol(epochs=args.epochs, num_models=args.num_models)
     evaluation = evaluate_images(images, labels, test_x, test_y, NUM_CLASSES, protocol, device, seed=args.seed)
-    record.update(accuracies=evaluation.accuracies, mean=evaluation.mean, std=evaluation.std,
+    record.update(images=images, accuracies=evaluation.accuracies, mean=evaluation.mean, std=evaluation.std,
                   eval_seconds=evaluation.seconds, protocol=protocol.as_dict(), machine=machine())
     return record
 
@@ -93,7 +93,10 @@ def main(argv=None) -> None:
         for method in args.methods.split(","):
             started = time.time()
             record = run_method(method, args, data, device)
-            (args.out / f"{method}_ipc{args.ipc}.json").write_text(json.dumps(record, indent=1))
+            stem = f"{method}_ipc{args.ipc}"
+            images = record.pop("images")
+            torch.save(images, args.out / f"{stem}.pt")  # the float images, for the storage comparison
+            (args.out / f"{stem}.json").write_text(json.dumps(record, indent=1))
             print(f"{method}: {100 * record['mean']:.1f} ± {100 * record['std']:.1f} % in {time.time() - started:.0f} s",
                   flush=True)
     print(table(args.out))
