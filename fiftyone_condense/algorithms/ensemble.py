@@ -152,8 +152,9 @@ def cross_entropy_backward(stack: Stack, x: torch.Tensor, labels: torch.Tensor, 
     size = x.shape[1]
     for x_part, labels_part in zip(torch.split(x, parts or size, 1), torch.split(labels, parts or size, 1)):
         with autocast(device, mixed_precision):
-            logits = stack(x_part).float()
-        loss = F.cross_entropy(logits.flatten(0, 1), labels_part.flatten(), reduction="sum") / size
+            logits = stack(x_part)
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        loss = F.cross_entropy(logits.flatten(0, 1), labels_part.flatten(0, 1), reduction="sum") / size
         loss.backward()
 
 

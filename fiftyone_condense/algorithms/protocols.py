@@ -1,7 +1,8 @@
 """Evaluation protocols: train fresh models on a condensed set, test on held-out images.
 
-Both follow their reference code (see :mod:`fiftyone_condense.algorithms.training`): ``hard`` is the DC/DSA/DM
-protocol, ``soft`` is RDED's, which DC3 uses.
+Each follows its reference code (see :mod:`fiftyone_condense.algorithms.training`): ``hard`` is the DC/DSA/DM
+protocol, ``soft`` is RDED's, which DC3 uses, and ``autopalette`` is AutoPalette's ``dm_quant.py``
+evaluation (the hard protocol's training on soft labels from expert networks, :mod:`.experts`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch.nn as nn
 from .augment import DSA, SoftAugment
 from .distributed import Parallel
 from .ensemble import train_classifiers, train_students
+from .experts import SOFT_LABEL_RULES, ExpertConfig, Experts
 from .models import ARCHITECTURES, build_model
 from .params import param
 from .progress import ProgressFn, silent
@@ -104,8 +106,51 @@ class SoftProtocol:
         return asdict(self)
 
 
-Protocol = Union[HardProtocol, SoftProtocol]
-PROTOCOLS = {"hard": HardProtocol, "soft": SoftProtocol}
+@dataclass(frozen=True)
+class AutoPaletteProtocol:
+    """AutoPalette's evaluation (``dm_quant.py`` → ``utils_baseline.evaluate_synset``): the hard
+    protocol's schedule, SGD and DSA, but each image's target is the softmax of expert logits
+    (``SoftCrossEntropy``). In the DM variant the label and learning-rate optimisers never get a
+    gradient, so the labels stay the experts' logits and the rate stays ``lr_teacher`` (0.01).
+    Batch 128 as its configs (``batch_train``); experts as ``buffer_FTD.py`` trains them."""
+
+    arch: str = param("convnet3", "Network trained from scratch on the condensed set", label="Architecture",
+                      choices=ARCHITECTURES)
+    epochs: int = param(1000, "Training epochs per model (AutoPalette: 1000)", label="Epochs", min=1)
+    num_models: int = param(5, "Models trained; accuracy is mean ± std", label="Models", min=1)
+    soft_labels: str = param("one_expert", "Which expert logits label an image: one expert's (AutoPalette's configs, "
+                             "init graphcut/real) or the mean of the experts that classify it correctly (init "
+                             "medcut_graphcut)", label="Soft labels", choices=SOFT_LABEL_RULES)
+    num_experts: int = param(10, "Experts trained on the source split (cached) for 'correct_experts' (one buffer "
+                             "file of AutoPalette's); 'one_expert' trains one", label="Experts", min=1)
+    expert_epochs: int = param(50, "Epochs each expert trains (AutoPalette's buffer: 50)", label="Expert epochs", min=1)
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    dsa: bool = True
+    mixed_precision: bool = False
+    name: str = field(default="autopalette", init=False)
+
+    def __post_init__(self):
+        HardProtocol(arch=self.arch, epochs=self.epochs, num_models=self.num_models)  # same checks
+        if self.soft_labels not in SOFT_LABEL_RULES:
+            raise ValueError(f"soft_labels must be one of {list(SOFT_LABEL_RULES)}, got {self.soft_labels!r}")
+        if self.num_experts < 1 or self.expert_epochs < 1:
+            raise ValueError("num_experts and expert_epochs must be at least 1")
+
+    train_config = HardProtocol.train_config
+
+    def expert_config(self) -> ExpertConfig:
+        experts = self.num_experts if self.soft_labels == "correct_experts" else 1
+        return ExpertConfig(num_experts=experts, epochs=self.expert_epochs)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+Protocol = Union[HardProtocol, SoftProtocol, AutoPaletteProtocol]
+PROTOCOLS = {"hard": HardProtocol, "soft": SoftProtocol, "autopalette": AutoPaletteProtocol}
 
 
 class Renormalized(nn.Module):
@@ -166,9 +211,10 @@ def seeded_models(arch: str, shape: tuple, seeds: Sequence[int]) -> list[nn.Modu
     return models
 
 
-def train_hard(models: list[nn.Module], indices: range, seeds: list[int], protocol: HardProtocol, images: torch.Tensor,
+def train_hard(models: list[nn.Module], indices: range, seeds: list[int], protocol: Union[HardProtocol, AutoPaletteProtocol], images: torch.Tensor,
                labels: torch.Tensor, device: torch.device, progress: ProgressFn, together: bool) -> list[nn.Module]:
-    """The hard protocol's training of ``models`` (numbered ``indices``): together or one by one."""
+    """The hard protocol's training of ``models`` (numbered ``indices``): together or one by one;
+    ``labels`` are classes, or (AutoPalette's protocol) each image's target probabilities."""
     config, augment = protocol.train_config(), DSA() if protocol.dsa else None
     if together:
         return train_classifiers(models, images, labels, config, device, seeds, augment,
@@ -207,12 +253,14 @@ def evaluate_images(
     teacher: Optional[nn.Module] = None,
     parallel: Parallel = Parallel(),
     together: Optional[bool] = None,
+    experts: Optional[Experts] = None,
 ) -> EvaluationResult:
     """Train ``protocol.num_models`` fresh networks on the train images and test each.
 
     Images are floats in [0, 1]; both sets are standardised with the test images' channel
     statistics, which every method being compared then shares. The soft protocol needs
-    ``teacher``, a trained network taking raw [0, 1] images; the hard one trains on the labels.
+    ``teacher``, a trained network taking raw [0, 1] images; the hard one trains on the labels;
+    AutoPalette's needs ``experts`` and trains on the softmax of their logits for each image.
     With ``parallel`` each process trains its share of the models (model ``i`` always from seed
     ``seed · 1000 + i``) and every process returns the same result as one process would.
     ``together``: a process's models train in one stacked pass (:mod:`.ensemble`), each drawing
@@ -223,6 +271,10 @@ def evaluate_images(
     """
     if protocol.name == "soft" and teacher is None:
         raise ValueError("the soft protocol needs a teacher")
+    if protocol.name == "autopalette":
+        if experts is None:
+            raise ValueError("AutoPalette's protocol needs its experts")
+        train_labels = experts.soft_labels(train_images, train_labels, protocol.soft_labels, device).softmax(1).cpu()
     started = time.perf_counter()
     normalizer = Normalizer.fit(test_images)
     train_x, test_x = normalizer(train_images), normalizer(test_images)

@@ -43,7 +43,9 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, labels: torch.Tens
     """Back-propagate the batch-mean cross-entropy, ``parts`` images per pass (all at once if None)."""
     for x_part, labels_part in zip(torch.split(x, parts or len(x)), torch.split(labels, parts or len(x))):
         with autocast(device, mixed_precision):
-            loss = F.cross_entropy(model(x_part).float(), labels_part, reduction="sum") / len(x)
+            logits = model(x_part)
+            loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), labels_part,
+                                   reduction="sum") / len(x)
         loss.backward()
 
 
