@@ -308,7 +308,12 @@ def evaluate(
     trained to convergence on the source split (at most ``teacher_epochs``; cached, its test
     accuracy reported as ``teacher``), KL at ``temperature`` on CutMixed batches, AdamW with
     RDED's schedule, ShufflePatches → RandomResizedCrop → flip; ``best_mean`` is RDED's
-    best-over-epochs accuracy beside the final ``mean``. The test set is the samples tagged
+    best-over-epochs accuracy beside the final ``mean``. ``protocol="autopalette"``: AutoPalette's
+    ``dm_quant.py`` evaluation: the hard protocol's schedule (batch 128) trained with
+    SoftCrossEntropy on the logits of experts trained as its replay buffer (GSAM, ``expert_epochs``;
+    cached, their test accuracies reported as ``experts``), one expert's or, with
+    ``soft_labels="correct_experts"``, the mean of the ``num_experts`` that classify an image
+    correctly. The test set is the samples tagged
     ``eval_split``. With ``references`` the same protocol also runs on a random class-balanced
     subset of the same size from the source split (the run's source view, else the samples
     tagged ``source_split``), and with ``include_full`` on the whole source split

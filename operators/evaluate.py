@@ -18,8 +18,10 @@ class EvaluateCondensed(CondenseOperator):
         inputs = types.Object()
         if not image_dataset_input(ctx, inputs) or run_choice_input(ctx, inputs, "Condensation run whose output to train on") is None:
             return types.Property(inputs)
-        inputs.enum("protocol", ["hard", "soft"], default="hard", label="Protocol",
-                    description="hard: DC/DSA/DM's evaluate_synset (SGD, DSA, lr ×0.1 at half); soft: RDED's (DC3's) teacher soft labels (KD, CutMix, AdamW)")
+        inputs.enum("protocol", list(fc.api.PROTOCOLS), default="hard", label="Protocol",
+                    description="hard: DC/DSA/DM's evaluate_synset (SGD, DSA, lr ×0.1 at half); soft: RDED's (DC3's) "
+                    "teacher soft labels (KD, CutMix, AdamW); autopalette: AutoPalette's dm_quant.py (the hard "
+                    "schedule on expert networks' soft labels)")
         declared_inputs(ctx, inputs, fc.api.protocol_parameters(ctx.params.get("protocol") or "hard"))
         split_input(ctx, inputs, "eval_split", "test", "Test split", "Samples (by tag) to measure accuracy on")
         inputs.bool("references", default=True, label="Random reference",

@@ -12,7 +12,7 @@ from fiftyone_condense.apps import reports, run_details
 
 PLUGIN = "@condense/fiftyone-condense"
 COLUMN_LABELS = {"key": "Run", "method": "Method", "ipc": "IPC", "parent": "Parent", "seconds": "Time (s)",
-                 "hard": "Hard %", "soft": "Soft %", "bytes": "Bytes", "samples": "Samples"}
+                 "hard": "Hard %", "soft": "Soft %", "autopalette": "AutoPalette %", "bytes": "Bytes", "samples": "Samples"}
 PLOT_HEIGHT = 340
 
 

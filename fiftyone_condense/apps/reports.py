@@ -24,8 +24,8 @@ from .. import api
 from ..bridge.records import RunRecord
 from ..bridge.views import DEFAULT_LABEL_FIELD, class_names
 
-COLUMNS = ("key", "method", "ipc", "parent", "seconds", "hard", "soft", "bytes", "samples")
 PROTOCOLS = tuple(api.PROTOCOLS)  # the protocols a run can be evaluated under
+COLUMNS = ("key", "method", "ipc", "parent", "seconds", *PROTOCOLS, "bytes", "samples")
 REFERENCE_COLOR = "#a0a0a0"
 REFERENCES = (("random", "random reference"), ("full", "whole source split"))
 
@@ -52,7 +52,7 @@ def record_of(dataset: fo.Dataset, run: RunOrKey) -> RunRecord:
 
 
 def run_rows(dataset: fo.Dataset, runs: Optional[list[RunRecord]] = None) -> list[dict]:
-    """One row per run: key, method, IPC, parent run, time (s), hard/soft accuracy (%), bytes, samples."""
+    """One row per run: key, method, IPC, parent run, time (s), accuracy (%) under each protocol, bytes, samples."""
     runs = load_runs(dataset) if runs is None else runs
     keys = {run.key for run in runs}
     rows = []
@@ -65,8 +65,7 @@ def run_rows(dataset: fo.Dataset, runs: Optional[list[RunRecord]] = None) -> lis
             "ipc": config.get("ipc"),
             "parent": parent or "",
             "seconds": round((results.get("timings") or {}).get("total_s", 0.0), 1),
-            "hard": _accuracy(results, "hard"),
-            "soft": _accuracy(results, "soft"),
+            **{protocol: _accuracy(results, protocol) for protocol in PROTOCOLS},
             "bytes": results.get("bytes"),
             "samples": results.get("num_samples"),
         })

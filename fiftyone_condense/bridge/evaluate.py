@@ -15,9 +15,11 @@ from ..algorithms.distributed import current_team
 from ..algorithms.errors import CondensationError
 from ..algorithms.images import with_channels
 from ..algorithms.loader import ImageFormat
+from ..algorithms.models import build_model
 from ..algorithms.params import declared, resolve
 from ..algorithms.progress import Progress, ProgressFn
-from ..algorithms.protocols import PROTOCOLS, Protocol, SoftProtocol, evaluate_images
+from ..algorithms.experts import Experts, train_experts
+from ..algorithms.protocols import PROTOCOLS, AutoPaletteProtocol, Protocol, SoftProtocol, evaluate_images
 from ..algorithms.selection.coresets import pick_random
 from ..algorithms.teachers import Normalizer, TeacherConfig, load_teacher, teacher_checkpoint, train_converged_teacher
 from ..algorithms.training import accuracy
@@ -91,7 +93,7 @@ def run(view: Optional[Collection], request: Request, progress: Progress) -> dic
     if overlap:
         raise CondensationError(f"{len(overlap)} samples of the condensed set are also tagged {request.eval_split!r}; "
                                 "evaluation would test on training images.")
-    if request.references or request.protocol == "soft":
+    if request.references or request.protocol in ("soft", "autopalette"):
         source = source if source is not None else split_view(dataset, request.source_split)
     reading = evaluation_reading(request.reading, view, test_view, recorded)
     evaluator = Evaluator(dataset, view, test_view, source, label_field, settings, request, progress, reading)
@@ -134,7 +136,13 @@ class Evaluator:
         self.test_x = self.test.floats()
         self.header = {"protocol": settings.as_dict(), "eval_split": request.eval_split, "label_field": label_field,
                        "channels": self.channels, "image_format": reading.recorded(), "classes": self.classes}
-        self.teacher = None
+        self.teacher, self.experts = None, None
+        if request.protocol == "autopalette":
+            self.experts, self.header["experts"] = palette_experts(source, label_field, self.classes, settings, self.device,
+                                                                   request.seed, progress.sub(0.08, 0.2), reading)
+            self.header["experts"]["test_accuracy"] = [
+                float((logits.argmax(1) == self.test.labels).float().mean())
+                for logits in self.experts.logits(self.test_x, self.device)]
         if request.protocol == "soft":
             self.teacher, self.header["teacher"] = soft_teacher(source, label_field, self.classes, settings, self.device,
                                                                 request.seed, progress.sub(0.08, 0.2), reading)
@@ -143,7 +151,8 @@ class Evaluator:
     def protocol(self, images: ImageSet, stage: ProgressFn, settings: Optional[Protocol] = None) -> dict:
         return current_team().run(evaluate_images, images.tensor(), images.labels, self.test_x, self.test.labels,
                                   len(self.classes), settings or self.settings, device=self.device,
-                                  seed=self.request.seed, teacher=self.teacher, local={"progress": stage}).as_dict()
+                                  seed=self.request.seed, teacher=self.teacher, experts=self.experts,
+                                  local={"progress": stage}).as_dict()
 
     def alone(self) -> dict:
         return {**self.header, **self.protocol(self.train, self.progress.stage("evaluating condensed set", 0.2, 0.99))}
@@ -254,6 +263,35 @@ def soft_teacher(source: Collection, label_field: str, classes: list[str], setti
         teacher_config = TeacherConfig(arch=settings.teacher_arch, epochs=record["epochs"])
         save_atomically(teacher_checkpoint(net, normalizer, teacher_config, {**meta, "training": record}), path)
     return RawTeacher(net, normalizer), {"arch": settings.teacher_arch, **record}
+
+
+def palette_experts(source: Collection, label_field: str, classes: list[str], settings: AutoPaletteProtocol,
+                    device: torch.device, seed: int, progress: Progress, reading: Reading) -> tuple[Experts, dict]:
+    """AutoPalette's experts (the role of its replay buffer), trained on the source split at the
+    working format, cached as plain tensors (read back with ``weights_only=True``)."""
+    images = reading.load(source, label_field, classes, progress.stage("checking source split", 0.0, 0.2))
+    config = settings.expert_config()
+    meta = {"dataset": source._dataset.name, "label_field": label_field, "classes": classes,
+            "channels": int(images.shape[0]), "num_classes": len(classes), "image_size": list(images.shape[-2:]),
+            "train_ids": digest(sorted(images.ids)), "seed": seed}
+    path = cached_path("autopalette-experts", {"config": asdict(config), **meta})
+    shape = (meta["channels"], len(classes), tuple(meta["image_size"]))
+    if path.is_file():
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        experts = Experts([load_state(config.arch, shape, state) for state in stored["states"]],
+                          Normalizer(tuple(stored["mean"]), tuple(stored["std"])))
+    else:
+        experts = train_experts(images.floats(), images.labels, len(classes), config, device, seed,
+                                progress.stage(f"training {config.num_experts} expert(s) as AutoPalette's buffer", 0.2, 1.0))
+        save_atomically({"states": [model.state_dict() for model in experts.models],
+                         "mean": list(experts.normalizer.mean), "std": list(experts.normalizer.std)}, path)
+    return experts, {"arch": config.arch, "num_experts": config.num_experts, "epochs": config.epochs}
+
+
+def load_state(arch: str, shape: tuple, state: dict) -> torch.nn.Module:
+    model = build_model(arch, *shape)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 class RawTeacher(torch.nn.Module):

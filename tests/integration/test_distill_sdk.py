@@ -6,6 +6,7 @@ from PIL import Image
 import fiftyone_condense as fc
 from fiftyone_condense.algorithms.distillation import Distiller
 from fiftyone_condense.algorithms.errors import CondensationError
+from fiftyone_condense.apps import reports
 from fiftyone_condense.bridge.views import Reading
 
 QUICK = dict(iterations=3, batch_real=8, teacher_epochs=1)
@@ -43,6 +44,18 @@ def test_autopalette_stores_real_palette_pngs_with_at_most_k_colours(dataset):
     # Grey palettes read back as grey images, the shape the evaluation split has.
     assert record.config["image_format"]["channels"] == 1  # grey palettes: a grey working format
     assert set(record.view.values("metadata.num_channels")) == {1} and Reading().load(record.view, "ground_truth", None).shape == (1, 28, 28)
+
+    # Its own evaluation: experts trained on the source split (cached), their logits as soft labels.
+    own = fc.evaluate(run_key="ap", dataset=dataset, protocol="autopalette", epochs=1, num_models=1, expert_epochs=1,
+                      references=False)
+    assert own["protocol"]["name"] == "autopalette" and own["protocol"]["batch_size"] == 128
+    assert own["experts"]["num_experts"] == 1 and len(own["experts"]["test_accuracy"]) == 1
+    again = fc.evaluate(run_key="ap", dataset=dataset, protocol="autopalette", epochs=1, num_models=1, expert_epochs=1,
+                        references=False)
+    assert again["experts"]["test_accuracy"] == own["experts"]["test_accuracy"]  # the cached experts
+    assert set(fc.load_run(dataset, "ap").results["evaluation"]) == {"autopalette"}
+    row = next(row for row in reports.run_rows(dataset) if row["key"] == "ap")
+    assert row["autopalette"] == pytest.approx(100 * own["mean"], abs=0.05)
 
 
 @pytest.mark.parametrize("budget, per_class", [("bits", 4), ("count", 1)])
