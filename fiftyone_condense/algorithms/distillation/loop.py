@@ -55,6 +55,7 @@ class DistillResult:
     indices: Optional[torch.Tensor] = None  # AutoPalette: (N, H, W)
     resumed_from: int = 0
     extra: dict = field(default_factory=dict)
+    float_images: Optional[torch.Tensor] = None  # before storage: unclamped (AutoPalette: unquantised), as the reference evaluates them
 
 
 class Recorder(Protocol):
@@ -307,6 +308,11 @@ class Distiller(ABC):
         self.image_optimizer.load_state_dict(state["image_optimizer"])
         return state["iteration"], list(state["history"])
 
+    def float_images(self) -> torch.Tensor:
+        """The synthetic images as the optimisation left them, unclamped (AutoPalette: unquantised)."""
+        with torch.no_grad():
+            return self.raw(self.synthetic).cpu()
+
     def result(self) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Images in [0, 1], and (AutoPalette) their palettes and colour indices."""
         with torch.no_grad():
@@ -375,4 +381,5 @@ def distill(
         if stop is not None and not pending and parallel.broadcast(stop(done)):
             break
     images, palettes, indices = distiller.result()
-    return DistillResult(images, init_labels.clone(), history, time.perf_counter() - started, palettes, indices, resumed_from)
+    return DistillResult(images, init_labels.clone(), history, time.perf_counter() - started, palettes, indices, resumed_from,
+                         float_images=distiller.float_images())
