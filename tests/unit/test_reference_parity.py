@@ -309,6 +309,41 @@ def test_ddm_loss_gradient_equals_the_reference(ddm_inputs, weights, golden):
     assert gradient.norm().item() == pytest.approx(DDM_GOLDEN[golden], rel=1e-6)
 
 
+# Several classes, colour: the authors' class loop (DM_MeanStd_Matching.py / DM_GramMatching.py @ e8aa8c3:
+# style_loss accumulates over the classes and is never reset, so each class adds the running
+# style term; ConvNet_style.embed's GroupNorm maps) in float64 on: torch.manual_seed(0) → reference
+# ConvNet(3 channels, 32 px); torch.manual_seed(3) → real = randn(3 × 6, 3, 32, 32), syn = randn(3 × 2, …),
+# classes in blocks, no DSA. Values: (loss, ‖∂loss/∂syn‖).
+DDM_MULTICLASS_GOLDEN = {
+    (0, 0): (246.248104, 14.41812522),
+    (1e4, 0): (673.2902193, 22.90474032),   # Mean/Std matching, style_ratio 1e4
+    (0, 1e4): (264.7442285, 14.59785821),   # Gram matching, style_ratio 1e4
+}
+
+
+@pytest.mark.parametrize("weights", list(DDM_MULTICLASS_GOLDEN), ids=["dm", "moments", "gram"])
+def test_ddm_loss_over_several_colour_classes_equals_the_authors_loop(dc, weights):
+    reference = reference_convnet(dc, 3, 32, seed=0)
+    net = our_convnet(reference, 3, 32).double().train()
+    for parameter in net.parameters():
+        parameter.requires_grad_(False)
+    torch.manual_seed(3)
+    real, syn = torch.randn(18, 3, 32, 32).double(), torch.randn(6, 3, 32, 32).double()
+    real_labels, syn_labels = torch.arange(3).repeat_interleave(6), torch.arange(3).repeat_interleave(2)
+    settings = settings_for("ddm", dsa=False, batch_real=6, moments_weight=weights[0], correlation_weight=weights[1],
+                            diversity_weight=0)
+    assert settings.style_carry_over  # the authors' accumulation is the default
+    distiller = DecomposedDM(real.float(), real_labels, syn.float(), syn_labels, 3, settings, torch.device("cpu"), seed=0)
+    synthetic = syn.clone().requires_grad_(True)
+    recorder = StyleRecorder(net)
+    loss = distiller._task_loss(net, recorder, real, real_labels, synthetic, 0)
+    recorder.close()
+    gradient, = torch.autograd.grad(loss, synthetic)
+    value, norm = DDM_MULTICLASS_GOLDEN[weights]
+    assert loss.item() == pytest.approx(value, rel=1e-7)
+    assert gradient.norm().item() == pytest.approx(norm, rel=1e-6)
+
+
 def test_ddm_diversity_on_fixed_embeddings_equals_the_reference():
     # intra_class_diversity_loss(emb, k) on torch.manual_seed(2); emb = randn(5, 16), float64
     torch.manual_seed(2)
