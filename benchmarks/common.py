@@ -19,7 +19,10 @@ def benchmark_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=1000, help="hard-protocol epochs per model (full: 1000)")
     parser.add_argument("--num-models", type=int, default=5, help="models per evaluation (full: 5)")
-    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (the name of the dataset to build), "
+                        "or emoji (benchmarks/emoji.py: the npm packages' emoji images, classed by category)")
+    parser.add_argument("--data", type=Path, default=Path("emoji-data"), help="emoji: where its packages and PNGs go")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--per-class", type=int, default=None,
                         help="a smaller dataset (first N train and N/5 test images per class), for smoke runs")
     parser.add_argument("--no-write", action="store_true", help="print the tables only")
@@ -29,7 +32,11 @@ def benchmark_parser(description: str) -> argparse.ArgumentParser:
 def load_benchmark_dataset(args: argparse.Namespace):
     import fiftyone_condense as fc
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(getattr(args, "threads", None) or os.cpu_count() or 1)
+    if args.dataset == "emoji":
+        from emoji import emoji_dataset
+
+        return emoji_dataset(args.data)
     return fc.datasets.load_fashion_mnist(
         name=args.dataset, train_per_class=args.per_class, test_per_class=args.per_class and max(args.per_class // 5, 1)
     )

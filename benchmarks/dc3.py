@@ -29,8 +29,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--soft-epochs", type=int, default=300, help="soft protocol epochs")
     parser.add_argument("--teacher-epochs", type=int, default=2, help="embedding teachers (dc3's fallback, graph_cut)")
     parser.add_argument("--soft-teacher-epochs", type=int, default=50, help="soft protocol teacher, at most (converges earlier)")
-    parser.add_argument("--modes", default="gradient,random,grid,fourfold")
-    parser.add_argument("--batch-sizes", default="1,4,16,64")
+    parser.add_argument("--methods", default="random,herding,graph_cut,dc3", help="selections, dc3 last")
+    parser.add_argument("--modes", default="gradient,random,grid,fourfold", help="classical compensation modes ('' for none)")
+    parser.add_argument("--batch-sizes", default="1,4,16,64", help="diffusion throughput batch sizes ('' to skip)")
+    parser.add_argument("--soft-arch", default="convnet3", help="soft protocol student and teacher (DC3's: resnet18)")
     return parser.parse_args(argv)
 
 
@@ -70,25 +72,28 @@ def main(argv=None) -> None:
     dataset = load_benchmark_dataset(args)
     train = dataset.match_tags("train")
     hard = dict(epochs=args.epochs, num_models=args.num_models)
-    soft = dict(protocol="soft", epochs=args.soft_epochs, num_models=args.num_models, teacher_epochs=args.soft_teacher_epochs)
+    soft = dict(protocol="soft", epochs=args.soft_epochs, num_models=args.num_models, teacher_epochs=args.soft_teacher_epochs,
+                arch=args.soft_arch, teacher_arch=args.soft_arch)
     reduced = args.epochs < 1000 or args.num_models < 5
     lines = [
         f"Command: `{command_line()}`  ",
         f"Machine: {machine()}  ",
-        f"Protocols: hard (ConvNet-3, DSA, {args.epochs} epochs), soft (RDED's: ConvNet-3 student, ConvNet-3 teacher trained "
+        f"Dataset: {args.dataset}. Protocols: hard (ConvNet-3, DSA, {args.epochs} epochs), soft (RDED's: {args.soft_arch} student, {args.soft_arch} teacher trained "
         f"to convergence, at most {args.soft_teacher_epochs} epochs, on the train split, KD T=20 with CutMix, AdamW, {args.soft_epochs} epochs); "
         f"{args.num_models} models each{' — **reduced protocol**' if reduced else ''}. IPC {args.ipc}.",
         "",
         "| condensed set | hard: accuracy % | soft: final accuracy % | soft: best over epochs % (RDED's) | colourfulness | unique colours / image | time: embed + select or edit (s) |",
         "|---|---|---|---|---|---|---|",
     ]
-    runs = []
-    for method in ("random", "graph_cut", "dc3"):
+    runs, fallbacks = [], {}
+    for method in args.methods.split(","):
         key = f"dc3bench_{method}_ipc{args.ipc}"
         record = fc.select(train, method=method, ipc=args.ipc, run_key=key, overwrite=True,
                            **declared("selection", method, teacher_epochs=args.teacher_epochs))
         runs.append((method, key, record.results["timings"]["total_s"]))
-    for mode in args.modes.split(","):
+        if record.config.get("fallbacks"):
+            fallbacks[method] = record.config["fallbacks"]
+    for mode in [m for m in args.modes.split(",") if m]:
         key = f"dc3bench_dc3_classical_{mode}_ipc{args.ipc}"
         record = fc.compensate(dataset.load_saved_view(f"condense-dc3bench_dc3_ipc{args.ipc}"), run_key=key,
                                backend="classical", combine_mode=mode, overwrite=True)  # no diffusion weights offline
@@ -105,6 +110,7 @@ def main(argv=None) -> None:
         print(lines[-1], flush=True)
     lines.append(f"| random reference (same size) | {accuracy(hard_result['random'])} | {accuracy(soft_result['random'])} | "
                  f"{best(soft_result['random'])} | – | – | – |")
+    lines += ["", *(f"{method} without its weights: {text}" for method, text in fallbacks.items())]
     teacher = soft_result["teacher"]
     lines += ["", f"Soft-protocol teacher: {teacher['arch']}, {teacher['epochs']} epochs (best at {teacher['best_epoch']}), "
                   f"held-out accuracy {100 * teacher['held_out_accuracy']:.1f} %, test accuracy {100 * teacher['test_accuracy']:.1f} %."]
@@ -117,8 +123,8 @@ def main(argv=None) -> None:
         "| batch size | source images / s | edits / s |",
         "|---|---|---|",
         *diffusion_throughput([int(b) for b in args.batch_sizes.split(",")]),
-    ]
-    publish(args, "dc3", lines + throughput)
+    ] if args.batch_sizes else []
+    publish(args, "dc3" if args.dataset == "fashion-mnist" else f"dc3-{args.dataset}", lines + throughput)
 
 
 if __name__ == "__main__":

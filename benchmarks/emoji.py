@@ -90,6 +90,31 @@ def emoji_tensors(folder: Path, size: int = 32, test_fraction: float = 0.2, seed
     return images[~test], labels[~test], images[test], labels[test], classes
 
 
+def emoji_dataset(folder: Path, name: str = "emoji", size: int = 32):
+    """The emoji split as a FiftyOne dataset: PNGs under ``folder/<name>``, tags ``train`` / ``test``,
+    labels in ``ground_truth`` (built once; reused when it exists)."""
+    import fiftyone as fo
+    from PIL import Image
+
+    if fo.dataset_exists(name):
+        return fo.load_dataset(name)
+    train_x, train_y, test_x, test_y, classes = emoji_tensors(folder, size)
+    media = folder / name
+    media.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for split, images, labels in (("train", train_x, train_y), ("test", test_x, test_y)):
+        for index, (image, label) in enumerate(zip(images, labels)):
+            path = media / f"{split}_{index:05d}.png"
+            Image.fromarray(image.mul(255).round().byte().permute(1, 2, 0).numpy()).save(path)
+            samples.append(fo.Sample(filepath=str(path), tags=[split],
+                                     ground_truth=fo.Classification(label=classes[int(label)])))
+    dataset = fo.Dataset(name, persistent=True)
+    dataset.add_samples(samples)
+    dataset.default_classes = classes
+    dataset.save()
+    return dataset
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("emoji-data"))
