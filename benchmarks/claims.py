@@ -46,7 +46,8 @@ from fiftyone_condense.algorithms.teachers import Normalizer  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", default="random,dm,ddm", help="random, whole and distillation methods, in order")
+    parser.add_argument("--methods", default="random,dm,ddm", help="random, whole and distillation methods, in order; "
+                        "a method's settings after colons: ddm:style_carry_over=false")
     parser.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "emoji"))
     parser.add_argument("--data", type=Path, default=Path("emoji-data"), help="emoji: where the npm packages go")
     parser.add_argument("--ipc", type=int, default=10)
@@ -107,11 +108,18 @@ def expert(args: argparse.Namespace, data: tuple, device: torch.device) -> Exper
     return experts
 
 
-def run_method(method: str, args: argparse.Namespace, data: tuple, device: torch.device) -> dict:
-    """Distil ``method`` (or take random or all real images) at ``args.ipc`` and evaluate it."""
+def method_options(spec: str) -> tuple[str, dict]:
+    """``"ddm:style_carry_over=false"`` → ("ddm", {"style_carry_over": False}): a method and settings of it."""
+    method, *pairs = spec.split(":")
+    return method, {key: json.loads(value) for key, value in (pair.split("=", 1) for pair in pairs)}
+
+
+def run_method(spec: str, args: argparse.Namespace, data: tuple, device: torch.device) -> dict:
+    """Distil ``spec``'s method with its options (or take random or all real images) at ``args.ipc`` and evaluate it."""
     train_x, train_y, test_x, test_y, num_classes = data
+    method, options = method_options(spec)
     hard = HardProtocol(epochs=args.whole_epochs if method == "whole" else args.epochs, num_models=args.num_models)
-    record: dict = {"method": method, "dataset": args.dataset, "ipc": args.ipc, "machine": machine()}
+    record: dict = {"method": spec, "dataset": args.dataset, "ipc": args.ipc, "machine": machine()}
 
     def evaluate(images: torch.Tensor, labels: torch.Tensor, protocol=hard, experts: Optional[Experts] = None) -> dict:
         return summary(evaluate_images(images, labels, test_x, test_y, num_classes, protocol, device, seed=args.seed,
@@ -127,10 +135,10 @@ def run_method(method: str, args: argparse.Namespace, data: tuple, device: torch
     if method == "random":
         record["hard"] = evaluate(images, labels)
         return record
-    settings = settings_for(method, iterations=args.iterations, batch_real=args.batch_real).with_lr_img(per_class)
+    settings = settings_for(method, iterations=args.iterations, batch_real=args.batch_real, **options).with_lr_img(per_class)
     result = distill(train_x, train_y, images, labels, num_classes, settings, device, args.seed)
     record.update(iterations=len(result.history), batch_real=args.batch_real, distill_seconds=result.seconds)
-    torch.save(result.float_images, args.out / f"{args.dataset}_{method}_ipc{args.ipc}_float.pt")
+    torch.save(result.float_images, args.out / f"{args.dataset}_{file_name(spec)}_ipc{args.ipc}_float.pt")
     if method == "autopalette":
         record["hard"] = evaluate(result.images, labels)  # the palette PNGs the product stores
         experts = expert(args, data, device)
@@ -141,6 +149,10 @@ def run_method(method: str, args: argparse.Namespace, data: tuple, device: torch
         record["hard"] = evaluate(as_png(result.images), labels)
         record["float"] = evaluate(result.float_images, labels)
     return record
+
+
+def file_name(spec: str) -> str:
+    return spec.replace(":", "-").replace("=", "-")
 
 
 def percent(result: Optional[dict]) -> str:
@@ -175,7 +187,7 @@ def main(argv=None) -> None:
             started = time.time()
             record = run_method(method, args, data, device)
             record["seconds"] = time.time() - started
-            (args.out / f"{args.dataset}_{method}_ipc{args.ipc}.json").write_text(json.dumps(record, indent=1))
+            (args.out / f"{args.dataset}_{file_name(method)}_ipc{args.ipc}.json").write_text(json.dumps(record, indent=1))
             print(f"{args.dataset} {method} IPC {args.ipc}: {percent(record['hard'])} % in {record['seconds']:.0f} s",
                   flush=True)
     print(table(args.out))
