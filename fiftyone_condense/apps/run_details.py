@@ -165,6 +165,10 @@ def run_summary(run) -> str:
             if evaluation.get("random"):
                 text += f" (random {100 * evaluation['random']['mean']:.1f} %"
                 text += f", whole split {100 * evaluation['full']['mean']:.1f} %)" if evaluation.get("full") else ")"
+            if evaluation.get("scores"):
+                scores = evaluation["scores"]
+                text += (f"; DD-Ranking HLR {scores['hlr_mean']:.1f}, IOR {scores['ior_mean']:+.1f} points, "
+                         f"LRS {scores['lrs_mean']:.3g}")
             parts.append(text)
     return " · ".join(parts)
 

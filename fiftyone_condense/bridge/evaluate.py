@@ -13,13 +13,14 @@ from ..algorithms.cache import cached_path, digest, save_atomically
 from ..algorithms.device import resolve_device
 from ..algorithms.distributed import current_team
 from ..algorithms.errors import CondensationError
+from ..algorithms.experts import Experts, train_experts
 from ..algorithms.images import with_channels
 from ..algorithms.loader import ImageFormat
 from ..algorithms.models import build_model
 from ..algorithms.params import declared, resolve
 from ..algorithms.progress import Progress, ProgressFn
-from ..algorithms.experts import Experts, train_experts
 from ..algorithms.protocols import PROTOCOLS, AutoPaletteProtocol, Protocol, SoftProtocol, evaluate_images
+from ..algorithms.ranking import dd_ranking_scores
 from ..algorithms.selection.coresets import pick_random
 from ..algorithms.teachers import Normalizer, TeacherConfig, load_teacher, teacher_checkpoint, train_converged_teacher
 from ..algorithms.training import accuracy
@@ -180,6 +181,8 @@ class Evaluator:
         output["full"] = self.full_reference(common)
         if output.get("full"):
             output["fraction_of_full"] = output["mean"] / output["full"]["mean"]
+            output["scores"] = dd_ranking_scores(result["accuracies"], random_reference["accuracies"],
+                                                 output["full"]["accuracies"])
         return output
 
     def full_reference(self, common: dict) -> Optional[dict]:

@@ -4,6 +4,7 @@ import base64
 import io
 
 import fiftyone.operators as foo
+import pytest
 from PIL import Image
 
 import fiftyone_condense as fc
@@ -37,6 +38,11 @@ def test_accuracy_traces_plot_methods_against_ipc_with_the_random_and_whole_spli
     assert full["x"] == [1, 2] and full["y"][0] == full["y"][1]
     evaluation = fc.load_run(dataset, "h2").results["evaluation"]["hard"]
     assert full["y"][0] == round(100 * evaluation["full"]["mean"], 2)
+    scores = evaluation["scores"]  # DD-Ranking's, stored with both references and shown in the summary
+    assert scores["ior_mean"] == pytest.approx(100 * (evaluation["mean"] - evaluation["random"]["mean"]))
+    assert scores["hlr_mean"] == pytest.approx(100 * (evaluation["full"]["mean"] - evaluation["mean"]))
+    assert "DD-Ranking HLR" in run_details.run_summary(fc.load_run(dataset, "h2"))
+    assert "scores" not in fc.load_run(dataset, "h1").results["evaluation"]["hard"]  # no whole split: no scores
     assert set(reports.accuracy_figures(dataset)) == {"hard"}  # no soft evaluation: no soft plot
 
     rows = reports.per_class_rows(dataset, "h2")  # the whole split per class too, where it was trained
