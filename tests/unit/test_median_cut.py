@@ -1,6 +1,6 @@
 """The torch Median-Cut (``mediancut.median_cut_torch``) against PIL's ``quantize(MEDIANCUT)``:
 palette and index map exactly equal, image by image, on Fashion-MNIST, colour photos, noise and
-images with fewer colours than K."""
+images with fewer colours than K; and palette.py's ``median_cut`` unchanged by the switch to it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from fiftyone_condense.algorithms import idx
-from fiftyone_condense.algorithms.distillation import mediancut
+from fiftyone_condense.algorithms.distillation import mediancut, palette
 from fiftyone_condense.algorithms.distillation.mediancut import median_cut_torch
 
 K_VALUES = [2, 4, 16, 64, 256]
@@ -147,3 +147,42 @@ def test_module_uses_only_torch():
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= {"torch", "__future__"}
+
+
+def pil_palette_median_cut(images: torch.Tensor, num_colors: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """palette.py's ``median_cut`` as it was (PIL, image by image)."""
+    pixels = (images.clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    quantised, indices = [], []
+    for image in pixels:
+        channels = image.shape[2]
+        rgb = Image.fromarray(np.repeat(image, 3, axis=2) if channels == 1 else image)
+        paletted = rgb.quantize(colors=num_colors, method=Image.Quantize.MEDIANCUT)
+        index = np.asarray(paletted, dtype=np.int64)
+        colours = np.asarray(paletted.getpalette()[: 3 * num_colors], dtype=np.float32).reshape(-1, 3)
+        colours = np.pad(colours, ((0, num_colors - len(colours)), (0, 0)))
+        result = colours[index] / 255.0
+        result = result[..., :1] if channels == 1 else result
+        quantised.append(torch.from_numpy(result).permute(2, 0, 1))
+        indices.append(torch.from_numpy(index))
+    return torch.stack(quantised), torch.stack(indices)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("num_colors", [2, 8, 64])
+def test_palette_median_cut_is_unchanged(channels, num_colors):
+    """[0, 1] floats (with values outside, clamped), grey and colour, some with few colours."""
+    torch.manual_seed(channels * 100 + num_colors)
+    images = torch.rand(6, channels, 14, 18) * 1.2 - 0.1
+    images[1] = (images[1] * 3).round() / 3  # a handful of colours
+    images[2] = 0.5
+    quantised, indices = palette.median_cut(images, num_colors)
+    expected_quantised, expected_indices = pil_palette_median_cut(images, num_colors)
+    assert quantised.dtype == expected_quantised.dtype and quantised.shape == expected_quantised.shape
+    assert torch.equal(quantised, expected_quantised) and torch.equal(indices, expected_indices)
+
+
+def test_palette_median_cut_on_fashion_mnist_is_unchanged(fashion):
+    images = torch.from_numpy(fashion[:16, :, :, :1]).permute(0, 3, 1, 2).float() / 255
+    quantised, indices = palette.median_cut(images, 64)
+    expected_quantised, expected_indices = pil_palette_median_cut(images, 64)
+    assert torch.equal(quantised, expected_quantised) and torch.equal(indices, expected_indices)
