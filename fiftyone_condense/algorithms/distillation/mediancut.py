@@ -31,6 +31,9 @@ box to split (once a step) and whether any colour needs the tie rule of the mapp
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 __all__ = ["median_cut_torch"]
@@ -61,7 +64,30 @@ def median_cut_torch(pixels: torch.Tensor, num_colors: int) -> tuple[torch.Tenso
     if n == 0 or height * width == 0:
         return (torch.zeros(n, num_colors, 3, dtype=torch.uint8, device=device),
                 torch.zeros(n, height, width, dtype=torch.int64, device=device))
-    colours = pixels.reshape(n, height * width, 3)
+    with _one_thread() if device.type == "cpu" else contextlib.nullcontext():
+        return _median_cut(pixels.reshape(n, height * width, 3), num_colors, (n, height, width))
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch's CPU operations on one thread for the while: the cut is thousands of operations on
+    tensors of 10⁴–10⁵ elements, which intra-op threads only slow down (each waits for all of
+    them; on a busy machine that made a call 20–30 times slower)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _median_cut(colours: torch.Tensor, num_colors: int, shape: tuple[int, int, int]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``median_cut_torch`` on (N, P, 3) uint8 ``colours``, indices shaped ``shape``."""
+    n = colours.shape[0]
     shift = _histogram_shift(colours)
     distinct, counts, slot = _histogram(colours.to(torch.int64) if shift is None else
                                         colours.to(torch.int64) >> shift.view(n, 1, 1))
@@ -75,7 +101,7 @@ def median_cut_torch(pixels: torch.Tensor, num_colors: int) -> tuple[torch.Tenso
     index = _nearest(colours, palette, entry, leaves)
     if shift is None:
         index = index.gather(1, slot)
-    return palette.to(torch.uint8), index.view(n, height, width)
+    return palette.to(torch.uint8), index.view(shape)
 
 
 def _histogram_shift(colours: torch.Tensor) -> torch.Tensor | None:
@@ -126,14 +152,15 @@ class _BoxHeap:
         self.entries[:, 0] = -1
         self.size = torch.zeros(n, 1, dtype=torch.int64, device=device)
         self.discard = num_colors + 1
-        parents = num_colors // 2  # the slots that can have a child
-        self.first_child = torch.arange(2, 2 * parents + 2, 2, device=device)
+        self.parents = num_colors // 2  # the slots that can have a child
+        self.first_child = torch.arange(2, 2 * self.parents + 2, 2, device=device)
+        self.second_child = self.first_child + 1
         self.child = torch.zeros(n, num_colors + 1, dtype=torch.int64, device=device)
         self.root = torch.ones(n, 1, dtype=torch.int64, device=device)
         self.shifts = torch.arange(num_colors.bit_length() + 1, device=device)
 
-    def push(self, entry: torch.Tensor, active: torch.Tensor, levels: int) -> None:
-        """Adds ``entry`` (N, 1) to the heaps of the ``active`` (N, 1) images."""
+    def push(self, entry: torch.Tensor, count: torch.Tensor, active: torch.Tensor, levels: int) -> None:
+        """Adds ``entry`` (N, 1) of pixel count ``count`` to the heaps of the ``active`` (N, 1) images."""
         slot = self.size + 1
         self.size = self.size + active.to(torch.int64)
         # the entry climbs past the ancestors (nearest first) with a smaller count: a prefix, as
@@ -141,7 +168,7 @@ class _BoxHeap:
         below = slot >> self.shifts[:levels]
         ancestors = below >> 1
         moving = self.entries.gather(1, ancestors)
-        climbs = (moving < (entry & ~NOT_COUNT)) & (ancestors > 0) & active
+        climbs = (moving < (count << COUNT_SHIFT)) & (ancestors > 0) & active
         self.entries.scatter_(1, torch.where(climbs, below, self.discard), moving)
         final = torch.where(active, slot >> climbs.sum(1, keepdim=True), self.discard)
         self.entries.scatter_(1, final, entry)
@@ -157,9 +184,9 @@ class _BoxHeap:
         # (the first child on equal counts), 0 where the slot has no child left
         size = self.size
         counts = entries >> COUNT_SHIFT
-        first = self.first_child
-        later = (counts[:, first] < counts[:, first + 1]) & (first + 1 <= size)
-        self.child[:, 1:first.numel() + 1] = (first + later) * (first <= size)
+        first, second, parents = self.first_child, self.second_child, self.parents
+        later = (counts[:, 2:2 * parents + 1:2] < counts[:, 3:2 * parents + 2:2]) & (second <= size)
+        self.child[:, 1:parents + 1] = (first + later) * (first <= size)
         path = [self.root]
         for _ in range(levels):
             path.append(self.child.gather(1, path[-1]))
@@ -194,8 +221,8 @@ def _cut(distinct: torch.Tensor, counts: torch.Tensor, num_colors: int
 
     heap = _BoxHeap(n, num_colors, device)
     colours = (counts > 0).sum(1, keepdim=True)
-    heap.push((counts.sum(1, keepdim=True) << COUNT_SHIFT) | (colours == 1) * SINGLE,
-              torch.ones(n, 1, dtype=torch.bool, device=device), 1)
+    pixels = counts.sum(1, keepdim=True)
+    heap.push((pixels << COUNT_SHIFT) | (colours == 1) * SINGLE, pixels, torch.ones(n, 1, dtype=torch.bool, device=device), 1)
     # boxes of several colours in each heap: an image without any is finished (the boxes left
     # would leave the heap one by one, unsplit)
     splittable = (colours > 1).to(torch.int64)
@@ -232,8 +259,9 @@ def _cut(distinct: torch.Tensor, counts: torch.Tensor, num_colors: int
         position += active & (position > place)
         written = torch.where(active, next_id, discard)
         position.scatter_(1, torch.cat([written, written + active], 1), torch.cat([place, place + 1], 1))
-        heap.push((upper_count << COUNT_SHIFT) | (upper_colours == 1) * SINGLE | next_id, active, levels + 1)
-        heap.push(((total - upper_count) << COUNT_SHIFT) | (lower_colours == 1) * SINGLE | (next_id + 1), active,
+        lower_count = total - upper_count
+        heap.push((upper_count << COUNT_SHIFT) | (upper_colours == 1) * SINGLE | next_id, upper_count, active, levels + 1)
+        heap.push((lower_count << COUNT_SHIFT) | (lower_colours == 1) * SINGLE | (next_id + 1), lower_count, active,
                   levels + 1)
         splittable += active * ((upper_colours > 1).to(torch.int64) + (lower_colours > 1).to(torch.int64) - 1)
         next_id = next_id + 2 * active
