@@ -46,8 +46,9 @@ def assert_matches_pil(images: np.ndarray, num_colors: int) -> None:
     assert indices.shape == images.shape[:3] and indices.dtype == torch.int64
     for number, image in enumerate(images):
         expected_palette, expected_indices = pil_median_cut(image, num_colors)
-        assert np.array_equal(palettes[number].numpy(), expected_palette), f"palette of image {number}, K={num_colors}"
-        assert np.array_equal(indices[number].numpy(), expected_indices), f"indices of image {number}, K={num_colors}"
+        where = f"image {number}, K={num_colors}"
+        assert np.array_equal(palettes[number].numpy(), expected_palette), f"palette of {where}"
+        assert np.array_equal(indices[number].numpy(), expected_indices), f"indices of {where}"
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +155,9 @@ def test_intra_op_threads_are_given_back():
 def test_module_imports_no_pil_nor_fiftyone():
     """mediancut.py works on tensors: besides the standard library it imports torch (numpy at most)."""
     tree = ast.parse(inspect.getsource(mediancut))
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    nodes = list(ast.walk(tree))
+    imported = {alias.name.split(".")[0] for node in nodes if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in nodes if isinstance(node, ast.ImportFrom) and node.module}
     assert imported - set(sys.stdlib_module_names) <= {"torch", "numpy"}
 
 

@@ -222,7 +222,8 @@ def _cut(distinct: torch.Tensor, counts: torch.Tensor, num_colors: int
     heap = _BoxHeap(n, num_colors, device)
     colours = (counts > 0).sum(1, keepdim=True)
     pixels = counts.sum(1, keepdim=True)
-    heap.push((pixels << COUNT_SHIFT) | (colours == 1) * SINGLE, pixels, torch.ones(n, 1, dtype=torch.bool, device=device), 1)
+    everyone = torch.ones(n, 1, dtype=torch.bool, device=device)
+    heap.push((pixels << COUNT_SHIFT) | (colours == 1) * SINGLE, pixels, everyone, 1)
     # boxes of several colours in each heap: an image without any is finished (the boxes left
     # would leave the heap one by one, unsplit)
     splittable = (colours > 1).to(torch.int64)
@@ -260,9 +261,10 @@ def _cut(distinct: torch.Tensor, counts: torch.Tensor, num_colors: int
         written = torch.where(active, next_id, discard)
         position.scatter_(1, torch.cat([written, written + active], 1), torch.cat([place, place + 1], 1))
         lower_count = total - upper_count
-        heap.push((upper_count << COUNT_SHIFT) | (upper_colours == 1) * SINGLE | next_id, upper_count, active, levels + 1)
-        heap.push((lower_count << COUNT_SHIFT) | (lower_colours == 1) * SINGLE | (next_id + 1), lower_count, active,
-                  levels + 1)
+        upper = (upper_count << COUNT_SHIFT) | (upper_colours == 1) * SINGLE | next_id
+        lower = (lower_count << COUNT_SHIFT) | (lower_colours == 1) * SINGLE | (next_id + 1)
+        heap.push(upper, upper_count, active, levels + 1)
+        heap.push(lower, lower_count, active, levels + 1)
         splittable += active * ((upper_colours > 1).to(torch.int64) + (lower_colours > 1).to(torch.int64) - 1)
         next_id = next_id + 2 * active
         splits_left = splits_left - active.to(torch.int64)
@@ -303,7 +305,7 @@ def _nearest(colours: torch.Tensor, palette: torch.Tensor, entry: torch.Tensor, 
         own = entry[:, start:start + chunk].unsqueeze(2)
         distance = torch.baddbmm(offset, colours[:, start:start + chunk].to(torch.float32), pal.transpose(1, 2),
                                  alpha=-2)
-        nearest, first = distance.min(2, keepdim=True)  # first: the lowest index among the nearest
+        nearest, first = distance.min(2, keepdim=True)  # first: the nearest entry where it is unique
         own_distance = distance.gather(2, own)
         result[:, start:start + chunk] = torch.where(own_distance == nearest, own, first).squeeze(2)
         # several nearest entries, the own one not among them: the entry nearest the own one wins
