@@ -175,7 +175,7 @@ class AutoPalette(Distiller):
         their Median-Cut quantisation (they train the palette network only)."""
         settings = self.settings
         probabilities = self.palette(images)
-        target = median_cut(self.raw(images).cpu(), settings.num_colors)[1]
+        target = median_cut(self.raw(images), settings.num_colors)[1]
         loss = (settings.max_color_weight * losses.max_color_loss(probabilities)
                 + settings.balance_weight * losses.palette_balance_loss(probabilities)
                 + settings.alignment_weight * losses.pixel_similarity_loss(probabilities, target, rng, settings.pixel_sample))
