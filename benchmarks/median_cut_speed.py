@@ -1,5 +1,5 @@
 """Speed of AutoPalette's Median-Cut target: PIL's ``quantize(MEDIANCUT)`` image by image (how
-palette.py computed it before, serially and on its thread pool) against ``median_cut_torch``
+palette.py computes it on a CPU, serially and on its thread pool) against ``median_cut_torch``
 (batched, on the CPU and, when there is one, on CUDA), for a batch of 64 images at K = 64: Fashion-MNIST
 28×28 (grey, quantised as RGB with three equal channels) and 32×32 RGB windows of scikit-image's
 photos. Median of a few repeats, after a warm-up; the torch results are checked equal to PIL's.
@@ -7,8 +7,8 @@ photos. Median of a few repeats, after a warm-up; the torch results are checked 
     .venv/bin/python benchmarks/median_cut_speed.py --repeats 5
     .venv/bin/python benchmarks/median_cut_speed.py --no-write   # print the table only
 
-``median_cut_torch`` runs its CPU work on one intra-op thread whatever torch's setting (the cut is
-thousands of small operations, which more threads only slow down).
+Run it with ``--threads 1`` on a CPU: the cut is thousands of small operations, which more intra-op
+threads only slow down.
 
 FiftyOne-free: it runs on a bare PyTorch machine with Pillow (and scikit-image for the photos).
 """
@@ -36,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-colors", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (the median is shown)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--threads", type=int, default=1, help="torch's CPU threads for the torch cut")
     return parser.parse_args(argv)
 
 
@@ -87,11 +88,12 @@ def check_equal(pixels: np.ndarray, num_colors: int, device: torch.device) -> No
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))  # palette.py's former pool
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))  # palette.py's pool (its CPU path)
     batches = {f"Fashion-MNIST {args.batch}×28×28 (grey as RGB)": fashion_batch(args.batch),
                f"photo windows {args.batch}×32×32×3": photo_batch(args.batch)}
-    header = ["batch", "PIL, one by one", f"PIL, {pool._max_workers} threads (before)", "torch CPU"]
+    header = ["batch", "PIL, one by one", f"PIL, {pool._max_workers} threads (palette.py on a CPU)", "torch CPU"]
     header += ["torch CUDA"] * (len(devices) > 1)
     lines = [f"Median-Cut at K = {args.num_colors}, median of {args.repeats} runs (ms per batch); "
              f"{machine()}; `{command_line()}`", "",

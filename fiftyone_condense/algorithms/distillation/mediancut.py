@@ -31,8 +31,6 @@ box to split (once a step) and whether any colour needs the tie rule of the mapp
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 
 import torch
 
@@ -64,24 +62,7 @@ def median_cut_torch(pixels: torch.Tensor, num_colors: int) -> tuple[torch.Tenso
     if n == 0 or height * width == 0:
         return (torch.zeros(n, num_colors, 3, dtype=torch.uint8, device=device),
                 torch.zeros(n, height, width, dtype=torch.int64, device=device))
-    with _one_thread() if device.type == "cpu" else contextlib.nullcontext():
-        return _median_cut(pixels.reshape(n, height * width, 3), num_colors, (n, height, width))
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Torch's CPU operations on one thread for the while: the cut is thousands of operations on
-    tensors of 10⁴–10⁵ elements, which intra-op threads only slow down (each waits for all of
-    them; on a busy machine that made a call 20–30 times slower)."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return _median_cut(pixels.reshape(n, height * width, 3), num_colors, (n, height, width))
 
 
 def _median_cut(colours: torch.Tensor, num_colors: int, shape: tuple[int, int, int]
