@@ -32,6 +32,7 @@ from typing import Any, Callable, Optional
 
 import fiftyone as fo
 
+from .algorithms.budgets import ALLOCATIONS, Budget  # noqa: F401  (ALLOCATIONS: the forms offer them)
 from .algorithms.color import BACKENDS, COMBINE_MODES  # noqa: F401  (the compensation form offers them)
 from .algorithms.color.diffusion import DiffusionSettings
 from .algorithms.distillation import METHODS as DISTILLATION_METHODS
@@ -93,11 +94,21 @@ def compensation_parameters() -> tuple[Param, ...]:
     return declared(DiffusionSettings)
 
 
-def default_run_key(run_key: Optional[str], method: str, ipc: int) -> str:
-    """``run_key`` as given (an empty one is checked, not replaced), else ``<method>_ipc<ipc>`` for a valid IPC."""
-    if not isinstance(ipc, int) or isinstance(ipc, bool) or ipc < 1:
+def budget_of(ipc: Optional[int], fraction: Optional[float], count: Optional[int], allocation: Optional[str]) -> Budget:
+    """The run's budget: the one of ``ipc``, ``fraction`` and ``count`` given (``ipc=10`` when none is)."""
+    if ipc is not None and (not isinstance(ipc, int) or isinstance(ipc, bool)):
         raise CondensationError(f"ipc must be at least 1, got {ipc!r}: pass a whole number of images per class")
-    return f"{method}_ipc{ipc}" if run_key is None else run_key
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
+        raise CondensationError(f"count must be a whole number of images, got {count!r}")
+    if ipc is None and fraction is None and count is None:
+        ipc = 10
+    return Budget(ipc=ipc, fraction=fraction, count=count, allocation=allocation)
+
+
+def default_run_key(run_key: Optional[str], method: str, budget: Budget) -> str:
+    """``run_key`` as given (an empty one is checked, not replaced), else ``<method>_<budget>``
+    (``herding_ipc10``, ``herding_frac0_05``, ``herding_n2000``)."""
+    return f"{method}_{budget.key()}" if run_key is None else run_key
 
 
 def method_parameters(kind: str, method: str) -> tuple[Param, ...]:
@@ -146,7 +157,7 @@ def compute_embeddings(
 def select(
     view: Collection,
     method: str = "random",
-    ipc: int = 10,
+    ipc: Optional[int] = None,
     run_key: Optional[str] = None,
     label_field: str = DEFAULT_LABEL_FIELD,
     seed: int = 0,
@@ -154,13 +165,22 @@ def select(
     overwrite: bool = False,
     small_classes: str = "error",
     progress: Optional[ProgressFn] = None,
+    fraction: Optional[float] = None,
+    count: Optional[int] = None,
+    allocation: Optional[str] = None,
     *,
     reading: Reading,
     **params: Any,
 ) -> RunRecord:
-    """Select ``ipc`` real samples per class from ``view`` and record them as run ``run_key``
-    (default ``<method>_ipc<ipc>``): the picks get the tag ``condense:<run_key>`` and the saved
-    view ``condense-<run_key>`` holds them.
+    """Select real samples from ``view`` and record them as run ``run_key`` (default
+    ``<method>_ipc<ipc>``, ``<method>_frac<fraction>`` (``herding_frac0_05``) or ``<method>_n<count>``): the picks get the
+    tag ``condense:<run_key>`` and the saved view ``condense-<run_key>`` holds them.
+
+    The budget is exactly one of ``ipc`` (per class; 10 when no budget is given), ``fraction`` (of
+    the view) or ``count`` (in total), the last two split ``allocation="proportional"`` (the
+    default: the class distribution kept) or ``"balanced"``, every class with images getting at
+    least one (rounding: :mod:`fiftyone_condense.algorithms.budgets`); the run records the budget
+    and its per-class numbers (``config["budget"]``).
 
     Methods (``fc.SELECTION_METHODS``; each one's ``**params`` in
     ``fc.method_parameters("selection", method)``): ``random``; ``herding``, ``k_center``,
@@ -186,9 +206,10 @@ def select(
     run records which classes were kept whole or dropped. Images are read as :ref:`reading
     <reading>` says; the run records the working format.
     """
-    request = RunRequest(method=method, ipc=ipc, run_key=default_run_key(run_key, method, ipc), label_field=label_field,
-                         seed=seed, device=device, overwrite=overwrite, small_classes=small_classes, params=params,
-                         reading=reading)
+    budget = budget_of(ipc, fraction, count, allocation)
+    request = RunRequest(method=method, budget=budget, run_key=default_run_key(run_key, method, budget),
+                         label_field=label_field, seed=seed, device=device, overwrite=overwrite,
+                         small_classes=small_classes, params=params, reading=reading)
     return selection.run(view, request, reporter(progress))
 
 
@@ -196,7 +217,7 @@ def select(
 def distill(
     view: Collection,
     method: str = "dm",
-    ipc: int = 10,
+    ipc: Optional[int] = None,
     init: Optional[str] = None,
     run_key: Optional[str] = None,
     label_field: str = DEFAULT_LABEL_FIELD,
@@ -206,11 +227,16 @@ def distill(
     overwrite: bool = False,
     small_classes: str = "error",
     progress: Optional[ProgressFn] = None,
+    fraction: Optional[float] = None,
+    count: Optional[int] = None,
+    allocation: Optional[str] = None,
     *,
     reading: Reading,
     **params: Any,
 ) -> RunRecord:
-    """Distil ``ipc`` synthetic images per class from ``view`` and record them as run ``run_key``.
+    """Distil synthetic images from ``view`` and record them as run ``run_key``: ``ipc`` per class,
+    or as many per class as a ``fraction`` / ``count`` budget gives (as for :func:`select`; with
+    AutoPalette each class's number is then its storage budget's images per class).
 
     Every default is the method's reference code (docs/benchmarks.md, "fidelity"); each
     method's ``**params`` are in ``fc.method_parameters("distillation", method)``. ``method``:
@@ -234,8 +260,9 @@ def distill(
     synthetic images are written at the working format (:ref:`reading <reading>`), which the run
     records. ``small_classes`` as for :func:`select` (``keep_all`` distils at most a class's size).
     """
+    budget = budget_of(ipc, fraction, count, allocation)
     request = distillation.Request(
-        method=method, ipc=ipc, run_key=default_run_key(run_key, method, ipc), label_field=label_field, seed=seed,
+        method=method, budget=budget, run_key=default_run_key(run_key, method, budget), label_field=label_field, seed=seed,
         device=device, overwrite=overwrite, small_classes=small_classes, params=params, reading=reading, init=init,
         output_dir=output_dir)
     return distillation.run(view, request, reporter(progress))

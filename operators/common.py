@@ -124,6 +124,45 @@ def ipc_input(ctx, inputs, label_field, split, what: str) -> int:
     return ipc
 
 
+BUDGET_MODES = {"ipc": "Images per class (the papers' IPC)", "fraction": "A fraction of the split",
+                "count": "A number of images in all"}
+
+
+def budget_input(ctx, inputs, label_field, split, what: str) -> str:
+    """The budget: IPC (as :func:`ipc_input`), or a fraction or count of the split with its
+    allocation across classes. Returns the budget's part of the default run key (``ipc10``, ...)."""
+    mode = ctx.params.get("budget_mode") or "ipc"
+    inputs.enum("budget_mode", list(BUDGET_MODES), default="ipc", label="Budget",
+                description=" · ".join(f"{k}: {v}" for k, v in BUDGET_MODES.items()), view=types.DropdownView())
+    if mode == "ipc":
+        return f"ipc{ipc_input(ctx, inputs, label_field, split, what)}"
+    size = len(split_of(ctx, split))
+    if mode == "fraction":
+        inputs.float("fraction", default=0.1, min=0.0, max=1.0, label="Fraction of the split",
+                     description=f"{what}: this share of the split's {size} images (at least one per class)")
+    else:
+        prop = inputs.int("count", default=min(100, size), min=1, max=size, label="Number of images",
+                          description=f"{what} in all, out of {size} (at least one per class)")
+        if (ctx.params.get("count") or 0) > size:
+            prop.invalid, prop.error_message = True, f"The split has {size} images"
+    inputs.enum("allocation", list(fc.api.ALLOCATIONS), default="proportional", label="Across classes",
+                description="proportional: keep the split's class distribution · balanced: the same number per class "
+                            "(a small class gives what it cannot take to the others)", view=types.DropdownView())
+    budget = fc.api.budget_of(None, ctx.params.get("fraction", 0.1) if mode == "fraction" else None,
+                              ctx.params.get("count") or min(100, size) if mode == "count" else None, None)
+    return budget.key()
+
+
+def budget_values(ctx) -> dict:
+    """The SDK's budget keywords from the form."""
+    p = ctx.params
+    mode = p.get("budget_mode") or "ipc"
+    if mode == "ipc":
+        return {"ipc": int(p.get("ipc", 10)), "small_classes": p.get("small_classes") or "error"}
+    value = float(p.get("fraction", 0.1)) if mode == "fraction" else int(p.get("count", 100))
+    return {mode: value, "allocation": p.get("allocation") or "proportional"}
+
+
 def run_key_input(ctx, inputs, default: str) -> str:
     """A run key, flagged as the user types when it is not an identifier or already used."""
     run_key = ctx.params.get("run_key") or default

@@ -6,7 +6,8 @@ import fiftyone_condense as fc
 from fiftyone_condense.apps.launch import default_processes, launch_command, run_launched
 
 from .common import (
-    CondenseOperator, declared_inputs, declared_values, execute_with_progress, image_dataset_input, ipc_input,
+    CondenseOperator, budget_input, budget_values, declared_inputs, declared_values, execute_with_progress,
+    image_dataset_input,
     label_field_input, reading_inputs, reading_values, run_key_input, split_input, split_of,
 )
 
@@ -39,15 +40,15 @@ class DistillDataset(CondenseOperator):
         method = ctx.params.get("method") or "dm"
         inputs.enum("method", list(fc.DISTILLATION_METHODS), default="dm", label="Method",
                     description=fc.DISTILLATION_METHODS[method].description, view=types.DropdownView())
-        ipc = ipc_input(ctx, inputs, label_field, split, "Synthetic images")
+        budget = budget_input(ctx, inputs, label_field, split, "Synthetic images")
         inits = list(fc.SELECTION_METHODS) + ["noise"] + fc.list_runs(ctx.dataset, kind="selection")
         default_init = "autopalette_init" if method == "autopalette" else "random"
         inputs.enum("init", inits, default=default_init, label="Initialisation",
                     description="Start from a selection method, an existing selection run, or noise")
-        run_key_input(ctx, inputs, f"{method}_ipc{ipc}")
+        run_key_input(ctx, inputs, f"{method}_{budget}")
         declared_inputs(ctx, inputs, fc.method_parameters("distillation", method))
-        if method == "autopalette":
-            flag_budget(ctx, inputs.get_property("budget"), label_field, split, ipc)
+        if method == "autopalette" and budget.startswith("ipc"):
+            flag_budget(ctx, inputs.get_property("budget"), label_field, split, int(budget[3:]))
         reading_inputs(ctx, inputs)
         inputs.int("seed", default=0, label="Seed", description="Seed for networks, batches and augmentation")
         inputs.int("processes", default=default_processes(), min=1, label="Processes",
@@ -60,10 +61,9 @@ class DistillDataset(CondenseOperator):
         method = p.get("method", "dm")
         params = declared_values(ctx, fc.method_parameters("distillation", method))
 
-        keywords = dict(method=method, ipc=int(p.get("ipc", 10)), init=p.get("init"), run_key=p.get("run_key"),
+        keywords = dict(method=method, init=p.get("init"), run_key=p.get("run_key"),
                         label_field=p.get("label_field", "ground_truth"), seed=int(p.get("seed", 0)),
-                        overwrite=bool(p.get("overwrite", False)), small_classes=p.get("small_classes") or "error",
-                        **reading_values(ctx), **params)
+                        overwrite=bool(p.get("overwrite", False)), **budget_values(ctx), **reading_values(ctx), **params)
 
         def work(progress):
             if processes(ctx) == 1:

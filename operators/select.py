@@ -5,7 +5,8 @@ import fiftyone.operators.types as types
 import fiftyone_condense as fc
 
 from .common import (
-    CondenseOperator, declared_inputs, declared_values, execute_with_progress, image_dataset_input, ipc_input,
+    CondenseOperator, budget_input, budget_values, declared_inputs, declared_values, execute_with_progress,
+    image_dataset_input,
     label_field_input, reading_inputs, reading_values, run_key_input, split_input, split_of,
 )
 
@@ -28,8 +29,8 @@ class SelectCoreset(CondenseOperator):
         method = ctx.params.get("method") or "random"
         inputs.enum("method", list(fc.SELECTION_METHODS), default="random", label="Method",
                     description=fc.SELECTION_METHODS[method].description, view=types.DropdownView())
-        ipc = ipc_input(ctx, inputs, label_field, split, "Images to keep")
-        run_key_input(ctx, inputs, f"{method}_ipc{ipc}")
+        budget = budget_input(ctx, inputs, label_field, split, "Images to keep")
+        run_key_input(ctx, inputs, f"{method}_{budget}")
         declared_inputs(ctx, inputs, fc.method_parameters("selection", method))
         reading_inputs(ctx, inputs)
         inputs.int("seed", default=0, label="Seed", description="Random seed for reproducible picks")
@@ -41,11 +42,10 @@ class SelectCoreset(CondenseOperator):
         params = declared_values(ctx, fc.method_parameters("selection", method))
 
         def work(progress):
-            return fc.select(split_of(ctx, p.get("split")), method=method, ipc=int(p.get("ipc", 10)),
-                             run_key=p.get("run_key"), label_field=p.get("label_field", "ground_truth"),
-                             seed=int(p.get("seed", 0)), overwrite=bool(p.get("overwrite", False)), progress=progress,
-                             small_classes=p.get("small_classes") or "error", **reading_values(ctx),
-                             **params)
+            return fc.select(split_of(ctx, p.get("split")), method=method, run_key=p.get("run_key"),
+                             label_field=p.get("label_field", "ground_truth"), seed=int(p.get("seed", 0)),
+                             overwrite=bool(p.get("overwrite", False)), progress=progress, **budget_values(ctx),
+                             **reading_values(ctx), **params)
 
         return execute_with_progress(
             ctx, work, lambda record: f"Selected {len(record.results['selected_ids'])} samples as run {record.key!r}")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..algorithms.budgets import Budget
 from ..algorithms.cache import cache_dir
 from ..algorithms.color import color_stats as image_color_stats
 from ..algorithms.device import resolve_device
@@ -29,6 +30,7 @@ from ..algorithms.selection import METHODS, class_budgets, small_class_report
 from . import records as run_store
 from . import select as selection
 from .lifecycle import RunRequest, begin, claimed_run, record, versions
+from .select import per_class_mean
 from .views import ImageSet, Reading, class_names, labels_of, media_dir_beside, write_pngs
 
 Collection = fo.core.collections.SampleCollection
@@ -53,23 +55,25 @@ class Request(RunRequest):
 def run(view: Collection, request: Request, progress: Progress) -> run_store.RunRecord:
     """Validate, claim the key, distil (resumable) from real images read in batches, then write the
     images as samples at the working format and record the run (all-or-nothing)."""
-    method, ipc, init, run_key, label_field = request.method, request.ipc, request.init, request.run_key, request.label_field
+    method, budget, init, run_key, label_field = request.method, request.budget, request.init, request.run_key, request.label_field
     output_dir, seed, device, overwrite = request.output_dir, request.seed, request.device, request.overwrite
     given, reading, small_classes = request.params, request.reading, request.small_classes
     dataset = view._dataset
     init = init or ("autopalette_init" if method == "autopalette" else "random")
     begin(view, label_field)
+    classes = class_names(view, label_field)
+    ipc = budget.ipc or int(budget.per_class(labels_of(view, label_field, classes), classes, small_classes).max())
     settings = method_settings(method, ipc, given)
     params = asdict(settings)
     per_class = settings.images_per_class(ipc)
-    classes = class_names(view, label_field)
-    budgets = check_budget(view, label_field, classes, ipc, per_class, init, params, small_classes)
+    budgets = check_budget(view, label_field, classes, budget, settings, init, params, small_classes)
     with claimed_run(dataset, run_key, overwrite) as entry:
         reading = reading.fixed(view)
         started = time.perf_counter()
         source = reading.load(view, label_field, classes, progress.stage("checking real images", 0.0, 0.05))
-        images, labels, sources = initial_images(view, source, init, budgets, label_field, params, seed, device,
-                                                 progress.sub(0.05, 0.15), reading, small_classes)
+        images, labels, sources = initial_images(  # a share budget trims whole small classes to their shares
+            view, source, init, budgets, label_field, params, seed, device, progress.sub(0.05, 0.15), reading,
+            small_classes if budget.ipc else "keep_all")
         workdir = cache_dir() / "runs" / str(dataset._doc.id) / run_key  # checkpoints while in progress
         result = current_team().run(distill_images, source.floats(), source.labels, images, labels, len(classes),
                                     settings, device=resolve_device(device), seed=seed,
@@ -77,8 +81,8 @@ def run(view: Collection, request: Request, progress: Progress) -> run_store.Run
                                     local={"progress": progress.stage(f"distilling ({method})", 0.15, 0.95)})
         folder = Path(output_dir) / run_key if output_dir else media_dir_beside(view, run_key)
         config = run_store.config_for(
-            "distillation", method=method, ipc=per_class, init=init, label_field=label_field,
-            params={**params, "requested_ipc": ipc},
+            "distillation", method=method, ipc=per_class if budget.ipc else per_class_mean(budgets), init=init,
+            label_field=label_field, params={**params, "requested_ipc": budget.ipc}, budget=budget.record(budgets, classes),
             seed=seed, classes=classes, output_dir=str(folder), versions=versions(), image_format=reading.recorded(),
         )
         needed = per_class if init != "noise" or small_classes == "drop" else 1  # noise needs no real images to keep
@@ -101,11 +105,22 @@ def run(view: Collection, request: Request, progress: Progress) -> run_store.Run
         return recorded
 
 
-def check_budget(view, label_field, classes, ipc: int, per_class: int, init: str, params: dict,
+def check_budget(view, label_field, classes, budget: Budget, settings: DistillSettings, init: str, params: dict,
                  small_classes: str) -> np.ndarray:
     """Synthetic images per class: every class must hold the images an initialisation from real
-    images needs, unless ``small_classes`` keeps small ones whole or drops them."""
+    images needs, unless ``small_classes`` keeps small ones whole or drops them. A fraction or
+    count budget gives each class its share, times AutoPalette's storage multiple."""
     labels = labels_of(view, label_field, classes)
+    if budget.ipc is None:
+        shares = budget.per_class(labels, classes, small_classes)
+        synthetic = np.array([settings.images_per_class(int(n)) if n else 0 for n in shares])
+        counts = np.bincount(labels, minlength=len(classes))
+        if init != "noise" and np.any(synthetic > counts):
+            over = [f"{classes[c]!r} ({synthetic[c]} of {counts[c]})" for c in np.flatnonzero(synthetic > counts)]
+            raise CondensationError(f"The budget distils more images than some classes hold, each initialised from "
+                                    f"a real image: {', '.join(over)}. Choose a smaller budget or init='noise'.")
+        return synthetic
+    ipc, per_class = budget.ipc, settings.images_per_class(budget.ipc)
     smallest = int(np.bincount(labels, minlength=len(classes)).min())
     if per_class != ipc and init != "noise" and per_class > smallest and small_classes == "error":
         raise CondensationError(
@@ -166,7 +181,7 @@ def initial_ids(view, init: str, ipc: int, label_field: str, params: dict, seed:
                                 f"{run_store.list_runs(dataset, kind='selection')}")
     declared = {p.name for p in METHODS[init].params}
     shared = {k: params[k] for k in ("num_colors", "teacher_epochs") if k in declared and params.get(k) is not None}
-    request = RunRequest(init, ipc, init, label_field, seed, device, False, small_classes, shared, reading)
+    request = RunRequest(init, Budget(ipc=ipc), init, label_field, seed, device, False, small_classes, shared, reading)
     return selection.plan_selection(view, request, progress).ids
 
 

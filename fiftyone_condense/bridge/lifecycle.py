@@ -11,6 +11,7 @@ from typing import Callable, Iterator, Optional
 import fiftyone as fo
 import fiftyone.core.utils as fou
 
+from ..algorithms.budgets import Budget
 from ..algorithms.errors import CondensationError
 from ..algorithms.progress import Progress, ProgressFn
 from . import journal, recovery
@@ -26,10 +27,10 @@ _RUN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 @dataclass(frozen=True)
 class RunRequest:
     """A method run (a selection or a distillation) as the SDK was asked for it: the method and its own
-    ``params`` (checked by the capability against the method's declaration), the IPC, the run key."""
+    ``params`` (checked by the capability against the method's declaration), the budget, the run key."""
 
     method: str
-    ipc: int
+    budget: Budget
     run_key: str
     label_field: str
     seed: int

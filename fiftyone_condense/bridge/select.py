@@ -18,7 +18,7 @@ from ..algorithms.loader import image_cache, materialised
 from ..algorithms.params import resolve
 from ..algorithms.progress import Progress
 from ..algorithms.selection import (
-    METHODS, class_budgets, feature_gram, gradient_gram, select_per_class, small_class_report,
+    METHODS, feature_gram, gradient_gram, select_per_class, small_class_report,
 )
 from ..algorithms.selection.gram import FactoredGram, loss_gradients
 from ..algorithms.teachers import Normalizer, TeacherConfig, load_vae, vae_latents
@@ -66,11 +66,12 @@ def run(view: Collection, request: RunRequest, progress: Progress) -> RunRecord:
 
 def plan_selection(view: Collection, request: RunRequest, progress: Progress) -> SelectionPlan:
     """Validate, embed and select in memory; nothing is written."""
-    method, ipc, label_field, seed = request.method, request.ipc, request.label_field, request.seed
+    method, budget, label_field, seed = request.method, request.budget, request.label_field, request.seed
     params = method_params(method, request.params)
     classes = class_names(view, label_field)
     labels = labels_of(view, label_field, classes)
-    budgets = class_budgets(labels, ipc, classes, request.small_classes)
+    budgets = budget.per_class(labels, classes, request.small_classes)
+    ipc = int(budgets.max())
     reading = request.reading.fixed(view)
     started = time.perf_counter()
     if not METHODS[method].needs_embeddings and method != "autopalette_init":
@@ -85,16 +86,22 @@ def plan_selection(view: Collection, request: RunRequest, progress: Progress) ->
     finished = time.perf_counter()
     writes = [(field, e) for field, e in inputs.writes if e.write]
     config = {
-        "method": method, "ipc": ipc, "label_field": label_field,
+        "method": method, "ipc": budget.ipc or per_class_mean(budgets), "budget": budget.record(budgets, classes),
+        "label_field": label_field,
         "embeddings_field": writes[0][0] if writes else None,
         "model": inputs.model_name(params.get("model")), "embedding": inputs.embedding if inputs.embeddings else None,
         "params": {**params, "model": inputs.model_name(params.get("model"))}, "embeddings": inputs.used,
         "fallbacks": inputs.fallbacks, "seed": seed, "classes": classes, "versions": versions(),
         "image_format": reading.recorded(),
-        "small_classes": small_class_report(labels, ipc, classes, request.small_classes),
+        "small_classes": small_class_report(labels, budget.ipc or 1, classes, request.small_classes),
     }
     timings = {"embeddings_s": embedded - started, "selection_s": finished - embedded, "total_s": finished - started}
     return SelectionPlan([ids[i] for i in picks], config, timings, writes)
+
+
+def per_class_mean(budgets: np.ndarray) -> float:
+    """A fraction or count budget's images per class, on average over the classes kept (its IPC in plots)."""
+    return round(float(budgets.sum() / max((budgets > 0).sum(), 1)), 2)
 
 
 class SelectionInputs:

@@ -205,3 +205,33 @@ def test_resnet18_embeddings_from_a_local_torchvision_checkpoint(dataset, tmp_pa
 def test_resnet18_is_an_evaluation_architecture(dataset):
     result = fc.evaluate(dataset.match_tags("train").limit(20), arch="resnet18", epochs=1, num_models=1, references=False)
     assert result["protocol"]["arch"] == "resnet18" and 0.0 <= result["mean"] <= 1.0
+
+
+def test_fraction_and_count_budgets_keep_an_unbalanced_class_distribution(dataset, form, run_operator):
+    """A curator's budgets: 10 % of an unbalanced split (Trouser 5 of its 20 kept), or 12 images in all."""
+    train = dataset.match_tags("train")
+    view = train.exclude(train.match(fo.ViewField("ground_truth.label") == "Trouser").values("id")[:15])  # 185 images
+    record = fc.select(view, method="random", fraction=0.1)
+    budget = record.config["budget"]
+    # round(18.5) = 18: quotas 1.95 for the nine classes of 20, 0.49 for Trouser; floors, Trouser's one, then
+    # the 8 images left to the largest remainders (equal: the earlier classes)
+    assert record.key == "random_frac0_1" and budget["mode"] == "fraction" and budget["allocation"] == "proportional"
+    assert budget["total"] == 18 == len(record.view) and budget["per_class"]["Trouser"] == 1
+    assert sorted(budget["per_class"].values()) == [1, 1] + [2] * 8
+    assert record.view.count_values("ground_truth.label") == {k: v for k, v in budget["per_class"].items() if v}
+
+    balanced = fc.select(view, method="random", count=30, allocation="balanced", run_key="balanced")
+    assert set(balanced.config["budget"]["per_class"].values()) == {3}
+
+    distilled = fc.distill(view, method="dm", count=12, iterations=2, batch_real=4, teacher_epochs=1)
+    assert distilled.key == "dm_n12" and len(distilled.view) == 12 == distilled.config["budget"]["total"]
+    assert distilled.view.count_values("ground_truth.label")["Trouser"] == 1
+
+    properties = form("select_coreset", dataset, split="train", budget_mode="fraction", fraction=0.25)
+    assert {"fraction", "allocation"} <= set(properties) and "ipc" not in properties
+    assert properties["run_key"].default == "random_frac0_25"
+    run_operator("select_coreset", dataset, split="train", method="random", budget_mode="count", count=20,
+                 allocation="balanced", run_key="from_form")
+    assert fc.load_run(dataset, "from_form").config["budget"]["per_class"]["Bag"] == 2
+    with pytest.raises(CondensationError, match="exactly one"):
+        fc.select(view, method="random", ipc=2, count=10)
