@@ -328,6 +328,16 @@ def evaluate(
 ) -> dict:
     """Train ``num_models`` fresh ``arch`` networks on a condensed set and test them.
 
+    ``arch``: ``"convnet3"`` (default), ``"resnet18"``, the papers' cross-architecture set by our
+    names or the DC/DSA/DM code's (``"convnet4"`` = ``"ConvNetD4"``, ``"vgg11-bn"`` = ``"VGG11BN"``,
+    ``"resnet18-in"`` = ``"ResNet18"``; case-insensitive except ``resnet18``/``ResNet18``, two
+    different networks), ``"torchvision:<model>"`` (any torchvision classifier, random weights, its
+    first convolution adapted to grey images), or a callable ``(channels, num_classes, (height,
+    width)) -> nn.Module`` building your own network; the result records the canonical name (a
+    callable as ``callable:<module>.<qualified name>``). A callable's references are cached across
+    calls and sessions only when that name identifies it (a module-level function outside
+    ``__main__``); a lambda's or nested function's are computed anew each call. See
+    :mod:`fiftyone_condense.algorithms.architectures`.
     Pass any ``view`` of training images, or ``run_key`` (with ``dataset``, or a view of it)
     to evaluate that run's output and store the result on the run (one entry per protocol).
     ``protocol="hard"``: DC/DSA/DM's ``evaluate_synset`` on the labels (SGD, DSA).

@@ -1,8 +1,10 @@
 """Network builders used for embeddings, distillation and evaluation.
 
-Every network exposes ``embed(x)`` (the penultimate features), ``classifier`` (the last
-linear layer) and ``style_layers()`` (the modules whose outputs Decomposed DM matches), so
-gradient embeddings and feature and style matching work the same on all of them.
+Every network here exposes ``embed(x)`` (the penultimate features), ``classifier`` (the last
+linear layer), ``style_layers()`` (the modules whose outputs Decomposed DM matches) and
+``reset_parameters()``, so gradient embeddings and feature and style matching work the same on
+all of them; :func:`build_model` builds them by name (:data:`ARCHITECTURES`). Evaluation takes
+more networks, which need only ``forward`` (:mod:`.architectures`).
 """
 
 from __future__ import annotations
@@ -11,30 +13,53 @@ import torch
 import torch.nn as nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-ARCHITECTURES = ("convnet3", "resnet18")
+ARCHITECTURES = ("convnet3", "resnet18")  # what build_model builds: distillation's and embeddings' networks
 
 
-class ConvNet3(nn.Module):
-    """The ConvNet of DC/DSA/DM: 3 × [conv3×3 (width 128) → instance norm → ReLU → avg-pool 2].
+ACTIVATIONS = {  # name -> a fresh activation module
+    "relu": lambda: nn.ReLU(inplace=True),
+    "sigmoid": nn.Sigmoid,
+    "leakyrelu": lambda: nn.LeakyReLU(negative_slope=0.01),
+    "swish": nn.SiLU,  # x · sigmoid(x)
+}
+NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none")
+POOLINGS = ("avgpool", "maxpool", "none")
 
-    As in the reference, a 1-channel input gets padding 3 in the first conv, so 28 px
-    Fashion-MNIST images become 32 px maps and end as 128 × 4 × 4 features.
+
+class ConvNet(nn.Module):
+    """The ConvNet family of DC/DSA/DM: ``depth`` × [conv3×3 (``width``) → norm → activation → pool 2].
+
+    The defaults are ConvNet-3 (:class:`ConvNet3`); the papers' cross-architecture variants change
+    one setting each: ``activation`` (``relu``, ``sigmoid``, ``leakyrelu``, ``swish``), ``norm``
+    (``instancenorm``: a GroupNorm with one group per channel; ``batchnorm``; ``layernorm`` over
+    channels × height × width; ``groupnorm``: 4 groups; ``none``: no layer) and ``pooling``
+    (``avgpool``, ``maxpool``, ``none``). As in the reference, a 1-channel input gets padding 3 in
+    the first conv, so 28 px Fashion-MNIST images become 32 px maps. Layers are made in the
+    reference's order, so after the same seed the weights are the reference network's.
     """
 
-    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], width: int = 128, depth: int = 3):
+    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], depth: int = 3, width: int = 128,
+                 activation: str = "relu", norm: str = "instancenorm", pooling: str = "avgpool"):
         super().__init__()
+        if activation not in ACTIVATIONS or norm not in NORMS or pooling not in POOLINGS:
+            raise ValueError(f"ConvNet: activation must be one of {list(ACTIVATIONS)}, norm one of {list(NORMS)} and "
+                             f"pooling one of {list(POOLINGS)}; got {activation!r}, {norm!r}, {pooling!r}")
         layers: list[nn.Module] = []
         height, breadth = image_size
         in_channels = channels
         for level in range(depth):
             padding = 3 if channels == 1 and level == 0 else 1
-            layers += [
-                nn.Conv2d(in_channels, width, kernel_size=3, padding=padding),
-                nn.GroupNorm(width, width, affine=True),
-                nn.ReLU(inplace=True),
-                nn.AvgPool2d(kernel_size=2, stride=2),
-            ]
-            height, breadth = (height + 2 * padding - 2) // 2, (breadth + 2 * padding - 2) // 2
+            height, breadth = height + 2 * padding - 2, breadth + 2 * padding - 2
+            layers.append(nn.Conv2d(in_channels, width, kernel_size=3, padding=padding))
+            if norm != "none":
+                layers.append(_norm_layer(norm, width, height, breadth))
+            layers.append(ACTIVATIONS[activation]())
+            if pooling != "none":
+                layers.append(nn.AvgPool2d(kernel_size=2, stride=2) if pooling == "avgpool"
+                              else nn.MaxPool2d(kernel_size=2, stride=2))
+                height, breadth = height // 2, breadth // 2
+            if min(height, breadth) < 1:
+                raise ValueError(f"ConvNet of depth {depth} needs larger images than {tuple(image_size)}")
             in_channels = width
         self.features = nn.Sequential(*layers)
         self.feature_shape = (width, height, breadth)
@@ -45,17 +70,38 @@ class ConvNet3(nn.Module):
         return self.features(x).flatten(1)
 
     def reset_parameters(self) -> None:
-        """New weights in place: the very draws a new ConvNet3 makes after the same seed (its
+        """New weights in place: the very draws a new network makes after the same seed (its
         modules re-drawn in construction order), without building one; draws on the weights' device."""
         _reset_children(self)
 
     def style_layers(self) -> list[nn.Module]:
         """Where Decomposed DM reads style: the activation after each normalisation layer
         (the reference records each GroupNorm's output, which the in-place ReLU then overwrites)."""
-        return [m for m in self.features if isinstance(m, nn.ReLU)]
+        return [m for m in self.features if isinstance(m, (nn.ReLU, nn.Sigmoid, nn.LeakyReLU, nn.SiLU))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))
+
+
+def _norm_layer(norm: str, width: int, height: int, breadth: int) -> nn.Module:
+    if norm == "instancenorm":
+        return nn.GroupNorm(width, width, affine=True)
+    if norm == "batchnorm":
+        return nn.BatchNorm2d(width, affine=True)
+    if norm == "layernorm":
+        return nn.LayerNorm([width, height, breadth], elementwise_affine=True)
+    return nn.GroupNorm(4, width, affine=True)
+
+
+class ConvNet3(ConvNet):
+    """The ConvNet of DC/DSA/DM: 3 × [conv3×3 (width 128) → instance norm → ReLU → avg-pool 2].
+
+    As in the reference, a 1-channel input gets padding 3 in the first conv, so 28 px
+    Fashion-MNIST images become 32 px maps and end as 128 × 4 × 4 features.
+    """
+
+    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], width: int = 128, depth: int = 3):
+        super().__init__(channels, num_classes, image_size, depth=depth, width=width)
 
 
 class CifarResNet18(ResNet):

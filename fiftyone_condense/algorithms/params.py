@@ -29,7 +29,9 @@ class Param:
     Python object (a model the user already has) is accepted besides the declared choices.
     ``when``: the parameter matters only when other parameters have these values (forms hide it
     otherwise; the SDK still accepts it). ``form``: whether the App's forms offer it (some, like a
-    background colour tuple or a cache bound, are for the SDK only).
+    background colour tuple or a cache bound, are for the SDK only). ``parse``: for an open set of
+    values, a function that gives a value's canonical form or raises ``ValueError`` with a message
+    that starts ``must be``; ``choices`` are then what the forms offer, not a limit.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Param:
     objects: bool = False
     when: Optional[dict] = None
     form: bool = True
+    parse: Optional[Callable[[Any], Any]] = None
     annotation: Any = None  # the declaring field's type annotation, for generated signatures
 
     def check(self, value: Any, method: str) -> Any:
@@ -51,16 +54,26 @@ class Param:
         if value is None and (self.optional or self.default is None):
             return None
         if self.objects and not isinstance(value, (str, int, float, bool)):
-            return value
+            return self._parsed(value, method)
         try:
             converted = self._convert(value)
         except (TypeError, ValueError):
             raise CondensationError(f"{method}: {self.name} must be {self.type.__name__}, got {value!r}") from None
+        if self.parse is not None:
+            return self._parsed(converted, method)
         if self.choices is not None and converted not in self.choices:
             raise CondensationError(f"{method}: {self.name} must be one of {list(self.choices)}, got {value!r}")
         if self.min is not None and converted < self.min or self.max is not None and converted > self.max:
             raise CondensationError(f"{method}: {self.name}={value!r} is out of range: it must be {self.bounds()}")
         return converted
+
+    def _parsed(self, value: Any, method: str) -> Any:
+        if self.parse is None:
+            return value
+        try:
+            return self.parse(value)
+        except ValueError as error:
+            raise CondensationError(f"{method}: {self.name} {error}") from None
 
     def bounds(self) -> str:
         """The allowed range in words: ``between 0 and 1``, ``at least 1`` or ``at most 1``."""
@@ -102,9 +115,11 @@ def resolve(method: str, declared: Sequence[Param], given: dict) -> dict:
 
 
 def param(default: Any, help: str, *, label: str = "", choices: Optional[tuple] = None, min: Optional[float] = None,
-          max: Optional[float] = None, objects: bool = False, when: Optional[dict] = None, form: bool = True) -> Any:
+          max: Optional[float] = None, objects: bool = False, when: Optional[dict] = None, form: bool = True,
+          parse: Optional[Callable[[Any], Any]] = None) -> Any:
     """A settings dataclass field that is also a declared parameter (its type comes from the annotation)."""
-    spec = dict(help=help, label=label, choices=choices, min=min, max=max, objects=objects, when=when, form=form)
+    spec = dict(help=help, label=label, choices=choices, min=min, max=max, objects=objects, when=when, form=form,
+                parse=parse)
     return field(default=default, metadata={"param": spec})
 
 

@@ -8,36 +8,62 @@ evaluation (the hard protocol's training on soft labels from expert networks, :m
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from .architectures import NAMED_ARCHITECTURES, Arch, architecture, canonical_arch, probe_network
 from .augment import DSA, SoftAugment
 from .distributed import Parallel
 from .ensemble import train_classifiers, train_students
 from .experts import SOFT_LABEL_RULES, ExpertConfig, Experts
-from .models import ARCHITECTURES, build_model
+from .models import ARCHITECTURES
 from .params import param
 from .progress import ProgressFn, silent
 from .teachers import Normalizer
 from .training import (
-    ConvergenceConfig, KDConfig, TrainConfig, accuracy, per_class_accuracy, predict, rded_batch_size, train_classifier,
+    ConvergenceConfig, KDConfig, TrainConfig, accuracy, per_class_accuracy, predict_logits, rded_batch_size, train_classifier,
     train_student,
 )
 
 
 @dataclass(frozen=True)
-class HardProtocol:
+class ProtocolSettings:
+    """What every protocol declares: ``num_models`` fresh ``arch`` networks, trained ``epochs`` epochs.
+
+    ``arch`` is any architecture :mod:`.architectures` accepts (a name, ``torchvision:<model>`` or a
+    callable); it is kept in its canonical form (``"ConvNetD4"`` becomes ``"convnet4"``), and
+    :meth:`as_dict` records a callable by its qualified name, so the record stays JSON.
+    """
+
+    arch: Arch = param("convnet3", "Network trained from scratch on the condensed set: one of ours (listed), a name "
+                       "of the DC/DSA/DM code such as ConvNetD4 or ResNet18BN, torchvision:<model>, or in the SDK a "
+                       "callable (channels, num_classes, image_size) -> nn.Module", label="Architecture",
+                       choices=NAMED_ARCHITECTURES, parse=canonical_arch)
+    epochs: int = param(1000, "Training epochs per model", label="Epochs", min=1)
+    num_models: int = param(5, "Models trained; accuracy is mean ± std", label="Models", min=1)
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "arch", canonical_arch(self.arch))
+        except ValueError as error:
+            raise ValueError(f"arch {error}") from None
+        if self.epochs < 1 or self.num_models < 1:
+            raise ValueError("epochs and num_models must be at least 1")
+
+    def as_dict(self) -> dict:
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "arch": architecture(self.arch).name}
+
+
+@dataclass(frozen=True)
+class HardProtocol(ProtocolSettings):
     """The DC/DSA/DM standard (reference ``evaluate_synset``): SGD 0.01, momentum 0.9, wd 5e-4,
     batch 256, ``epochs + 1`` passes with the lr ×0.1 after pass ``epochs // 2 + 1``, DSA."""
 
-    arch: str = param("convnet3", "Network trained from scratch on the condensed set", label="Architecture",
-                      choices=ARCHITECTURES)
     epochs: int = param(1000, "Training epochs per model (hard protocol: 1000)", label="Epochs", min=1)
-    num_models: int = param(5, "Models trained; accuracy is mean ± std", label="Models", min=1)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -46,32 +72,20 @@ class HardProtocol:
     mixed_precision: bool = False
     name: str = field(default="hard", init=False)
 
-    def __post_init__(self):
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"Unknown architecture {self.arch!r}; choose one of {ARCHITECTURES}")
-        if self.epochs < 1 or self.num_models < 1:
-            raise ValueError("epochs and num_models must be at least 1")
-
     def train_config(self) -> TrainConfig:
         return TrainConfig(
             epochs=self.epochs, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
             batch_size=self.batch_size, mixed_precision=self.mixed_precision,
         )
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class SoftProtocol:
+class SoftProtocol(ProtocolSettings):
     """RDED's validation (used by DC3): soft labels of a teacher trained to convergence on the
     source split, KL at temperature 20 on CutMixed batches, AdamW 1e-3 with RDED's quarter-cosine
     schedule, ShufflePatches → RandomResizedCrop → flip, RDED's batch size (``batch_size=None``)."""
 
-    arch: str = param("convnet3", "Network trained from scratch on the condensed set", label="Architecture",
-                      choices=ARCHITECTURES)
     epochs: int = param(300, "Training epochs per model (RDED: 300)", label="Epochs", min=1)
-    num_models: int = param(5, "Models trained; accuracy is mean ± std", label="Models", min=1)
     lr: float = 1e-3
     weight_decay: float = 0.01
     batch_size: Optional[int] = None
@@ -88,7 +102,7 @@ class SoftProtocol:
     name: str = field(default="soft", init=False)
 
     def __post_init__(self):
-        HardProtocol(arch=self.arch, epochs=self.epochs, num_models=self.num_models)  # same checks
+        super().__post_init__()
         if self.teacher_arch not in ARCHITECTURES:
             raise ValueError(f"Unknown teacher architecture {self.teacher_arch!r}; choose one of {ARCHITECTURES}")
         if self.temperature <= 0 or self.patch_factor < 1:
@@ -102,22 +116,16 @@ class SoftProtocol:
     def teacher_config(self) -> ConvergenceConfig:
         return ConvergenceConfig(max_epochs=self.teacher_epochs)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class AutoPaletteProtocol:
+class AutoPaletteProtocol(ProtocolSettings):
     """AutoPalette's evaluation (``dm_quant.py`` → ``utils_baseline.evaluate_synset``): the hard
     protocol's schedule, SGD and DSA, but each image's target is the softmax of expert logits
     (``SoftCrossEntropy``). In the DM variant the label and learning-rate optimisers never get a
     gradient, so the labels stay the experts' logits and the rate stays ``lr_teacher`` (0.01).
     Batch 128 as its configs (``batch_train``); experts as ``buffer_FTD.py`` trains them."""
 
-    arch: str = param("convnet3", "Network trained from scratch on the condensed set", label="Architecture",
-                      choices=ARCHITECTURES)
     epochs: int = param(1000, "Training epochs per model (AutoPalette: 1000)", label="Epochs", min=1)
-    num_models: int = param(5, "Models trained; accuracy is mean ± std", label="Models", min=1)
     soft_labels: str = param("one_expert", "Which expert logits label an image: one expert's (AutoPalette's configs, "
                              "init graphcut/real) or the mean of the experts that classify it correctly (init "
                              "medcut_graphcut)", label="Soft labels", choices=SOFT_LABEL_RULES)
@@ -133,7 +141,7 @@ class AutoPaletteProtocol:
     name: str = field(default="autopalette", init=False)
 
     def __post_init__(self):
-        HardProtocol(arch=self.arch, epochs=self.epochs, num_models=self.num_models)  # same checks
+        super().__post_init__()
         if self.soft_labels not in SOFT_LABEL_RULES:
             raise ValueError(f"soft_labels must be one of {list(SOFT_LABEL_RULES)}, got {self.soft_labels!r}")
         if self.num_experts < 1 or self.expert_epochs < 1:
@@ -144,9 +152,6 @@ class AutoPaletteProtocol:
     def expert_config(self) -> ExpertConfig:
         experts = self.num_experts if self.soft_labels == "correct_experts" else 1
         return ExpertConfig(num_experts=experts, epochs=self.expert_epochs)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 Protocol = Union[HardProtocol, SoftProtocol, AutoPaletteProtocol]
@@ -202,12 +207,16 @@ def model_progress(progress: ProgressFn, indices: range, total: int) -> Progress
                                               f"{label}/{total} {message}")
 
 
-def seeded_models(arch: str, shape: tuple, seeds: Sequence[int]) -> list[nn.Module]:
-    """One fresh network per seed, each built right after ``torch.manual_seed(seed)``."""
+def seeded_models(arch: Arch, shape: tuple, seeds: Sequence[int]) -> list[nn.Module]:
+    """One fresh network per seed, each built right after ``torch.manual_seed(seed)``; the first is
+    probed on blank images of ``shape`` (a ``ValueError`` if it cannot take them)."""
+    resolved = architecture(arch)
     models = []
     for model_seed in seeds:
         torch.manual_seed(model_seed)
-        models.append(build_model(arch, *shape))
+        models.append(resolved.build(*shape))
+    if models:
+        probe_network(models[0], resolved.name, shape[0], shape[1], shape[2])
     return models
 
 
@@ -267,7 +276,8 @@ def evaluate_images(
     what it would draw alone; ``False`` trains them one by one (the same models, to float rounding).
     By default (None) together on an accelerator, where one pass of N small networks costs little
     more than one, and one by one on a CPU, where the convolutions already keep the cores busy and
-    the stacked pass measured slower (``benchmarks/evaluation_speed.py``).
+    the stacked pass measured slower (``benchmarks/evaluation_speed.py``); a torchvision model or a
+    callable's network trains one by one unless asked (vmap may not take every network).
     """
     if protocol.name == "soft" and teacher is None:
         raise ValueError("the soft protocol needs a teacher")
@@ -281,7 +291,9 @@ def evaluate_images(
     indices = parallel.share(protocol.num_models)
     seeds = [seed * 1000 + index for index in indices]
     models = seeded_models(protocol.arch, (train_images.shape[1], num_classes, tuple(train_images.shape[-2:])), seeds)
-    together = (device.type != "cpu" if together is None else together) and len(models) > 0
+    if together is None:
+        together = device.type != "cpu" and architecture(protocol.arch).kind == "ours"
+    together = together and len(models) > 0
     if protocol.name == "soft":
         def validate(model: nn.Module) -> float:
             return accuracy(model, test_x, test_labels, device)
@@ -294,8 +306,7 @@ def evaluate_images(
         bests = [None] * len(models)
     trained = []  # (index, accuracy, per-class accuracy, best accuracy or None) of this process's models
     for index, model, best_accuracy in zip(indices, models, bests):
-        _, logits = predict(model, test_x, device)
-        predictions = logits.argmax(1)
+        predictions = predict_logits(model, test_x, device).argmax(1)
         trained.append((index, float((predictions == test_labels).float().mean()),
                         per_class_accuracy(predictions, test_labels, num_classes), best_accuracy))
     trained = sorted(model for part in parallel.gather(trained) for model in part)

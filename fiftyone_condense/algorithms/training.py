@@ -140,9 +140,17 @@ def predict(
     return torch.cat(features), torch.cat(logits)
 
 
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+    """Logits of ``images`` (float32, on the CPU), in batches: ``model``'s forward, so any classifier
+    (one with ``embed`` and ``classifier`` or not)."""
+    model = model.to(device).eval()
+    return torch.cat([model(images[start:stop].to(device, non_blocking=True)).float().cpu()
+                      for start, stop in chunks(len(images), batch_size)])
+
+
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
-    _, logits = predict(model, images, device)
-    return float((logits.argmax(1) == labels).float().mean())
+    return float((predict_logits(model, images, device).argmax(1) == labels).float().mean())
 
 
 def per_class_accuracy(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ import fiftyone as fo
 import numpy as np
 import torch
 
+from ..algorithms.architectures import check_network
 from ..algorithms.cache import cached_path, digest, save_atomically
 from ..algorithms.device import resolve_device
 from ..algorithms.distributed import current_team
@@ -132,6 +133,11 @@ class Evaluator:
         self.device = resolve_device(request.device)
         self.classes = class_names(dataset, label_field)
         self.train = reading.load(view, label_field, self.classes, progress.stage("loading condensed set", 0.0, 0.02))
+        try:  # before any training: a network that cannot take this format stops the call here
+            self.architecture = check_network(settings.arch, reading.format.channels, len(self.classes),
+                                              tuple(self.train.shape[-2:]))
+        except ValueError as error:
+            raise CondensationError(f"the {request.protocol} protocol: {error}") from None
         self.test = reading.load(test_view, label_field, self.classes, progress.stage("checking test split", 0.02, 0.08))
         self.channels = reading.format.channels
         self.test_x = self.test.floats()
@@ -190,7 +196,7 @@ class Evaluator:
         full_settings = protocol_settings(self.request, self.request.full_epochs)
         key = {**common, "kind": "full", "protocol": full_settings.as_dict()}
         if not self.request.include_full:
-            return references(self.dataset).get(digest(key))
+            return references(self.dataset).get(digest(key)) if self.architecture.identified else None
         return self.reference(key, lambda: self.protocol(self.reading.load(self.source, self.label_field, self.classes),
                                                          self.progress.stage("full-split reference", 0.9, 0.99),
                                                          full_settings))
@@ -200,7 +206,11 @@ class Evaluator:
         return bool(self.reading.reason) or self.reading.image_size is not None
 
     def reference(self, key_parts: dict, compute: Callable[[], dict]) -> dict:
-        """A cached reference result, computed once per dataset, split, size, channels and protocol."""
+        """A cached reference result, computed once per dataset, split, size, channels and protocol.
+        A callable architecture whose name does not identify it (a lambda, a nested or a script's
+        function) is neither read from nor written to the cache: its references are computed anew."""
+        if not self.architecture.identified:
+            return {**compute(), "kind": key_parts["kind"]}
         key = digest(key_parts)
         cached = references(self.dataset).get(key)
         if cached is not None:

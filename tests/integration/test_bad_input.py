@@ -262,6 +262,8 @@ CASES: list[Case] = [
          "choose one of .*'hard'"),
     Case("unknown-arch-evaluate", call("evaluate", arch="magic"), "the hard protocol: arch must be one of",
          "'convnet3'.* got 'magic'"),
+    Case("arch-that-cannot-take-the-images-evaluate", call("evaluate", arch="torchvision:inception_v3"),
+         "the hard protocol: arch torchvision:inception_v3 cannot take 1-channel 28×28 images", "Kernel size"),
     Case("unknown-parameter-select", call("select", method="graph_cut", lamda=1),
          "graph_cut has no parameter 'lamda'", "its parameters are: .*lambda_.* Did you mean 'lambda_'"),
     Case("unknown-parameter-distill", call("distill", iteration=1),

@@ -10,6 +10,7 @@ from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionContext, Executor
 
 import fiftyone_condense as fc
+from fiftyone_condense.algorithms.architectures import NAMED_ARCHITECTURES
 from fiftyone_condense.algorithms.loader import cached_bytes, image_cache
 
 PLUGIN = "@condense/fiftyone-condense"
@@ -124,6 +125,8 @@ def test_forms_show_method_and_backend_specific_parameters(dataset, form):
     fc.select(dataset.match_tags("train"), method="random", ipc=1, run_key="r")
     assert "temperature" in form("evaluate_condensed", dataset, protocol="soft")
     assert "temperature" not in form("evaluate_condensed", dataset, protocol="hard")
+    architectures = form("evaluate_condensed", dataset, protocol="autopalette")["arch"]
+    assert architectures.type.values == list(NAMED_ARCHITECTURES) and architectures.default == "convnet3"
 
 
 def test_dc3_then_compensate_then_soft_evaluation_through_operators(dataset, run_operator):

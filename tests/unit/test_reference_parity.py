@@ -25,7 +25,8 @@ from fiftyone_condense.algorithms.distillation.autopalette import PaletteNetwork
 from fiftyone_condense.algorithms.distillation.ddm import StyleRecorder
 from fiftyone_condense.algorithms.distillation.palette import median_cut
 from fiftyone_condense.algorithms.distillation.sampling import seed_of_class as _class_seed
-from fiftyone_condense.algorithms.models import ConvNet3
+from fiftyone_condense.algorithms.architectures import REFERENCE_NAMES, build_network
+from fiftyone_condense.algorithms.models import CifarResNet18, ConvNet3
 from fiftyone_condense.algorithms.selection.dc3 import allocate
 from fiftyone_condense.algorithms.selection.gram import gradient_embeddings, gradient_gram, similarity_from_gram
 from fiftyone_condense.algorithms.selection.submodular import pick_graph_cut
@@ -92,6 +93,51 @@ def test_convnet3_with_the_reference_weights_gives_the_reference_outputs(dc, cha
     torch.manual_seed(0)  # built after the same seed, our network *is* the reference one
     fresh = ConvNet3(channels, 10, (size, size))
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), reference.state_dict().values()))
+
+
+def load_in_order(ours: torch.nn.Module, state: dict) -> None:
+    """Load a reference ``state`` whose entries are ours in the same order (names may differ; shapes may not)."""
+    names = list(ours.state_dict())
+    assert len(names) == len(state), (names, list(state))
+    for name, (theirs, value) in zip(names, state.items()):
+        assert ours.state_dict()[name].shape == value.shape, (name, theirs)
+    ours.load_state_dict(dict(zip(names, state.values())))
+
+
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
+@pytest.mark.parametrize("name", list(REFERENCE_NAMES))
+def test_each_cross_architecture_network_is_the_reference_get_network(dc, monkeypatch, name, channels, size):
+    """``get_network(name)`` and ``build_network(name)``: after the same seed the same initial weights
+    (layers made in the same order), and with the reference's weights the same outputs, in eval and
+    train mode (batch norm's batch statistics), and the same features where the reference has ``embed``."""
+    monkeypatch.setattr(dc.utils, "time", SimpleNamespace(time=lambda: 0.0))  # get_network seeds from the clock
+    reference = dc.utils.get_network(name, channels, 10, (size, size))
+    torch.manual_seed(0)
+    ours = build_network(name, channels, 10, (size, size))
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), reference.state_dict().values()))
+    load_in_order(ours, reference.state_dict())
+    x = torch.randn(4, channels, size, size)
+    with torch.no_grad():
+        for train in (False, True):
+            reference.train(train), ours.train(train)
+            torch.testing.assert_close(ours(x), reference(x))
+        if hasattr(reference, "embed"):
+            torch.testing.assert_close(ours.embed(x), reference.embed(x))
+
+
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
+def test_our_resnet18_has_the_layers_of_the_reference_resnet18bn(dc, channels, size):
+    """``resnet18`` (RDED's, torchvision's initialisation) computes what ``ResNet18BN`` does with its weights."""
+    reference = dc.networks.ResNet18BN(channels, 10).eval()
+    ours = CifarResNet18(channels, 10).eval()
+    state = ours.state_dict()
+    names = [name for name in state if not name.startswith("classifier.")]  # ``classifier`` is ``fc`` again
+    values = dict(zip(names, reference.state_dict().values()))
+    ours.load_state_dict({**values, **{name: values[f"fc.{name.split('.', 1)[1]}"] for name in state
+                                       if name.startswith("classifier.")}})
+    x = torch.randn(4, channels, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
