@@ -28,6 +28,9 @@ class EvaluateCondensed(CondenseOperator):
                     description="Also evaluate a random subset of the same size (cached)")
         inputs.bool("include_full", default=False, label="Full-split reference",
                     description="Also train on the whole source split (slow without a GPU; cached)")
+        inputs.bool("float_images", default=True, label="Train on stored float pixels",
+                    description="DM / Decomposed DM runs keep each image's float pixels beside its 8-bit PNG; "
+                                "off: train on the PNGs")
         reading_inputs(ctx, inputs)
         return types.Property(inputs, view=types.View(label="Evaluate condensed set"))
 
@@ -39,6 +42,7 @@ class EvaluateCondensed(CondenseOperator):
             return fc.evaluate(
                 run_key=p["run_key"], dataset=ctx.dataset, protocol=protocol, eval_split=p.get("eval_split", "test"),
                 references=bool(p.get("references", True)), include_full=bool(p.get("include_full", False)),
+                float_images=bool(p.get("float_images", True)),
                 progress=progress, **declared_values(ctx, fc.api.protocol_parameters(protocol)), **reading_values(ctx),
             )
 

@@ -93,7 +93,7 @@ def run(view: Collection, request: Request, progress: Progress) -> run_store.Run
             written = transaction.add_synthetic_samples(
                 run_key, label_field, paths, [classes[int(label)] for label in labels], sources,
                 lambda rows, files: write_media(result, images.shape[1], rows, files),
-                reading.format.shape)
+                reading.format.shape, None if result.palettes is not None else result.float_images)
             return {"num_samples": len(paths), "bytes": written, **encoded_sizes(result.images),
                     "loss_history": result.history[:: max(1, len(result.history) // 500)],
                     "resumed_from": result.resumed_from,

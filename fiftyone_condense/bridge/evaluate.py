@@ -27,6 +27,7 @@ from ..algorithms.teachers import Normalizer, TeacherConfig, load_teacher, teach
 from ..algorithms.training import accuracy
 from . import records as run_store
 from .lifecycle import claimed
+from .records import FLOATS_FIELD
 from .views import (
     DEFAULT_LABEL_FIELD, ImageSet, Reading, check_label_field, class_names, labels_of, require_samples, split_view,
 )
@@ -49,6 +50,7 @@ class Request:
     references: bool
     include_full: bool
     full_epochs: int
+    float_images: bool
     seed: int
     device: str
     reading: Reading = Reading()
@@ -133,6 +135,10 @@ class Evaluator:
         self.device = resolve_device(request.device)
         self.classes = class_names(dataset, label_field)
         self.train = reading.load(view, label_field, self.classes, progress.stage("loading condensed set", 0.0, 0.02))
+        self.trained_on = "image files"
+        if request.float_images and stored_floats(view, self.train) is not None:
+            self.train = replace(self.train, pixels=stored_floats(view, self.train))
+            self.trained_on = f"float pixels ({FLOATS_FIELD})"
         try:  # before any training: a network that cannot take this format stops the call here
             self.architecture = check_network(settings.arch, reading.format.channels, len(self.classes),
                                               tuple(self.train.shape[-2:]))
@@ -142,6 +148,7 @@ class Evaluator:
         self.channels = reading.format.channels
         self.test_x = self.test.floats()
         self.header = {"protocol": settings.as_dict(), "eval_split": request.eval_split, "label_field": label_field,
+                       "trained_on": self.trained_on,
                        "channels": self.channels, "image_format": reading.recorded(), "classes": self.classes}
         self.teacher, self.experts = None, None
         if request.protocol == "autopalette":
@@ -244,6 +251,18 @@ def random_subset(labels: np.ndarray, counts: np.ndarray, seed: int) -> np.ndarr
             members = np.flatnonzero(labels == label)
             picks.append(members[pick_random(len(members), int(count), np.random.default_rng([seed, label]))])
     return np.concatenate(picks)
+
+
+def stored_floats(view: Collection, images: ImageSet) -> Optional[torch.Tensor]:
+    """The float pixels a distillation stored with its samples (``condense_floats``), in ``images``'
+    order, when every sample has them at the working format; else None (the image files are used)."""
+    if not view.has_field(FLOATS_FIELD):
+        return None
+    by_id = dict(zip(view.values("id"), view.values(FLOATS_FIELD)))
+    arrays = [by_id.get(sample_id) for sample_id in images.ids]
+    if any(a is None or tuple(a.shape) != images.shape for a in arrays):
+        return None
+    return torch.from_numpy(np.stack(arrays)).float()
 
 
 def source_of(dataset: fo.Dataset, run_key: str) -> Collection:

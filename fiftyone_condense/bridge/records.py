@@ -35,6 +35,7 @@ PLUGIN = "fiftyone-condense"
 SYNTHETIC_TAG = "synthetic"
 RUN_FIELD = "condense_run"
 SOURCES_FIELD = "condense_sources"
+FLOATS_FIELD = "condense_floats"  # a distilled image's float pixels (C, H, W) as optimised: its PNG is clamped and 8-bit
 KINDS = ("selection", "compensation", "distillation")
 
 
@@ -61,7 +62,7 @@ class CondensationRun(Run):
     def get_fields(self, samples, key):
         fields = [f for f in (getattr(self.config, "embeddings_field", None),) if f]
         if getattr(self.config, "kind", None) in ("compensation", "distillation"):
-            fields += [self.config.label_field, RUN_FIELD, SOURCES_FIELD]
+            fields += [self.config.label_field, RUN_FIELD, SOURCES_FIELD, FLOATS_FIELD]
         return fields
 
     def cleanup(self, samples, key):
@@ -350,7 +351,8 @@ def _remove_synthetic(dataset: fo.Dataset, run_key: str, config: dict, results: 
     report.samples = len(paths)
     with dataset_document(dataset):
         if dataset.has_sample_field(RUN_FIELD) and not len(dataset.exists(RUN_FIELD)):
-            dataset.delete_sample_fields([f for f in (RUN_FIELD, SOURCES_FIELD) if dataset.has_sample_field(f)])
+            dataset.delete_sample_fields([f for f in (RUN_FIELD, SOURCES_FIELD, FLOATS_FIELD)
+                                          if dataset.has_sample_field(f)])
 
 
 def _remove_tag(dataset: fo.Dataset, run_key: str, selection: bool, report: DeleteReport) -> None:

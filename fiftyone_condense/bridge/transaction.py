@@ -14,12 +14,13 @@ from typing import Any, Callable, Iterator, Optional
 
 import fiftyone as fo
 import fiftyone.core.odm as foo
+import torch
 from bson import ObjectId, json_util
 from pymongo import UpdateOne
 
 from . import journal
 from .records import (
-    RUN_FIELD, SOURCES_FIELD, SYNTHETIC_TAG, CondensationRunConfig, delete_run_documents, remove_empty_folders,
+    FLOATS_FIELD, RUN_FIELD, SOURCES_FIELD, SYNTHETIC_TAG, CondensationRunConfig, delete_run_documents, remove_empty_folders,
     remove_files, run_tag, save_results, saved_view_name,
 )
 
@@ -184,13 +185,16 @@ class Transaction:
     def add_synthetic_samples(
         self, run_key: str, label_field: str, paths: list[Path], labels: list[str], sources: list[list[str]],
         write_media: Callable[[slice, list[Path]], Any], shape: tuple[int, int, int],
+        floats: Optional[torch.Tensor] = None,
     ) -> int:
         """Write a run's new media, ``WRITE_BATCH`` files at a time with ``write_media(rows, paths)``,
         and add one sample per file (label, tags ``condense:<key>`` and ``synthetic``,
         ``condense_run``, ``condense_sources``, and ``metadata`` of the (channels, height, width)
-        ``shape`` written, which a palette PNG's header does not tell). Each batch's paths are
-        journalled before its files are written. Returns the bytes written."""
-        created = [f for f in (RUN_FIELD, SOURCES_FIELD) if not self.dataset.has_sample_field(f)]
+        ``shape`` written, which a palette PNG's header does not tell; with ``floats``, each image's
+        float pixels in ``condense_floats``). Each batch's paths are journalled before its files are
+        written. Returns the bytes written."""
+        fields = (RUN_FIELD, SOURCES_FIELD) + ((FLOATS_FIELD,) if floats is not None else ())
+        created = [f for f in fields if not self.dataset.has_sample_field(f)]
         if created:
             self.entry.add("created_fields", created)
         folders = sorted({path.parent for path in paths})
@@ -208,21 +212,26 @@ class Transaction:
             journal.wrote()
             sizes = [path.stat().st_size for path in paths[rows]]
             with journal.dataset_document(self.dataset):  # the first batch adds the synthetic fields to the schema
-                self._add_samples(run_key, label_field, paths[rows], labels[rows], sources[rows], sizes, shape)
+                self._add_samples(run_key, label_field, paths[rows], labels[rows], sources[rows], sizes, shape,
+                                  None if floats is None else floats[rows])
             journal.wrote()
             written += sum(sizes)
         return int(written)
 
     def _add_samples(self, run_key: str, label_field: str, paths: list[Path], labels: list[str],
-                     sources: list[list[str]], sizes: list[int], shape: tuple[int, int, int]) -> None:
+                     sources: list[list[str]], sizes: list[int], shape: tuple[int, int, int],
+                     floats: Optional[torch.Tensor]) -> None:
         """One batch of the run's new samples."""
         channels, height, width = shape
+        pixels = [{} if floats is None else {FLOATS_FIELD: image.float().numpy()} for image in
+                  (floats if floats is not None else [None] * len(paths))]
         self.dataset.add_samples([
             fo.Sample(filepath=str(path), tags=[run_tag(run_key), SYNTHETIC_TAG],
                       metadata=fo.ImageMetadata(size_bytes=size, mime_type="image/png", width=width, height=height,
                                                 num_channels=channels),
-                      **{label_field: fo.Classification(label=label), RUN_FIELD: run_key, SOURCES_FIELD: list(origin)})
-            for path, label, origin, size in zip(paths, labels, sources, sizes)
+                      **{label_field: fo.Classification(label=label), RUN_FIELD: run_key, SOURCES_FIELD: list(origin)},
+                      **extra)
+            for path, label, origin, size, extra in zip(paths, labels, sources, sizes, pixels)
         ], progress=False)
 
 

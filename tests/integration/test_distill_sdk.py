@@ -1,5 +1,6 @@
 """Distillation end to end on real Fashion-MNIST PNGs: runs, synthetic samples, palette PNGs, resume."""
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -24,7 +25,15 @@ def test_dm_from_a_selection_run_adds_synthetic_samples(dataset):
         assert image.mode == "L" and image.size == (28, 28)
     assert record.config["init"] == "herd" and record.config["kind"] == "distillation"
     assert len(record.results["loss_history"]) == 3
-    assert fc.evaluate(run_key="dm2", dataset=dataset, epochs=1, num_models=1)["num_train"] == 20
+    floats = synthetic.values("condense_floats")  # the pixels as optimised: the PNG clamps and rounds them
+    assert len(floats) == 20 and floats[0].shape == (1, 28, 28) and floats[0].dtype == np.float32
+    with Image.open(synthetic.first().filepath) as image:
+        first = np.asarray(image, dtype=np.float32) / 255
+    assert np.abs(np.clip(synthetic.first().condense_floats[0], 0, 1) - first).max() <= 0.5 / 255 + 1e-6
+    on_floats = fc.evaluate(run_key="dm2", dataset=dataset, epochs=1, num_models=1, references=False)
+    assert on_floats["num_train"] == 20 and on_floats["trained_on"] == "float pixels (condense_floats)"
+    on_files = fc.evaluate(run_key="dm2", dataset=dataset, epochs=1, num_models=1, references=False, float_images=False)
+    assert on_files["trained_on"] == "image files"
 
 
 def test_ddm_from_noise_has_no_sources(dataset):
@@ -41,6 +50,7 @@ def test_autopalette_stores_real_palette_pngs_with_at_most_k_colours(dataset):
             assert image.mode == "P"
             assert len(image.getcolors()) <= 16
     assert record.results["bytes"] < record.results["bytes_8bit_rgb"]
+    assert not record.view.exists("condense_floats")  # its palette PNGs are what it made
     # Grey palettes read back as grey images, the shape the evaluation split has.
     assert record.config["image_format"]["channels"] == 1  # grey palettes: a grey working format
     assert set(record.view.values("metadata.num_channels")) == {1} and Reading().load(record.view, "ground_truth", None).shape == (1, 28, 28)
