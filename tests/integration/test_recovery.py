@@ -91,7 +91,8 @@ def test_recover_undoes_a_killed_run_and_says_what_it_did(small, snapshot):
 
     assert str(report) == (f"Dataset {small.name!r}:\n  'dm' rolled back (process {entry['writer']['pid']} on "
                            f"{entry['writer']['host']} is gone): removed 2 new samples; removed 2 new media files; "
-                           "removed field 'condense_run'; removed field 'condense_sources'")
+                           "removed field 'condense_run'; removed field 'condense_sources'; "
+                           "removed field 'condense_floats'")
     assert snapshot(small) == before
     assert str(fc.recover(small)) == f"Dataset {small.name!r}: no half-written runs."
 
