@@ -118,7 +118,7 @@ class SoftProtocol(ProtocolSettings):
 
 
 @dataclass(frozen=True)
-class AutoPaletteProtocol(ProtocolSettings):
+class AutoPaletteProtocol(HardProtocol):
     """AutoPalette's evaluation (``dm_quant.py`` → ``utils_baseline.evaluate_synset``): the hard
     protocol's schedule, SGD and DSA, but each image's target is the softmax of expert logits
     (``SoftCrossEntropy``). In the DM variant the label and learning-rate optimisers never get a
@@ -132,12 +132,7 @@ class AutoPaletteProtocol(ProtocolSettings):
     num_experts: int = param(10, "Experts trained on the source split (cached) for 'correct_experts' (one buffer "
                              "file of AutoPalette's); 'one_expert' trains one", label="Experts", min=1)
     expert_epochs: int = param(50, "Epochs each expert trains (AutoPalette's buffer: 50)", label="Expert epochs", min=1)
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
     batch_size: int = 128
-    dsa: bool = True
-    mixed_precision: bool = False
     name: str = field(default="autopalette", init=False)
 
     def __post_init__(self):
@@ -146,8 +141,6 @@ class AutoPaletteProtocol(ProtocolSettings):
             raise ValueError(f"soft_labels must be one of {list(SOFT_LABEL_RULES)}, got {self.soft_labels!r}")
         if self.num_experts < 1 or self.expert_epochs < 1:
             raise ValueError("num_experts and expert_epochs must be at least 1")
-
-    train_config = HardProtocol.train_config
 
     def expert_config(self) -> ExpertConfig:
         experts = self.num_experts if self.soft_labels == "correct_experts" else 1
