@@ -135,10 +135,10 @@ class Evaluator:
         self.device = resolve_device(request.device)
         self.classes = class_names(dataset, label_field)
         self.train = reading.load(view, label_field, self.classes, progress.stage("loading condensed set", 0.0, 0.02))
-        self.trained_on = "image files"
-        if request.float_images and stored_floats(view, self.train) is not None:
-            self.train = replace(self.train, pixels=stored_floats(view, self.train))
-            self.trained_on = f"float pixels ({FLOATS_FIELD})"
+        floats = stored_floats(view, self.train) if request.float_images else None
+        self.trained_on = "image files" if floats is None else f"float pixels ({FLOATS_FIELD})"
+        if floats is not None:
+            self.train = replace(self.train, pixels=floats)
         try:  # before any training: a network that cannot take this format stops the call here
             self.architecture = check_network(settings.arch, reading.format.channels, len(self.classes),
                                               tuple(self.train.shape[-2:]))
