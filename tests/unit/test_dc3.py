@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fiftyone_condense.algorithms.selection import feature_gram
-from fiftyone_condense.algorithms.selection.dc3 import allocate, encoder_bins, pick_dc3
+from fiftyone_condense.algorithms.selection import feature_gram, similarity_from_gram
+from fiftyone_condense.algorithms.selection.dc3 import allocate, encoder_bins, pick_dc3, score_dc3
 
 
 @pytest.mark.parametrize("sizes, budget, expected", [
@@ -44,3 +44,19 @@ def test_dc3_spreads_picks_over_bins_and_uses_graph_cut_inside_them():
     picks = pick_dc3(30, 6, np.random.default_rng(0), gram=feature_gram(gradients), encoder=encoder, bins=3)
     assert len(set(picks.tolist())) == 6
     assert np.bincount(picks // 10, minlength=3).tolist() == [2, 2, 2]
+
+
+def test_dc3_scores_are_graph_cut_gains_inside_the_bins_it_drew():
+    rng = np.random.default_rng(1)
+    encoder = np.concatenate([rng.normal(loc=c * 10, size=(10, 8)) for c in range(3)])
+    gram = feature_gram(rng.normal(size=(30, 5)))
+    picks = pick_dc3(30, 6, np.random.default_rng(0), gram=gram, encoder=encoder, bins=3)
+    scores = score_dc3(picks, 30, np.random.default_rng(0), gram=gram, encoder=encoder, bins=3)
+    for cluster in range(3):  # the bins are the three clusters; each pick's gain counts only its bin's earlier picks
+        members = np.arange(cluster * 10, cluster * 10 + 10)
+        kernel = similarity_from_gram(gram[np.ix_(members, members)]).astype(np.float64)
+        chosen = [p - cluster * 10 for p in picks if p // 10 == cluster]
+        for item in range(10):
+            before = chosen[:chosen.index(item)] if item in chosen else chosen
+            gain = kernel[:, item].sum() - kernel[item, item] - 2 * kernel[item, before].sum()
+            assert scores[members[item]] == pytest.approx(gain, rel=1e-5)

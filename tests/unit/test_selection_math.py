@@ -9,8 +9,10 @@ import torch
 
 from fiftyone_condense.algorithms.errors import CondensationError
 from fiftyone_condense.algorithms.rows import RowStore
+from submodlib import FacilityLocationFunction, GraphCutFunction
+
 from fiftyone_condense.algorithms.selection import (
-    class_budgets, feature_gram, gradient_embeddings, gradient_gram, select_per_class, similarity_from_gram,
+    METHODS, class_budgets, feature_gram, gradient_embeddings, gradient_gram, select_per_class, similarity_from_gram,
 )
 from fiftyone_condense.algorithms.selection.coresets import pick_herding, pick_k_center
 from fiftyone_condense.algorithms.selection.gram import FactoredGram, loss_gradients
@@ -89,10 +91,61 @@ def test_similarity_is_half_plus_half_cosine():
 
 def test_per_class_selection_is_balanced_seeded_and_within_class():
     labels = np.repeat(np.arange(3), [5, 6, 7])
-    first = select_per_class("random", labels, 2, seed=3)
-    assert np.bincount(labels[first]).tolist() == [2, 2, 2]
-    assert first.tolist() == select_per_class("random", labels, 2, seed=3).tolist()
-    assert first.tolist() != select_per_class("random", labels, 2, seed=4).tolist()
+    first, scores = select_per_class("random", labels, 2, seed=3)
+    assert np.bincount(labels[first]).tolist() == [2, 2, 2] and scores is None
+    assert first.tolist() == select_per_class("random", labels, 2, seed=3)[0].tolist()
+    assert first.tolist() != select_per_class("random", labels, 2, seed=4)[0].tolist()
+    with pytest.raises(CondensationError, match="'random' has no per-sample score"):
+        select_per_class("random", labels, 2, seed=3, scored=True)
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def greedy(function, budget):
+    chosen = function.maximize(budget=budget, optimizer="NaiveGreedy", stopIfZeroGain=False, stopIfNegativeGain=False,
+                               verbose=False, show_progress=False)
+    return [index for index, _ in chosen], [gain for _, gain in chosen]
+
+
+@pytest.mark.parametrize("name", ["graph_cut", "facility_location"])
+def test_submodular_scores_are_submodlibs_gains_at_each_pick_and_at_the_end(points, name):
+    """A pick's score is the gain submodlib's greedy took it at; any other item's, its marginal gain given all the picks."""
+    kernel = similarity_from_gram(feature_gram(points))
+    function = (GraphCutFunction(n=12, mode="dense", lambdaVal=0.7, separate_rep=False, ggsijs=kernel)
+                if name == "graph_cut" else FacilityLocationFunction(n=12, mode="dense", sijs=kernel, separate_rep=False))
+    picks, gains = greedy(function, 4)
+    params = {"lambda_": 0.7} if name == "graph_cut" else {}
+    scores = METHODS[name].score(np.array(picks), 12, None, gram=feature_gram(points), **params)
+    np.testing.assert_allclose(scores[picks], gains, rtol=1e-5)
+    for item in sorted(set(range(12)) - set(picks)):
+        assert scores[item] == pytest.approx(function.marginalGain(set(picks), item), rel=1e-5)
+
+
+def test_herding_scores_its_order_and_k_center_the_distance_to_the_nearest_other_pick(points):
+    gram = feature_gram(points)
+    picks = pick_herding(12, 4, None, gram)
+    order = METHODS["herding"].score(picks, 12, None, gram)
+    assert order[picks].tolist() == [1, 2, 3, 4] and np.isnan(np.delete(order, picks)).all()
+
+    picks = pick_k_center(12, 4, None, gram)
+    distances = METHODS["k_center"].score(picks, 12, None, FactoredGram(points))
+    for item in range(12):
+        others = [p for p in picks if p != item]
+        assert distances[item] == pytest.approx(np.linalg.norm(points[others] - points[item], axis=1).min(), rel=1e-4)
+
+
+def test_scores_of_a_selection_cover_every_item_of_the_classes_it_chose_from():
+    labels = np.repeat([0, 1, 2], [6, 2, 8])
+    features = np.random.default_rng(3).normal(size=(16, 5))
+    picks, scores = select_per_class("graph_cut", labels, 2, lambda members, needs: {"gram": feature_gram(features[members])},
+                                     scored=True)
+    assert np.isnan(scores[labels == 1]).all()  # a class taken whole has no greedy run to score
+    assert not np.isnan(scores[labels != 1]).any()
+    for label in (0, 2):  # its picks were the two of largest gain when taken: the first is the class's best
+        members = np.flatnonzero(labels == label)
+        first = picks[np.isin(picks, members)][0]
+        assert scores[first] == scores[members].max()
 
 
 def test_budget_larger_than_a_class_names_the_class():

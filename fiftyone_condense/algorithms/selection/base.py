@@ -17,6 +17,10 @@ Picker = Callable[..., np.ndarray]
 # Per-class inputs a method may need: "gram" (inner products of the selection embeddings, dense),
 # "gram_rows" (the same Gram, factored: rows on demand, for methods that read only rows) and
 # "encoder" (encoder features, e.g. for DC3's bins). Each is passed to ``pick`` as ``gram`` / ``encoder``.
+# ``score(picks, n, rng, **inputs, **params)`` returns one float per item of the class (NaN where the
+# method has no value): the method's own quantity, given the picks ``pick`` returned (in their order)
+# and a generator seeded as ``pick``'s was.
+Scorer = Callable[..., np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,9 @@ class SelectionMethod:
     needs: tuple[str, ...]
     description: str
     params: tuple[Param, ...] = ()
+    score: Optional[Scorer] = None
+    score_help: str = ""  # what the score is, for the docs and forms
+    needs_labels: bool = False  # picks per class from a model trained on the labels (else: any pool)
 
     @property
     def needs_embeddings(self) -> bool:
@@ -37,6 +44,11 @@ class SelectionMethod:
         """The parameters ``pick`` itself takes (the rest say how its inputs are made)."""
         accepted = inspect.signature(self.pick).parameters
         return {name: value for name, value in values.items() if name in accepted}
+
+    def require_scores(self) -> None:
+        if self.score is None:
+            raise CondensationError(f"Selection method {self.name!r} has no per-sample score to write; "
+                                    f"methods with one: {sorted(name for name, m in METHODS.items() if m.score)}")
 
 
 def embedding_params(model_default: str = "convnet3", teacher_epochs: int = 2, loss: str = "cross_entropy",
@@ -109,22 +121,25 @@ def select_per_class(
     params: Optional[dict] = None,
     progress: ProgressFn = silent,
     budgets: Optional[np.ndarray] = None,
-) -> np.ndarray:
+    scored: bool = False,
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """Indices (into ``labels``) of ``ipc`` picks per class (``budgets[c]`` when given: a class
-    whose budget is its size is taken whole, one of budget 0 left out), class by class, in label order.
+    whose budget is its size is taken whole, one of budget 0 left out), class by class, in label
+    order; and, ``scored``, the method's score of every item (NaN in classes taken whole or left out).
 
     ``inputs_of_class(indices, needs)`` returns the named inputs (see ``INPUTS``) for those
     samples; it is called once per class so only one class's n×n Gram is in memory at a
-    time. ``params``
-    go to the method (for example ``lambda_`` and ``optimizer`` for ``graph_cut``).
+    time. ``params`` go to the method (for example ``lambda_`` and ``optimizer`` for ``graph_cut``).
     """
     spec = METHODS.get(method)
     if spec is None:
         raise CondensationError(f"Unknown selection method {method!r}; choose one of {sorted(METHODS)}")
     if spec.needs and inputs_of_class is None:
         raise CondensationError(f"Selection method {method!r} needs embeddings")
+    if scored:
+        spec.require_scores()
     present = np.unique(labels)
-    picks = []
+    picks, scores = [], np.full(len(labels), np.nan) if scored else None
     for step, label in enumerate(present):
         members = np.flatnonzero(labels == label)
         budget = ipc if budgets is None else int(budgets[label])
@@ -133,11 +148,18 @@ def select_per_class(
         if budget == len(members) or budget == 0:
             picks.append(members[:budget])
             continue
-        rng = np.random.default_rng([seed, int(label)])
         inputs = inputs_of_class(members, spec.needs) if spec.needs else {}
-        local = np.asarray(spec.pick(len(members), budget, rng, **inputs, **(params or {})), dtype=np.int64)
+        local = np.asarray(spec.pick(len(members), budget, class_rng(seed, label), **inputs, **(params or {})),
+                           dtype=np.int64)
         if len(local) != budget or len(set(local.tolist())) != budget:
             raise RuntimeError(f"{method} returned {len(local)} picks ({len(set(local.tolist()))} unique), expected {budget}")
         picks.append(members[local])
+        if scored:
+            scores[members] = spec.score(local, len(members), class_rng(seed, label), **inputs, **(params or {}))
         progress((step + 1) / len(present), f"class {step + 1}/{len(present)}")
-    return np.concatenate(picks)
+    return np.concatenate(picks), scores
+
+
+def class_rng(seed: int, label: int) -> np.random.Generator:
+    """The generator a class's pick (and its score, which replays the pick's draws) starts from."""
+    return np.random.default_rng([seed, int(label)])

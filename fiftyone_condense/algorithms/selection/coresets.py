@@ -55,7 +55,28 @@ def pick_k_center(n: int, budget: int, rng: np.random.Generator, gram: Gram) -> 
     return np.array(picks)
 
 
+def score_herding(picks: np.ndarray, n: int, rng: np.random.Generator, gram: Gram) -> np.ndarray:
+    """Herding's order: 1 for its first pick, 2 for the next, ...; NaN for the items it did not take."""
+    order = np.full(n, np.nan)
+    order[np.asarray(picks, dtype=np.int64)] = np.arange(1, len(picks) + 1)
+    return order
+
+
+def score_k_center(picks: np.ndarray, n: int, rng: np.random.Generator, gram: Gram) -> np.ndarray:
+    """Each item's distance to the nearest pick other than itself: how far the selection leaves it
+    uncovered (for a pick, how isolated it is among the picks)."""
+    diagonal = gram_diagonal(gram)
+    picks = np.asarray(picks, dtype=np.int64)
+    squared = np.stack([diagonal + diagonal[p] - 2.0 * gram[p] for p in picks])  # (picks, n)
+    squared[np.arange(len(picks)), picks] = np.inf
+    nearest = squared.min(0)
+    return np.where(np.isinf(nearest), np.nan, np.sqrt(np.clip(nearest, 0, None)))  # a lone pick has no other
+
+
 register(SelectionMethod("random", pick_random, (), "uniform random sample per class"))
-register(SelectionMethod("herding", pick_herding, ("gram_rows",), "running mean closest to the class mean", embedding_params()))
+register(SelectionMethod("herding", pick_herding, ("gram_rows",), "running mean closest to the class mean",
+                         embedding_params(), score_herding,
+                         "herding's order: 1 for the first pick (lower: nearer the mean's path); empty for the rest"))
 register(SelectionMethod("k_center", pick_k_center, ("gram_rows",), "greedy farthest-first cover of the class",
-                         embedding_params()))
+                         embedding_params(), score_k_center,
+                         "distance to the nearest selected sample other than itself (higher: less covered)"))

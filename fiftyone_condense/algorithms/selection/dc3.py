@@ -17,7 +17,8 @@ from sklearn.decomposition import PCA
 
 from ..params import Param
 from .base import SelectionMethod, register
-from .submodular import LAMBDA, OPTIMIZER, pick_graph_cut
+from .gram import similarity_from_gram
+from .submodular import GAIN_HELP, LAMBDA, OPTIMIZER, graph_cut_gains, pick_graph_cut
 
 DEFAULT_VAE = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # DC3 encodes with the SD v1.5 pipeline's VAE
 
@@ -63,7 +64,23 @@ def pick_dc3(
             local = pick_graph_cut(len(members), int(share), rng, gram[np.ix_(members, members)], lambda_, optimizer)
             picks.extend(members[local].tolist())
     picks = np.array(picks, dtype=np.int64)
-    return picks if len(picks) == budget else rng.choice(picks, size=budget, replace=False)
+    return picks if len(picks) == budget else picks[np.sort(rng.choice(len(picks), size=budget, replace=False))]
+
+
+def score_dc3(
+    picks: np.ndarray, n: int, rng: np.random.Generator, gram: np.ndarray, encoder: np.ndarray,
+    bins: int = 10, pca_dim: int = 50, lambda_: float = 1.0, optimizer: str = "NaiveGreedy",
+) -> np.ndarray:
+    """GraphCut's gain inside each item's bin (the bins rebuilt from ``rng``'s first draw, as
+    :func:`pick_dc3` drew them): a pick's given the picks of its bin before it, any other's given
+    all the picks of its bin."""
+    labels = encoder_bins(encoder, bins, pca_dim, seed=int(rng.integers(2**31 - 1)))
+    scores = np.empty(n)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        local = np.searchsorted(members, [p for p in picks if labels[p] == label])
+        scores[members] = graph_cut_gains(similarity_from_gram(gram[np.ix_(members, members)]), local, lambda_)
+    return scores
 
 
 DC3_PARAMS = (
@@ -90,4 +107,6 @@ DC3_PARAMS = (
     LAMBDA, OPTIMIZER,
 )
 register(SelectionMethod("dc3", pick_dc3, ("gram", "encoder"),
-                         "DC3: GraphCut on gradient embeddings inside K-means bins of encoder features", DC3_PARAMS))
+                         "DC3: GraphCut on gradient embeddings inside K-means bins of encoder features", DC3_PARAMS,
+                         score_dc3, GAIN_HELP.format(what="representative of its bin and unlike its picks"),
+                         needs_labels=True))

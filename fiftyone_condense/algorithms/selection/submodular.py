@@ -55,10 +55,48 @@ def pick_facility_location(
     return maximize(function, n, budget, optimizer)
 
 
+def graph_cut_gains(kernel: np.ndarray, picks: np.ndarray, lambda_: float) -> np.ndarray:
+    """GraphCut's marginal gain ``f(j | S) = Σ_i s_ij − λ s_jj − 2λ Σ_{k∈S} s_jk`` of every item: a
+    pick's given the picks before it (the gain at which the greedy took it), any other's given all."""
+    kernel = kernel.astype(np.float64)
+    picks = np.asarray(picks, dtype=np.int64)
+    overlap = kernel[:, picks].sum(1)
+    overlap[picks] = np.tril(kernel[np.ix_(picks, picks)], -1).sum(1)
+    return kernel.sum(0) - lambda_ * (np.diag(kernel) + 2 * overlap)
+
+
+def facility_location_gains(kernel: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Facility location's marginal gain ``f(j | S) = Σ_i max(0, s_ij − max_{k∈S} s_ik)`` of every
+    item: a pick's given the picks before it, any other's given all."""
+    kernel = kernel.astype(np.float64)
+    covered = np.zeros(len(kernel))  # max similarity to the picks so far (submodlib starts from 0)
+    gains = np.empty(len(kernel))
+    for pick in np.asarray(picks, dtype=np.int64):
+        gains[pick] = np.maximum(kernel[:, pick] - covered, 0).sum()
+        covered = np.maximum(covered, kernel[:, pick])
+    rest = np.setdiff1d(np.arange(len(kernel)), picks)
+    gains[rest] = np.maximum(kernel[:, rest] - covered[:, None], 0).sum(0)
+    return gains
+
+
+def score_graph_cut(picks: np.ndarray, n: int, rng: np.random.Generator, gram: np.ndarray,
+                    lambda_: float = 1.0, optimizer: str = "NaiveGreedy") -> np.ndarray:
+    return graph_cut_gains(similarity_from_gram(gram), picks, lambda_)
+
+
+def score_facility_location(picks: np.ndarray, n: int, rng: np.random.Generator, gram: np.ndarray,
+                            optimizer: str = "NaiveGreedy") -> np.ndarray:
+    return facility_location_gains(similarity_from_gram(gram), picks)
+
+
+GAIN_HELP = ("the greedy gain at which each pick was taken; for the others, their gain given all the picks "
+             "(higher: more {what})")
 register(SelectionMethod("graph_cut", pick_graph_cut, ("gram",), "submodular GraphCut (λ=1) with submodlib",
-                         (*embedding_params(), LAMBDA, OPTIMIZER)))
+                         (*embedding_params(), LAMBDA, OPTIMIZER), score_graph_cut,
+                         GAIN_HELP.format(what="representative and unlike the picks")))
 register(SelectionMethod("facility_location", pick_facility_location, ("gram",),
-                         "submodular facility location with submodlib", (*embedding_params(), OPTIMIZER)))
+                         "submodular facility location with submodlib", (*embedding_params(), OPTIMIZER),
+                         score_facility_location, GAIN_HELP.format(what="coverage the item adds")))
 
 
 def stochastic_sample_size(n: int, budget: int, epsilon: float) -> int:
@@ -116,6 +154,12 @@ AUTOPALETTE_INIT_PARAMS = (
             "ε below), or one of submodlib's"),
     EPSILON,
 )
+def score_autopalette_init(picks: np.ndarray, n: int, rng: np.random.Generator, gram: np.ndarray,
+                           lambda_: float = 1.0, optimizer: str = "StochasticGreedy", epsilon: float = 0.9) -> np.ndarray:
+    return graph_cut_gains(similarity_from_gram(gram), picks, lambda_)
+
+
 register(SelectionMethod("autopalette_init", pick_autopalette_init, ("gram",),
                          "AutoPalette init: GraphCut conditional gain on Median-Cut-quantised images",
-                         AUTOPALETTE_INIT_PARAMS))
+                         AUTOPALETTE_INIT_PARAMS, score_autopalette_init,
+                         GAIN_HELP.format(what="representative and unlike the picks"), needs_labels=True))
