@@ -27,7 +27,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "datasets": (".bridge.datasets", None),
     **{name: (".api", name) for name in (
         "color_stats", "compensate", "compute_embeddings", "delete_run", "distill", "evaluate", "list_runs",
-        "load_run", "method_parameters", "recover", "rename_run", "select",
+        "load_run", "method_parameters", "recover", "rename_run", "select", "SCORES",
     )},
     **{name: (".bridge.records", name) for name in (
         "CompensationRun", "CompensationRunConfig", "DistillationRun", "DistillationRunConfig", "SelectionRun",

@@ -28,7 +28,7 @@ cache of decoded images bounded to ``cache_bytes`` (default ``$FIFTYONE_CONDENSE
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import fiftyone as fo
 
@@ -47,6 +47,7 @@ from .bridge import distill as distillation
 from .bridge import embed as embedding
 from .bridge import evaluate as evaluation
 from .bridge import records as run_store
+from .bridge.records import scores_field_name
 from .bridge import recovery
 from .bridge import select as selection
 from .bridge.lifecycle import (  # noqa: F401  (check_run_key: the forms check run keys as the SDK does)
@@ -62,6 +63,7 @@ RunRecord = run_store.RunRecord
 DeleteReport = run_store.DeleteReport
 RecoveryReport = recovery.RecoveryReport
 logger = logging.getLogger(__name__)
+SCORES = {name: spec.score_help for name, spec in METHODS.items() if spec.score}  # what scores_field holds, per method
 
 
 def reads_images(function: Callable) -> Callable:
@@ -159,7 +161,7 @@ def select(
     method: str = "random",
     ipc: Optional[int] = None,
     run_key: Optional[str] = None,
-    label_field: str = DEFAULT_LABEL_FIELD,
+    label_field: Optional[str] = DEFAULT_LABEL_FIELD,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
@@ -168,6 +170,7 @@ def select(
     fraction: Optional[float] = None,
     count: Optional[int] = None,
     allocation: Optional[str] = None,
+    scores_field: Union[bool, str, None] = None,
     *,
     reading: Reading,
     **params: Any,
@@ -205,11 +208,19 @@ def select(
     protocol); ``small_classes="keep_all"`` takes all of it and ``"drop"`` leaves it out, and the
     run records which classes were kept whole or dropped. Images are read as :ref:`reading
     <reading>` says; the run records the working format.
+
+    ``scores_field`` writes each candidate's score (the method's own quantity, ``fc.SCORES``) to a
+    new float field, sortable and filterable in the App: ``True`` names it
+    ``condense_scores_<run_key>`` (renamed with the run), or give a name; deleting the run removes it.
+    ``label_field=None`` selects from an unlabeled pool (the whole view as one group; ``fraction`` or
+    ``count`` budget; ``random``, ``herding`` towards the view's mean, ``k_center``, ``graph_cut``,
+    ``facility_location``) on an existing ``embeddings_field`` or a ``model`` object.
     """
     budget = budget_of(ipc, fraction, count, allocation)
-    request = RunRequest(method=method, budget=budget, run_key=default_run_key(run_key, method, budget),
-                         label_field=label_field, seed=seed, device=device, overwrite=overwrite,
-                         small_classes=small_classes, params=params, reading=reading)
+    key = default_run_key(run_key, method, budget)
+    request = RunRequest(method=method, budget=budget, run_key=key, label_field=label_field, seed=seed, device=device,
+                         overwrite=overwrite, small_classes=small_classes, params=params, reading=reading,
+                         scores_field=scores_field_name(scores_field, key))
     return selection.run(view, request, reporter(progress))
 
 

@@ -76,17 +76,28 @@ def image_dataset_input(ctx, inputs) -> bool:
     return False
 
 
-def label_field_input(ctx, inputs) -> str | None:
-    """A choice of the dataset's Classification fields; returns the chosen one."""
-    fields = classification_fields(ctx.dataset)
+UNLABELED = "(none: an unlabeled pool)"
+
+
+def label_field_input(ctx, inputs, unlabeled: bool = False) -> str | None:
+    """A choice of the dataset's Classification fields (and, ``unlabeled``, of none: the whole view
+    as one pool); returns the chosen one, :data:`UNLABELED`, or None when there is nothing to choose."""
+    fields = classification_fields(ctx.dataset) + [UNLABELED] * unlabeled
     if not fields:
         inputs.view("no_labels", types.Error(label="No Classification field", description="Condensation needs a fo.Classification label field."))
         return None
     default = DEFAULT_LABEL_FIELD if DEFAULT_LABEL_FIELD in fields else fields[0]
     inputs.enum("label_field", fields, default=default, label="Label field",
-                description="Classification field holding each image's class",
-                view=types.DropdownView())
+                description="Classification field holding each image's class" + (
+                    "; none: select from the whole view by its embeddings (e.g. which images to label first)"
+                    if unlabeled else ""), view=types.DropdownView())
     return ctx.params.get("label_field") or default
+
+
+def label_field_value(ctx) -> str | None:
+    """The SDK's ``label_field`` from the form (None: an unlabeled pool)."""
+    chosen = ctx.params.get("label_field") or DEFAULT_LABEL_FIELD
+    return None if chosen == UNLABELED else chosen
 
 
 def split_input(ctx, inputs, name: str, default: str, label: str, description: str) -> str:
@@ -131,9 +142,10 @@ BUDGET_MODES = {"ipc": "Images per class (the papers' IPC)", "fraction": "A frac
 def budget_input(ctx, inputs, label_field, split, what: str) -> str:
     """The budget: IPC (as :func:`ipc_input`), or a fraction or count of the split with its
     allocation across classes. Returns the budget's part of the default run key (``ipc10``, ...)."""
-    mode = ctx.params.get("budget_mode") or "ipc"
-    inputs.enum("budget_mode", list(BUDGET_MODES), default="ipc", label="Budget",
-                description=" · ".join(f"{k}: {v}" for k, v in BUDGET_MODES.items()), view=types.DropdownView())
+    modes = [m for m in BUDGET_MODES if m != "ipc" or label_field != UNLABELED]  # a pool has no classes
+    mode = ctx.params.get("budget_mode") if ctx.params.get("budget_mode") in modes else modes[0]
+    inputs.enum("budget_mode", modes, default=modes[0], label="Budget",
+                description=" · ".join(f"{k}: {BUDGET_MODES[k]}" for k in modes), view=types.DropdownView())
     if mode == "ipc":
         return f"ipc{ipc_input(ctx, inputs, label_field, split, what)}"
     size = len(split_of(ctx, split))
@@ -145,9 +157,11 @@ def budget_input(ctx, inputs, label_field, split, what: str) -> str:
                           description=f"{what} in all, out of {size} (at least one per class)")
         if (ctx.params.get("count") or 0) > size:
             prop.invalid, prop.error_message = True, f"The split has {size} images"
-    inputs.enum("allocation", list(fc.api.ALLOCATIONS), default="proportional", label="Across classes",
-                description="proportional: keep the split's class distribution · balanced: the same number per class "
-                            "(a small class gives what it cannot take to the others)", view=types.DropdownView())
+    if label_field != UNLABELED:
+        inputs.enum("allocation", list(fc.api.ALLOCATIONS), default="proportional", label="Across classes",
+                    description="proportional: keep the split's class distribution · balanced: the same number per "
+                                "class (a small class gives what it cannot take to the others)",
+                    view=types.DropdownView())
     budget = fc.api.budget_of(None, ctx.params.get("fraction", 0.1) if mode == "fraction" else None,
                               ctx.params.get("count") or min(100, size) if mode == "count" else None, None)
     return budget.key()
@@ -156,7 +170,7 @@ def budget_input(ctx, inputs, label_field, split, what: str) -> str:
 def budget_values(ctx) -> dict:
     """The SDK's budget keywords from the form."""
     p = ctx.params
-    mode = p.get("budget_mode") or "ipc"
+    mode = p.get("budget_mode") or ("count" if p.get("label_field") == UNLABELED else "ipc")
     if mode == "ipc":
         return {"ipc": int(p.get("ipc", 10)), "small_classes": p.get("small_classes") or "error"}
     value = float(p.get("fraction", 0.1)) if mode == "fraction" else int(p.get("count", 100))

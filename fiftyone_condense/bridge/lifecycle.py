@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
 import fiftyone as fo
@@ -32,19 +32,22 @@ class RunRequest:
     method: str
     budget: Budget
     run_key: str
-    label_field: str
+    label_field: Optional[str]
     seed: int
     device: str
     overwrite: bool
     small_classes: str
     params: dict
     reading: Reading
+    scores_field: Optional[str] = field(default=None, kw_only=True)  # selections: where the per-sample scores go
 
 
-def begin(view: Collection, label_field: str) -> None:
-    """Everything checkable before any work and any claim: an image view with samples, its labels."""
+def begin(view: Collection, label_field: Optional[str]) -> None:
+    """Everything checkable before any work and any claim: an image view with samples, its labels
+    (none to check for an unlabeled pool, ``label_field=None``)."""
     require_samples(view)
-    check_label_field(view, label_field)
+    if label_field is not None:
+        check_label_field(view, label_field)
 
 
 @contextmanager

@@ -47,6 +47,17 @@ def saved_view_name(run_key: str) -> str:
     return f"condense-{run_key}"
 
 
+SCORES_PREFIX = "condense_scores_"
+
+
+def scores_field_name(scores_field, run_key: str) -> Optional[str]:
+    """Where a selection writes its per-sample scores: ``True`` → ``condense_scores_<run_key>`` (a
+    name that follows the run when it is renamed), a name of your own (kept), or nowhere."""
+    if scores_field is None or scores_field is False:
+        return None
+    return f"{SCORES_PREFIX}{run_key}" if scores_field is True else str(scores_field)
+
+
 # --------------------------------------------------------------------------- run classes
 
 
@@ -60,7 +71,8 @@ class CondensationRun(Run):
             super().validate(config)
 
     def get_fields(self, samples, key):
-        fields = [f for f in (getattr(self.config, "embeddings_field", None),) if f]
+        fields = [f for f in (getattr(self.config, "embeddings_field", None), getattr(self.config, "scores_field", None))
+                  if f]
         if getattr(self.config, "kind", None) in ("compensation", "distillation"):
             fields += [self.config.label_field, RUN_FIELD, SOURCES_FIELD, FLOATS_FIELD]
         return fields
@@ -92,6 +104,20 @@ class CondensationRun(Run):
                 if getattr(config, reference, None) == key:
                     setattr(config, reference, new_key)
                     Run.update_run_config(dataset, other, config)
+        _rename_scores(dataset, key, new_key)
+
+
+def _rename_scores(dataset: fo.Dataset, key: str, new_key: str) -> None:
+    """A scores field named after the run (``condense_scores_<key>``) follows it (called while the
+    record is still under ``key``); one of the user's keeps its name."""
+    config = dataset.get_run_info(key).config
+    field = getattr(config, "scores_field", None)
+    if field != scores_field_name(True, key) or not dataset.has_sample_field(field):
+        return
+    with dataset_document(dataset):
+        dataset.rename_sample_field(field, scores_field_name(True, new_key))
+    config.scores_field = scores_field_name(True, new_key)
+    Run.update_run_config(dataset, key, config)
 
 
 class SelectionRun(CondensationRun):
@@ -263,11 +289,13 @@ class DeleteReport:
     untagged: int = 0
     saved_view: bool = False
     record: bool = False
+    scores_field: Optional[str] = None
     missing: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         removed = [f"{self.samples} synthetic samples", f"{self.media} media files", f"its tag on {self.untagged} samples"]
-        removed += ["its saved view"] * self.saved_view + ["its record"] * self.record
+        removed += ["its saved view"] * self.saved_view + [f"its scores field {self.scores_field!r}"] * bool(self.scores_field)
+        removed += ["its record"] * self.record
         text = f"Deleted run {self.run_key!r}: {', '.join(removed)}."
         return text + (f" Already gone: {'; '.join(self.missing)}." if self.missing else "")
 
@@ -329,7 +357,22 @@ def remove_outputs(dataset: fo.Dataset, run_key: str) -> DeleteReport:
         what = "selected samples no longer carried the tag" if selection else "synthetic samples"
         report.missing.append(f"{expected - produced} of its {expected} {what} (deleted by hand)")
     _remove_view(dataset, run_key, report)
+    _remove_scores(dataset, config.get("scores_field"), report)
     return report
+
+
+def _remove_scores(dataset: fo.Dataset, field: Optional[str], report: "DeleteReport") -> None:
+    if not field:
+        return
+    with dataset_document(dataset):
+        present = dataset.has_sample_field(field)
+        if present:
+            dataset.delete_sample_field(field)
+    if present:
+        report.scores_field = field
+        wrote()
+    else:
+        report.missing.append(f"the scores field {field!r} (deleted or renamed by hand)")
 
 
 def _remove_synthetic(dataset: fo.Dataset, run_key: str, config: dict, results: dict, report: DeleteReport) -> None:

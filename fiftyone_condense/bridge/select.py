@@ -24,7 +24,7 @@ from ..algorithms.selection.gram import FactoredGram, loss_gradients
 from ..algorithms.teachers import Normalizer, TeacherConfig, load_vae, vae_latents
 from . import embed as stored
 from .lifecycle import RunRequest, begin, claimed_run, record, versions
-from .records import RunRecord, config_for, run_tag
+from .records import PLUGIN, RunRecord, config_for, run_config, run_tag
 from .views import ImageSet, Reading, class_names, labels_of
 
 Collection = fo.core.collections.SampleCollection
@@ -33,12 +33,15 @@ _log = logging.getLogger(__name__)
 
 @dataclass
 class SelectionPlan:
-    """A computed selection, not yet written: picked sample ids, config, timings, embeddings to store."""
+    """A computed selection, not yet written: picked sample ids, config, timings, embeddings to store,
+    the view's per-sample scores (with ``scores_field``) and the replaced run's scores field."""
 
     ids: list[str]
     config: dict
     timings: dict
     writes: list[tuple[str, stored.Embeddings]]
+    scores: Optional[np.ndarray] = None
+    replaced_scores: Optional[str] = None
 
 
 def method_params(method: str, given: dict) -> dict:
@@ -57,6 +60,10 @@ def run(view: Collection, request: RunRequest, progress: Progress) -> RunRecord:
         def write(transaction) -> dict:
             for field, embeddings in plan.writes:
                 stored.write(transaction, view, field, embeddings)
+            if plan.scores is not None:
+                write_scores(transaction, view, plan)
+            if plan.replaced_scores and plan.replaced_scores != request.scores_field:
+                transaction.drop_field_on_commit(plan.replaced_scores)
             transaction.tag(plan.ids, run_tag(request.run_key))
             return {"selected_ids": plan.ids, "timings": plan.timings, "num_samples": len(plan.ids),
                     "small_classes": plan.config["small_classes"]}
@@ -68,6 +75,9 @@ def plan_selection(view: Collection, request: RunRequest, progress: Progress) ->
     """Validate, embed and select in memory; nothing is written."""
     method, budget, label_field, seed = request.method, request.budget, request.label_field, request.seed
     params = method_params(method, request.params)
+    if label_field is None:
+        check_unlabeled(method, params, budget)
+    replaced_scores = check_scores_field(view, request, params)
     classes = class_names(view, label_field)
     labels = labels_of(view, label_field, classes)
     budgets = budget.per_class(labels, classes, request.small_classes)
@@ -80,8 +90,9 @@ def plan_selection(view: Collection, request: RunRequest, progress: Progress) ->
                              reading)
     inputs.prepare(method)
     embedded = time.perf_counter()
-    picks = select_per_class(method, labels, ipc, inputs.of_class, seed, METHODS[method].pick_params(params),
-                             progress.stage(f"selecting ({method})", 0.9, 1.0), budgets)
+    picks, scores = select_per_class(method, labels, ipc, inputs.of_class, seed, METHODS[method].pick_params(params),
+                                     progress.stage(f"selecting ({method})", 0.9, 1.0), budgets,
+                                     scored=request.scores_field is not None)
     ids = view.values("id")
     finished = time.perf_counter()
     writes = [(field, e) for field, e in inputs.writes if e.write]
@@ -94,9 +105,54 @@ def plan_selection(view: Collection, request: RunRequest, progress: Progress) ->
         "fallbacks": inputs.fallbacks, "seed": seed, "classes": classes, "versions": versions(),
         "image_format": reading.recorded(),
         "small_classes": small_class_report(labels, budget.ipc or 1, classes, request.small_classes),
+        "scores_field": request.scores_field,
     }
     timings = {"embeddings_s": embedded - started, "selection_s": finished - embedded, "total_s": finished - started}
-    return SelectionPlan([ids[i] for i in picks], config, timings, writes)
+    return SelectionPlan([ids[i] for i in picks], config, timings, writes, scores, replaced_scores)
+
+
+UNLABELED_METHODS = tuple(name for name, spec in METHODS.items() if not spec.needs_labels)
+
+
+def check_unlabeled(method: str, params: dict, budget) -> None:
+    """An unlabeled pool (``label_field=None``): a method and embedding that need no labels, and a
+    budget in images (one group has no "per class")."""
+    if METHODS[method].needs_labels:
+        raise CondensationError(f"Selection method {method!r} needs labels (it trains on them); an unlabeled pool "
+                                f"(label_field=None) can use {list(UNLABELED_METHODS)}.")
+    if params.get("embedding") == "gradients":
+        raise CondensationError("Gradient embeddings need labels (each image's loss gradient for its class); "
+                                "use embedding='features' for an unlabeled pool.")
+    if budget.mode == "ipc":
+        raise CondensationError("An unlabeled pool (label_field=None) has no classes for ipc to count; give "
+                                "fraction= (of the view) or count= (images) instead.")
+
+
+def check_scores_field(view: Collection, request: RunRequest, params: dict) -> Optional[str]:
+    """Scores go to a new field (or the one the replaced run of this key wrote): never over a field
+    of the user's or of another run. Returns the replaced run's scores field, if any."""
+    dataset, field = view._dataset, request.scores_field
+    replaced = run_config(dataset, request.run_key).get("scores_field") if (
+        request.overwrite and request.run_key in dataset.list_runs()) else None
+    if field is None:
+        return replaced
+    METHODS[request.method].require_scores()
+    taken = {request.label_field, params.get("embeddings_field"), "id", "filepath", "tags", "metadata"}
+    if field in taken or field.startswith("_") or (dataset.has_sample_field(field) and field != replaced):
+        raise CondensationError(f"Field {field!r} is already used; scores are written to a new field so that "
+                                "nothing of yours is overwritten: choose another scores_field.")
+    return replaced
+
+
+def write_scores(transaction, view: Collection, plan: SelectionPlan) -> None:
+    """The view's scores in the run's field (NaN: no value); a field the replaced run wrote is
+    rewritten on the whole dataset, so no sample keeps an old score."""
+    field, config = plan.config["scores_field"], plan.config
+    values = dict(zip(view.values("id"), (None if np.isnan(v) else float(v) for v in plan.scores)))
+    target = view._dataset if field == plan.replaced_scores else view
+    info = {"plugin": PLUGIN, "run_key": transaction.run_key, "method": config["method"],
+            "score": METHODS[config["method"]].score_help}
+    transaction.set_field(target, field, [values.get(i) for i in target.values("id")], info)
 
 
 def per_class_mean(budgets: np.ndarray) -> float:
@@ -122,10 +178,24 @@ class SelectionInputs:
         return model if model is None or isinstance(model, str) else stored.model_settings(model, None, 0)["model"]
 
     def embed(self, field: str, model, stage: tuple[float, float], weights: Optional[str] = None) -> stored.Embeddings:
+        if self.label_field is None and isinstance(model, str):
+            return self.existing(field)
         embeddings = stored.embeddings_for(self.view, field, self.label_field, self.classes, model, weights,
                                            self.params["teacher_epochs"], self.device, self.seed, self.progress.sub(*stage),
                                            self.reading)
         self.writes.append((field, embeddings))
+        self.used[field] = {k: v for k, v in embeddings.info.items() if k != "classes"}
+        return embeddings
+
+    def existing(self, field: str) -> stored.Embeddings:
+        """An unlabeled pool's embeddings: a field already computed (no labels to train a model on)."""
+        if not self.view._dataset.has_sample_field(field):
+            raise CondensationError(
+                f"An unlabeled pool has no labels to train an embedding model on, and there is no field {field!r}: "
+                "compute embeddings first (fiftyone.brain, a zoo model's view.compute_embeddings(model, "
+                "embeddings_field=...), or fc.compute_embeddings on a labeled view) and pass embeddings_field=, or "
+                "pass model= a torch or FiftyOne model.")
+        embeddings = stored.existing_embeddings(self.view, field)
         self.used[field] = {k: v for k, v in embeddings.info.items() if k != "classes"}
         return embeddings
 

@@ -175,6 +175,10 @@ class Transaction:
             self.dataset.get_field(field).save()
         journal.wrote()
 
+    def drop_field_on_commit(self, field: str) -> None:
+        """A field of the replaced run the new one does not write: kept until the commit, then deleted."""
+        self.entry.add("dropped_fields", [field])
+
     def _values(self, ids: list[str], field: str) -> Iterator[dict]:
         """The raw stored values of ``field`` on these samples (absent: no ``value``)."""
         for start in range(0, len(ids), journal.BACKUP_BATCH):
@@ -239,15 +243,21 @@ class Transaction:
 
 
 def finish(dataset: fo.Dataset, entry: dict) -> list[str]:
-    """Complete a committed run: drop what it replaced (media set aside, the record), then close the entry."""
+    """Complete a committed run: drop what it replaced (media set aside, fields, the record), then close the entry."""
     dataset.reload()  # another process may have written it
     asides = [Path(aside) for _, aside in entry.get("asides", []) if os.path.exists(aside)]
     remove_files(asides)
     journal.wrote()
+    with journal.dataset_document(dataset):
+        dropped = [name for name in entry.get("dropped_fields", []) if dataset.has_sample_field(name)]
+        if dropped:
+            dataset.delete_sample_fields(dropped)
+    journal.wrote()
     removed = bool(entry.get("run")) and bool(delete_run_documents({"_id": entry["run"]}))
     journal.wrote()
     journal.close(entry["_id"])
-    return _said(len(asides), "removed {} replaced media files") + ["removed the replaced run's record"] * removed
+    return (_said(len(asides), "removed {} replaced media files") + [f"removed field {name!r}" for name in dropped]
+            + ["removed the replaced run's record"] * removed)
 
 
 # --------------------------------------------------------------------------- rolling back

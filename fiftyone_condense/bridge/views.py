@@ -152,8 +152,14 @@ def check_label_field(view: fo.core.collections.SampleCollection, label_field: s
         )
 
 
-def class_names(view: fo.core.collections.SampleCollection, label_field: str) -> list[str]:
-    """The dataset's classes for the field: declared ones, else every label seen in the dataset."""
+POOL = "(unlabeled pool)"  # the one group of a view selected without labels (``label_field=None``)
+
+
+def class_names(view: fo.core.collections.SampleCollection, label_field: Optional[str]) -> list[str]:
+    """The dataset's classes for the field: declared ones, else every label seen in the dataset
+    (an unlabeled pool: one group, :data:`POOL`)."""
+    if label_field is None:
+        return [POOL]
     dataset = view._dataset
     declared = dataset.classes.get(label_field) or dataset.default_classes
     seen = set(dataset.distinct(f"{label_field}.label"))
@@ -171,7 +177,10 @@ def split_view(collection: fo.core.collections.SampleCollection, tag: str) -> fo
     return view
 
 
-def labels_of(view: fo.core.collections.SampleCollection, label_field: str, classes: list[str]) -> np.ndarray:
+def labels_of(view: fo.core.collections.SampleCollection, label_field: Optional[str], classes: list[str]) -> np.ndarray:
+    """Each sample's class index in ``classes`` (an unlabeled pool: all 0), in the view's order."""
+    if label_field is None:
+        return np.zeros(len(view), dtype=np.int64)
     index = {name: i for i, name in enumerate(classes)}
     return np.array([index[label] for label in view.values(f"{label_field}.label")], dtype=np.int64)
 
@@ -260,7 +269,8 @@ def load_images(view: fo.core.collections.SampleCollection, label_field: str, cl
                 fmt: ImageFormat, cache_bytes: Optional[int] = None) -> ImageSet:
     """The view's images (read lazily, at ``fmt``) and labels, in the view's order."""
     require_samples(view)
-    check_label_field(view, label_field)
+    if label_field is not None:
+        check_label_field(view, label_field)
     classes = classes or class_names(view, label_field)
     ids, filepaths = view.values(["id", "filepath"])
     check_media(filepaths)

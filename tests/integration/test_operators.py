@@ -97,7 +97,7 @@ def test_select_form_bounds_ipc_by_the_smallest_class_and_flags_clashes(dataset,
     assert properties["ipc"].type.max == 20 and properties["ipc"].invalid
     assert not form("select_coreset", dataset, split="train", ipc=50, small_classes="keep_all")["ipc"].invalid
     assert properties["resize"].type.values == ["crop", "letterbox"] and "image_size" in properties
-    assert properties["label_field"].type.values == ["ground_truth"]
+    assert properties["label_field"].type.values == ["ground_truth", "(none: an unlabeled pool)"]
     assert "embedding" in properties and "lambda_" not in properties
     assert "lambda_" in form("select_coreset", dataset, split="train", method="graph_cut")
     assert "model" not in form("select_coreset", dataset, split="train", method="random")
