@@ -11,8 +11,6 @@ import fiftyone_condense as fc
 from fiftyone_condense.apps import reports, run_details
 
 PLUGIN = "@condense/fiftyone-condense"
-COLUMN_LABELS = {"key": "Run", "method": "Method", "ipc": "IPC", "parent": "Parent", "seconds": "Time (s)",
-                 "hard": "Hard %", "soft": "Soft %", "autopalette": "AutoPalette %", "bytes": "Bytes", "samples": "Samples"}
 PLOT_HEIGHT = 340
 
 
@@ -116,7 +114,7 @@ class CondensePanel(foo.Panel):
                      name="empty")
         table = types.TableView()
         for key in reports.visible_columns(rows):
-            table.add_column(key, label=COLUMN_LABELS[key])
+            table.add_column(key, label=reports.COLUMN_LABELS[key])
         table.add_row_action("open", self.on_select_run, label="Open", icon="visibility",
                              tooltip="Show this run's images")
         panel.list("rows", types.Object(), view=table)
