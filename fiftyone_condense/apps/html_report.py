@@ -182,7 +182,7 @@ def _scores_section(runs: list[RunRecord]) -> str:
                 rows.append([_run_link(run.key), protocol,
                              _mean_std(scores["hlr_mean"], scores["hlr_std"]),
                              _mean_std(scores["ior_mean"], scores["ior_std"], sign=True),
-                             _mean_std(scores["lrs_mean"], scores["lrs_std"], digits=3), scores.get("runs")])
+                             _mean_std(scores["lrs_mean"], scores["lrs_std"], spec=".4g"), scores.get("runs")])
     parts = ["<h2>DD-Ranking scores</h2>",
              _p("HLR = whole split − condensed set (points, lower is better), IOR = condensed set − random subset "
                 "(points, higher is better), LRS = DD-Ranking's label-robust score of the two (higher is better); "
@@ -404,5 +404,5 @@ def _signed(points: Optional[float]) -> Optional[str]:
     return None if points is None else f"{points:+.1f}"
 
 
-def _mean_std(mean: float, std: float, digits: int = 1, sign: bool = False) -> str:
-    return f"{mean:{'+' if sign else ''}.{digits}f} ± {std:.{digits}f}"
+def _mean_std(mean: float, std: float, spec: str = ".1f", sign: bool = False) -> str:
+    return f"{mean:{'+' if sign else ''}{spec}} ± {std:{spec}}"

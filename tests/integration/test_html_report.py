@@ -89,7 +89,7 @@ def test_report_holds_every_run_its_settings_plots_scores_bytes_and_images_offli
     # DD-Ranking scores of the run evaluated with both references
     scores = fc.load_run(small, "rand2").results["evaluation"]["hard"]["scores"]
     assert f"rand2 hard {scores['hlr_mean']:.1f} ± {scores['hlr_std']:.1f}" in words
-    assert f"{scores['lrs_mean']:.3f} ± {scores['lrs_std']:.3f} 2" in words
+    assert f"{scores['lrs_mean']:.4g} ± {scores['lrs_std']:.4g} 2" in words
     # per-class accuracy (evaluated runs only), by class name, escaped
     assert words.count("Per-class accuracy (hard protocol), worst first") == 2
     assert "circle" in words and ODD_CLASS in words  # the parser unescapes what the writer escaped
