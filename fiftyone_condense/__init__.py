@@ -6,10 +6,12 @@
     train = dataset.match_tags("train")
     run = fc.select(train, method="graph_cut", ipc=10, run_key="gc10")
     fc.evaluate(run_key="gc10", dataset=dataset, epochs=300, num_models=3)
+    fc.report(dataset, "condensation.html")   # every run in one self-contained HTML file
 
 The layers are the folders: :mod:`.algorithms` (tensors only, no FiftyOne), :mod:`.bridge` (between
 FiftyOne and tensors: views, run records, the journal, one module per capability), :mod:`.api` (the
-SDK these names come from) and :mod:`.apps` (what sits above the SDK: panel reports, demo, launcher).
+SDK most of these names come from) and :mod:`.apps` (what sits above the SDK: panel reports, the HTML
+report behind ``report``, demo, launcher).
 The public names are imported on first use, so :mod:`.algorithms` imports and runs on a machine
 with PyTorch alone, without FiftyOne, diffusers or submodlib.
 """
@@ -33,6 +35,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
         "CompensationRun", "CompensationRunConfig", "DistillationRun", "DistillationRunConfig", "SelectionRun",
         "SelectionRunConfig",
     )},
+    "report": (".apps.html_report", "report"),
     "CondensationError": (".algorithms.errors", "CondensationError"),
     "SELECTION_METHODS": (".algorithms.selection", "METHODS"),
     "DISTILLATION_METHODS": (".algorithms.distillation", "METHODS"),

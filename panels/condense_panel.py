@@ -1,8 +1,12 @@
 """The Condensation panel: runs, their images, accuracy against IPC and colour statistics.
 
 Thin: the data comes from :mod:`fiftyone_condense.apps.reports`; buttons open the plugin's
-operators prefilled for the selected run.
+operators prefilled for the selected run, and **Write report** writes ``fc.report`` and has the
+browser download it.
 """
+
+import os
+from urllib.parse import quote
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
@@ -11,8 +15,6 @@ import fiftyone_condense as fc
 from fiftyone_condense.apps import reports, run_details
 
 PLUGIN = "@condense/fiftyone-condense"
-COLUMN_LABELS = {"key": "Run", "method": "Method", "ipc": "IPC", "parent": "Parent", "seconds": "Time (s)",
-                 "hard": "Hard %", "soft": "Soft %", "autopalette": "AutoPalette %", "bytes": "Bytes", "samples": "Samples"}
 PLOT_HEIGHT = 340
 
 
@@ -70,6 +72,17 @@ class CondensePanel(foo.Panel):
     def on_delete(self, ctx):
         self._prompt(ctx, "delete_condensation_run", {"run_key": ctx.panel.state.selected})
 
+    def on_write_report(self, ctx):
+        """Write the HTML report beside the dataset's media and download it through the App's media route."""
+        try:
+            path = fc.report(ctx.dataset)
+        except fc.CondensationError as error:
+            ctx.ops.notify(str(error), variant="error")
+            return
+        ctx.panel.state.report = path
+        ctx.ops.browser_download(f"/media?filepath={quote(path, safe='')}",
+                                 filename=f"{ctx.dataset.name}-{os.path.basename(path)}")
+
     # -- helpers
     def _prompt(self, ctx, operator, params):
         if ctx.panel.state.selected:
@@ -116,7 +129,7 @@ class CondensePanel(foo.Panel):
                      name="empty")
         table = types.TableView()
         for key in reports.visible_columns(rows):
-            table.add_column(key, label=COLUMN_LABELS[key])
+            table.add_column(key, label=reports.COLUMN_LABELS[key])
         table.add_row_action("open", self.on_select_run, label="Open", icon="visibility",
                              tooltip="Show this run's images")
         panel.list("rows", types.Object(), view=table)
@@ -127,7 +140,12 @@ class CondensePanel(foo.Panel):
             panel.plot(f"accuracy_{protocol}", layout=_layout(
                 f"{protocol.capitalize()}-protocol accuracy against IPC (all evaluated runs)", "images per class",
                 "test accuracy %"))
-        panel.btn("refresh", label="Refresh", on_click=self.on_refresh, icon="refresh")
+        footer = panel.h_stack("footer", gap=1)
+        footer.btn("refresh", label="Refresh", on_click=self.on_refresh, icon="refresh")
+        footer.btn("write_report", label="Write report", on_click=self.on_write_report, icon="description")
+        if ctx.panel.get_state("report"):
+            panel.md(f"Report written to `{ctx.panel.get_state('report')}` (one HTML file that opens offline) "
+                     "and downloaded by your browser.", name="report_md")
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=2))
 
     def _render_run(self, panel, selected, run):

@@ -26,6 +26,8 @@ from ..bridge.views import DEFAULT_LABEL_FIELD, class_names
 
 PROTOCOLS = tuple(api.PROTOCOLS)  # the protocols a run can be evaluated under
 COLUMNS = ("key", "method", "ipc", "parent", "seconds", *PROTOCOLS, "bytes", "samples")
+COLUMN_LABELS = {"key": "Run", "method": "Method", "ipc": "IPC", "parent": "Parent", "seconds": "Time (s)",
+                 "hard": "Hard %", "soft": "Soft %", "autopalette": "AutoPalette %", "bytes": "Bytes", "samples": "Samples"}
 REFERENCE_COLOR = "#a0a0a0"
 REFERENCES = (("random", "random reference"), ("full", "whole source split"))
 

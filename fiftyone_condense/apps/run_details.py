@@ -80,7 +80,8 @@ def storage_report(dataset: fo.Dataset, run: RunOrKey) -> list[dict]:
             for what, size, images in rows]
 
 
-def _human(size: float) -> str:
+def human_size(size: float) -> str:
+    """Bytes as B, KB, MB or GB (1024 each)."""
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -91,7 +92,7 @@ def _human(size: float) -> str:
 def storage_markdown(rows: list[dict]) -> str:
     """The storage rows as a Markdown table."""
     lines = ["| | bytes | images | per image |", "|---|---:|---:|---:|"]
-    lines += [f"| {row['what']} | {_human(row['bytes'])} | {row['images']} | {_human(row['per_image'])} |"
+    lines += [f"| {row['what']} | {human_size(row['bytes'])} | {row['images']} | {human_size(row['per_image'])} |"
               for row in rows]
     return "\n".join(lines)
 
@@ -101,35 +102,50 @@ def image_mosaic(dataset: fo.Dataset, run: RunOrKey, per_class: int = 10, cell: 
     """A PNG of the run's images: one row per class (its name on the left), up to ``per_class``
     images each at ``cell`` pixels (small images are enlarged without smoothing, so the pixels of
     a distilled image stay visible), at most ``max_classes`` rows."""
-    run = record_of(dataset, run)
-    label_field = run.config.get("label_field") or "ground_truth"
-    view = run.view
-    labels = view.values(f"{label_field}.label")
-    by_class: dict[str, list[str]] = {}
-    for path, label in zip(view.values("filepath"), labels):
-        if label is not None and len(by_class.setdefault(label, [])) < per_class:
-            by_class[label].append(path)
-    classes = [name for name in class_names(dataset, label_field) if by_class.get(name)][:max_classes]
+    rows = images_by_class(dataset, run, per_class, max_classes)
     font = ImageFont.load_default(size=max(11, cell // 4))
     pad = 4
-    label_width = max([int(font.getlength(name)) for name in classes] + [0]) + 3 * pad
-    columns = max([len(by_class[name]) for name in classes] + [1])
-    mosaic = Image.new("RGB", (label_width + columns * (cell + pad) + pad, len(classes) * (cell + pad) + pad or cell),
+    label_width = max([int(font.getlength(name)) for name, _ in rows] + [0]) + 3 * pad
+    columns = max([len(paths) for _, paths in rows] + [1])
+    mosaic = Image.new("RGB", (label_width + columns * (cell + pad) + pad, len(rows) * (cell + pad) + pad or cell),
                        MOSAIC_BACKGROUND)
     draw = ImageDraw.Draw(mosaic)
-    for row, name in enumerate(classes):
+    for row, (name, paths) in enumerate(rows):
         top = pad + row * (cell + pad)
         draw.text((pad, top + cell // 2), name, fill=MOSAIC_TEXT, font=font, anchor="lm")
-        for column, path in enumerate(by_class[name]):
-            mosaic.paste(_tile(path, cell), (label_width + column * (cell + pad), top))
+        for column, path in enumerate(paths):
+            mosaic.paste(thumbnail(path, cell), (label_width + column * (cell + pad), top))
+    return png(mosaic)
+
+
+def png(image: Image.Image) -> bytes:
+    """An image's PNG bytes (optimised: the panel and the HTML report carry them inline)."""
     buffer = io.BytesIO()
-    mosaic.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
-def _tile(path: str, cell: int) -> Image.Image:
+def images_by_class(dataset: fo.Dataset, run: RunOrKey, per_class: int = 10,
+                    max_classes: int = 20) -> list[tuple[str, list[str]]]:
+    """``(class, filepaths)`` of a run's images, up to ``per_class`` each, in the dataset's class
+    order, for at most ``max_classes`` classes that have images (none when its saved view is gone)."""
+    run = record_of(dataset, run)
+    if run.view is None:
+        return []
+    label_field = run.config.get("label_field") or "ground_truth"
+    by_class: dict[str, list[str]] = {}
+    for path, label in zip(run.view.values("filepath"), run.view.values(f"{label_field}.label")):
+        if label is not None and len(by_class.setdefault(label, [])) < per_class:
+            by_class[label].append(path)
+    classes = [name for name in class_names(dataset, label_field) if by_class.get(name)][:max_classes]
+    return [(name, by_class[name]) for name in classes]
+
+
+def thumbnail(path: str, cell: int) -> Image.Image:
+    """An image fitted into a ``cell``-pixel square: shrunk smoothly, or enlarged without smoothing
+    (so a distilled image's pixels stay visible); an empty cell when the file is gone."""
     tile = Image.new("RGB", (cell, cell), MOSAIC_BACKGROUND)
-    if not os.path.isfile(path):  # media moved or deleted: an empty cell, not a broken panel
+    if not os.path.isfile(path):  # media moved or deleted: an empty cell, not a broken page
         return tile
     with Image.open(path) as image:
         image = image.convert("RGB")
@@ -143,6 +159,7 @@ def _tile(path: str, cell: int) -> Image.Image:
 
 
 def data_url(png: bytes) -> str:
+    """A PNG as a ``data:`` URL, to show it without a file or a server."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 

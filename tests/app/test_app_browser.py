@@ -3,9 +3,10 @@
 Starts the App server on 127.0.0.1 (on the test session's private database), drives Debian's
 Chromium with Playwright, and checks the database. Beside the operator's random selection, a real
 (short) DM distillation of the small Fashion-MNIST at IPC 1, 2 and 5 is made and evaluated with the
-SDK, so the panel opens a run with distilled images, accuracy against IPC and per-class accuracy.
-Screenshots go to the test's temporary directory (and to $CONDENSE_SCREENSHOTS_DIR when set, which
-is how the README's are made).
+SDK, so the panel opens a run with distilled images, accuracy against IPC and per-class accuracy;
+then the panel's **Write report** writes the HTML report (fc.report), the browser downloads it, and
+the downloaded file is opened from disk. Screenshots go to the test's temporary directory (and to
+$CONDENSE_SCREENSHOTS_DIR when set, which is how the README's are made).
 """
 
 import os
@@ -18,6 +19,7 @@ import fiftyone as fo
 import pytest
 
 import fiftyone_condense as fc
+from fiftyone_condense.apps import html_report
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -144,15 +146,41 @@ def test_select_coreset_from_the_operator_browser_then_open_a_distillation_in_th
             page.locator(PANEL_CONTENT).locator("div").first.evaluate("element => element.scrollTo(0, 0)")
             page.wait_for_timeout(3000)  # let the grid load the run's thumbnails and the plots resize
             screenshot(page, tmp_path, "condense-panel")
-            page.set_viewport_size({"width": 1800, "height": 2800})
+            page.set_viewport_size({"width": 1800, "height": 3600})  # the whole opened run, plots and buttons
             page.wait_for_timeout(1500)
             panel = page.locator(PANEL_CONTENT).bounding_box()
             refresh = page.get_by_role("button", name="Refresh").bounding_box()
             screenshot(page, tmp_path, "condense-run-report", clip={
                 "x": panel["x"], "y": panel["y"], "width": panel["width"],
                 "height": refresh["y"] + refresh["height"] + 12 - panel["y"]})
+
+            open_the_downloaded_report(browser, page, dataset, tmp_path)
         finally:
             browser.close()
     assert (tmp_path / "operator-form.png").stat().st_size > 10_000
     assert (tmp_path / "condense-panel.png").stat().st_size > 10_000
     assert (tmp_path / "condense-run-report.png").stat().st_size > 10_000
+    assert (tmp_path / "condense-html-report.png").stat().st_size > 10_000
+
+
+def open_the_downloaded_report(browser, page, dataset, tmp_path: Path) -> None:
+    """**Write report** in the panel: the report is written beside the media and downloaded through the
+    App; the downloaded file, opened from disk with the network cut off, shows its plots and images."""
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Write report").click()
+    downloaded = tmp_path / "condense-report.html"
+    download.value.save_as(downloaded)
+    page.get_by_text("Report written to", exact=False).wait_for(timeout=30_000)
+    assert downloaded.read_bytes() == Path(html_report.default_path(dataset)).read_bytes()
+    print(f"\nthe HTML report: {downloaded}")
+
+    offline = browser.new_context(viewport={"width": 1200, "height": 1500}, offline=True)
+    try:
+        report = offline.new_page()
+        report.goto(downloaded.as_uri())
+        report.get_by_role("heading", name=OPENED).wait_for(timeout=30_000)
+        decoded = report.evaluate("() => [...document.images].filter(i => i.complete && i.naturalWidth > 0).length")
+        assert decoded == report.evaluate("() => document.images.length") > 2 * len(DISTILLED_IPCS)
+        screenshot(report, tmp_path, "condense-html-report")
+    finally:
+        offline.close()

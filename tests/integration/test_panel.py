@@ -2,13 +2,15 @@
 
 import base64
 import io
+import os
+from urllib.parse import quote
 
 import fiftyone.operators as foo
 import pytest
 from PIL import Image
 
 import fiftyone_condense as fc
-from fiftyone_condense.apps import reports, run_details
+from fiftyone_condense.apps import html_report, reports, run_details
 
 PANEL = "@condense/fiftyone-condense/condense_panel"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -202,3 +204,15 @@ def test_opening_a_run_in_the_panel_sends_its_view_images_and_plots(dataset):
     assert run["weakest"] == reports.weakest_classes(rows) and rows[0]["class"] in run["weakest"]
     assert run["per_class_table"].startswith("| class | run % | random % | vs random |")
     assert shown["mosaic"]["view"]["name"] == "ImageView"
+
+
+def test_write_report_in_the_panel_writes_the_html_report_and_has_the_browser_download_it(dataset):
+    fc.select(dataset.match_tags("train"), method="random", ipc=1, run_key="reported")
+    sent = _panel_event(dataset, "on_write_report", {"rows": reports.run_rows(dataset)})
+    path = next(patch["state"]["report"] for patch in sent["patch_panel_state"] if "report" in patch["state"])
+    assert path == str(html_report.default_path(dataset)) and 'id="run-reported"' in open(path).read()
+    assert sent["browser_download"] == [{"url": f"/media?filepath={quote(path, safe='')}",
+                                         "filename": f"{dataset.name}-report.html"}]
+    shown = sent["show_panel_output"][0]["output"]["type"]["properties"]
+    assert "report_md" in shown and "write_report" in shown["footer"]["type"]["properties"]
+    os.remove(path)
