@@ -270,7 +270,8 @@ __all__ = [
 
 def load_vae(model: str, device: torch.device):
     """A diffusers ``AutoencoderKL`` by hub id or local directory (also a pipeline's ``vae/``),
-    in fp16 on a GPU and fp32 on the CPU."""
+    in fp16 on a GPU and fp32 on the CPU. The local Hugging Face cache is tried before the hub, so
+    weights already there load without a network round trip (and without its retries offline)."""
     from .errors import CondensationError
 
     try:
@@ -283,9 +284,10 @@ def load_vae(model: str, device: torch.device):
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     errors = []
-    for subfolder in (None, "vae"):
+    for local_only, subfolder in ((True, None), (True, "vae"), (False, None), (False, "vae")):
         try:
-            return AutoencoderKL.from_pretrained(model, subfolder=subfolder, dtype=dtype).to(device).eval()
+            return AutoencoderKL.from_pretrained(model, subfolder=subfolder, dtype=dtype,
+                                                 local_files_only=local_only).to(device).eval()
         except (OSError, ValueError, EnvironmentError) as error:
             errors.append(str(error))
     raise CondensationError(
