@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional, Union
 
 import fiftyone as fo
 
-from .algorithms.budgets import ALLOCATIONS, Budget  # noqa: F401  (ALLOCATIONS: the forms offer them)
+from .algorithms.budgets import ALLOCATIONS, budget_of  # noqa: F401  (the forms offer and parse budgets)
 from .algorithms.color import BACKENDS, COMBINE_MODES  # noqa: F401  (the compensation form offers them)
 from .algorithms.color.diffusion import DiffusionSettings
 from .algorithms.distillation import METHODS as DISTILLATION_METHODS
@@ -40,7 +40,7 @@ from .algorithms.distillation import images_per_class  # noqa: F401  (public: th
 from .algorithms.errors import CondensationError
 from .algorithms.params import Param, declared, resolve, takes
 from .algorithms.progress import ProgressFn
-from .algorithms.protocols import PROTOCOLS
+from .algorithms.protocols import PROTOCOLS, protocol_parameters  # noqa: F401  (the forms offer them)
 from .algorithms.selection import METHODS
 from .bridge import compensate as compensation
 from .bridge import distill as distillation
@@ -51,7 +51,7 @@ from .bridge.records import scores_field_name
 from .bridge import recovery
 from .bridge import select as selection
 from .bridge.lifecycle import (  # noqa: F401  (check_run_key: the forms check run keys as the SDK does)
-    RunRequest, check_run_key, check_run_key_free, check_run_key_name, claimed, reporter,
+    RunRequest, check_run_key, check_run_key_free, check_run_key_name, claimed, default_run_key, reporter,
 )
 from .bridge.views import (  # noqa: F401  (classification_fields: the forms' label field choices)
     DEFAULT_EMBEDDINGS_FIELD, DEFAULT_EVAL_SPLIT, DEFAULT_LABEL_FIELD, DEFAULT_SOURCE_SPLIT, Reading,
@@ -71,21 +71,6 @@ def reads_images(function: Callable) -> Callable:
     return takes(declared(Reading), "reading", lambda given: Reading(**given))(function)
 
 
-def protocol_parameters(protocol: Optional[str] = None) -> tuple[Param, ...]:
-    """The parameters ``protocol`` declares; without one, every protocol's, where a default differs
-    between protocols (``epochs``) ``None``: each protocol's own."""
-    if protocol is not None:
-        if protocol not in PROTOCOLS:
-            raise CondensationError(f"Unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
-        return declared(PROTOCOLS[protocol])
-    merged: dict[str, Param] = {}
-    for settings in PROTOCOLS.values():
-        for p in declared(settings):
-            same = merged.get(p.name, p).default == p.default
-            merged[p.name] = p if same else Param(p.name, p.type, None, p.help, p.label, optional=True)
-    return tuple(merged.values())
-
-
 def reading_parameters() -> tuple[Param, ...]:
     """The reading parameters every function takes (the forms offer those marked ``form``)."""
     return declared(Reading)
@@ -94,23 +79,6 @@ def reading_parameters() -> tuple[Param, ...]:
 def compensation_parameters() -> tuple[Param, ...]:
     """The editing parameters of :func:`compensate` (most apply to the diffusion backend only)."""
     return declared(DiffusionSettings)
-
-
-def budget_of(ipc: Optional[int], fraction: Optional[float], count: Optional[int], allocation: Optional[str]) -> Budget:
-    """The run's budget: the one of ``ipc``, ``fraction`` and ``count`` given (``ipc=10`` when none is)."""
-    if ipc is not None and (not isinstance(ipc, int) or isinstance(ipc, bool)):
-        raise CondensationError(f"ipc must be at least 1, got {ipc!r}: pass a whole number of images per class")
-    if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
-        raise CondensationError(f"count must be a whole number of images, got {count!r}")
-    if ipc is None and fraction is None and count is None:
-        ipc = 10
-    return Budget(ipc=ipc, fraction=fraction, count=count, allocation=allocation)
-
-
-def default_run_key(run_key: Optional[str], method: str, budget: Budget) -> str:
-    """``run_key`` as given (an empty one is checked, not replaced), else ``<method>_<budget>``
-    (``herding_ipc10``, ``herding_frac0_05``, ``herding_n2000``)."""
-    return f"{method}_{budget.key()}" if run_key is None else run_key
 
 
 def method_parameters(kind: str, method: str) -> tuple[Param, ...]:

@@ -128,3 +128,14 @@ def balanced(counts: np.ndarray, total: int) -> np.ndarray:
         shares[open_classes] += given
         left -= int(given.sum())
     return shares
+
+
+def budget_of(ipc: Optional[int], fraction: Optional[float], count: Optional[int], allocation: Optional[str]) -> Budget:
+    """The run's budget: the one of ``ipc``, ``fraction`` and ``count`` given (``ipc=10`` when none is)."""
+    if ipc is not None and (not isinstance(ipc, int) or isinstance(ipc, bool)):
+        raise CondensationError(f"ipc must be at least 1, got {ipc!r}: pass a whole number of images per class")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
+        raise CondensationError(f"count must be a whole number of images, got {count!r}")
+    if ipc is None and fraction is None and count is None:
+        ipc = 10
+    return Budget(ipc=ipc, fraction=fraction, count=count, allocation=allocation)

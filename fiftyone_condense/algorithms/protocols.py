@@ -21,7 +21,8 @@ from .distributed import Parallel
 from .ensemble import train_classifiers, train_students
 from .experts import SOFT_LABEL_RULES, ExpertConfig, Experts
 from .models import ARCHITECTURES
-from .params import param
+from .errors import CondensationError
+from .params import Param, declared, param
 from .progress import ProgressFn, silent
 from .teachers import Normalizer
 from .training import (
@@ -149,6 +150,21 @@ class AutoPaletteProtocol(HardProtocol):
 
 Protocol = Union[HardProtocol, SoftProtocol, AutoPaletteProtocol]
 PROTOCOLS = {"hard": HardProtocol, "soft": SoftProtocol, "autopalette": AutoPaletteProtocol}
+
+
+def protocol_parameters(protocol: Optional[str] = None) -> tuple[Param, ...]:
+    """The parameters ``protocol`` declares; without one, every protocol's, where a default differs
+    between protocols (``epochs``) ``None``: each protocol's own."""
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            raise CondensationError(f"Unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
+        return declared(PROTOCOLS[protocol])
+    merged: dict[str, Param] = {}
+    for settings in PROTOCOLS.values():
+        for p in declared(settings):
+            same = merged.get(p.name, p).default == p.default
+            merged[p.name] = p if same else Param(p.name, p.type, None, p.help, p.label, optional=True)
+    return tuple(merged.values())
 
 
 class Renormalized(nn.Module):

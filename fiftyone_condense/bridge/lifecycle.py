@@ -42,6 +42,12 @@ class RunRequest:
     scores_field: Optional[str] = field(default=None, kw_only=True)  # selections: where the per-sample scores go
 
 
+def default_run_key(run_key: Optional[str], method: str, budget: Budget) -> str:
+    """``run_key`` as given (an empty one is checked, not replaced), else ``<method>_<budget>``
+    (``herding_ipc10``, ``herding_frac0_05``, ``herding_n2000``)."""
+    return f"{method}_{budget.key()}" if run_key is None else run_key
+
+
 def begin(view: Collection, label_field: Optional[str]) -> None:
     """Everything checkable before any work and any claim: an image view with samples, its labels
     (none to check for an unlabeled pool, ``label_field=None``)."""
