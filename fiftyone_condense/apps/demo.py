@@ -1,12 +1,15 @@
-"""The main job: condense Fashion-MNIST with the papers' methods beside the baselines, and compare them.
+"""The main job: condense Fashion-MNIST with the papers' methods beside the baselines, and show where it pays.
 
-    python -m fiftyone_condense.apps.demo          # REDUCED protocol: ~8 min on 2 quiet CPU cores
+    python -m fiftyone_condense.apps.demo          # REDUCED protocol: ≤ 8 min on 2 quiet CPU cores
     python -m fiftyone_condense.apps.demo --full   # the papers' protocol on the whole dataset (a GPU's work)
 
-Stages, each timed: selection (random, herding, DC3), DC3's colour compensation of its selection
-(classical backend), distillation (DM, AutoPalette), then evaluation: every condensed set is trained
-with the hard protocol beside a random subset of the same size (and channels). It prints a table
-of the stages' times and a table of the accuracies, with the settings they were measured with.
+At each budget (IPC 1 and 10: where a few images per class must stand for a class, condensation
+pays most), stages, each timed: selection (herding, DC3), DC3's colour compensation of its
+selection (classical backend, at the largest IPC), distillation (DM, AutoPalette), then evaluation:
+every condensed set is trained with the hard protocol beside a random subset of the same size (and
+channels) and the whole train split. It prints a table of the stages' times and one of the
+accuracies, with the settings they were measured with, and writes the accuracy-against-budget plot
+(a PNG) and the HTML report of every run (:func:`fiftyone_condense.report`).
 
 The REDUCED protocol uses the first 300 train and 200 test images of each class (its own dataset,
 ``fashion-mnist-demo-300-200``), 100 distillation iterations, 50 epochs × 2 models, a 2-epoch
@@ -22,6 +25,7 @@ import os
 import platform
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Optional
@@ -32,6 +36,7 @@ import torch
 from .. import api
 from ..bridge import datasets
 from ..bridge.records import RunRecord
+from . import html_report, reports
 
 
 @dataclass(frozen=True)
@@ -40,30 +45,30 @@ class Settings:
 
     train_per_class: Optional[int]  # the first N train images of each class (None: all 6000)
     test_per_class: Optional[int]  # the first N test images of each class (None: all 1000)
-    ipc: int  # images per class
+    ipcs: tuple[int, ...]  # the budgets, images per class
     iterations: int  # distillation iterations (DM and AutoPalette)
     batch_real: int  # real images per class per distillation iteration
     init_epochs: Optional[int]  # epochs of AutoPalette's initialisation network (None: its default, 50)
     budget: str  # AutoPalette's storage budget: paper (4 × IPC images at 64 colours), bits or count
     epochs: int  # hard protocol: epochs per trained model
     num_models: int  # hard protocol: models per condensed set
-    include_full: bool = False  # also train on the whole train split (the "full" reference)
-    full_epochs: int = 30  # epochs of that reference
+    include_full: bool = True  # also train on the whole train split (the "full" reference)
+    full_epochs: int = 10  # epochs of that reference
     seed: int = 0
     reduced: bool = True
 
     def describe(self) -> str:
         """The settings of the condensation and of the protocol, in one line."""
         init = "its default epochs" if self.init_epochs is None else f"{self.init_epochs} epochs"
-        return (f"IPC {self.ipc}; distillation {self.iterations} iterations, real batch {self.batch_real}; "
+        return (f"IPC {', '.join(map(str, self.ipcs))}; distillation {self.iterations} iterations, real batch {self.batch_real}; "
                 f"AutoPalette budget {self.budget!r}, initialisation network {init}; "
                 f"hard protocol, ConvNet-3, {self.epochs} epochs × {self.num_models} models")
 
 
-REDUCED = Settings(train_per_class=300, test_per_class=200, ipc=10, iterations=100, batch_real=32, init_epochs=2,
+REDUCED = Settings(train_per_class=300, test_per_class=200, ipcs=(1, 10), iterations=100, batch_real=32, init_epochs=2,
                    budget="bits", epochs=50, num_models=2)
-FULL = Settings(train_per_class=None, test_per_class=None, ipc=10, iterations=20000, batch_real=256, init_epochs=None,
-                budget="paper", epochs=1000, num_models=5, reduced=False)
+FULL = Settings(train_per_class=None, test_per_class=None, ipcs=(1, 10, 50), iterations=20000, batch_real=256, init_epochs=None,
+                budget="paper", epochs=1000, num_models=5, full_epochs=30, reduced=False)
 FALLBACKS = {  # DC3's offline fallbacks (run.config["fallbacks"]), in words
     "encoder": "bins on ConvNet-3 features, not Stable Diffusion VAE latents",
     "gradient_model": "gradients of a trained ConvNet-3, not of ImageNet ResNet-18",
@@ -76,6 +81,7 @@ class Row:
 
     label: str
     run_key: str
+    ipc: int
     note: str = ""
     result: dict = field(default_factory=dict)
 
@@ -101,19 +107,20 @@ class Demo:
     def train(self) -> fo.DatasetView:
         return self.dataset.match_tags("train")
 
-    def options(self) -> dict:
-        return {"ipc": self.settings.ipc, "seed": self.settings.seed, "overwrite": True}
+    def options(self, ipc: int) -> dict:
+        return {"ipc": ipc, "seed": self.settings.seed, "overwrite": True}
 
 
 # ----------------------------------------------------------------------------------------- stages
 
 
 def select(demo: Demo) -> None:
-    """Baselines (random, herding) and DC3's submodular sampling, at IPC."""
-    for method in ("random", "herding", "dc3"):
-        with demo.stage("selection", method):
-            record = api.select(demo.train, method=method, run_key=f"demo_{method}", **demo.options())
-        demo.rows.append(Row(method, record.key, fallback_note(record.config.get("fallbacks") or {})))
+    """Herding and DC3's submodular sampling at each IPC (random is every row's reference)."""
+    for ipc in demo.settings.ipcs:
+        for method in ("herding", "dc3"):
+            with demo.stage("selection", f"{method}, IPC {ipc}"):
+                record = api.select(demo.train, method=method, run_key=f"demo_{method}_ipc{ipc}", **demo.options(ipc))
+            demo.rows.append(Row(method, record.key, ipc, fallback_note(record.config.get("fallbacks") or {})))
 
 
 def fallback_note(fallbacks: dict) -> str:
@@ -124,26 +131,29 @@ def fallback_note(fallbacks: dict) -> str:
 
 
 def compensate(demo: Demo) -> None:
-    """DC3's colour compensation of the DC3 selection, with the classical (no weights) backend."""
-    with demo.stage("compensation", "dc3 + classical colour compensation"):
-        record = api.compensate(demo.dataset.load_saved_view("condense-demo_dc3"), run_key="demo_dc3_colour",
-                               parent="demo_dc3", backend="classical", seed=demo.settings.seed, overwrite=True)
-    demo.rows.append(Row("dc3 + colour compensation", record.key,
+    """DC3's colour compensation of the DC3 selection at the largest IPC, with the classical (no weights) backend."""
+    ipc = max(demo.settings.ipcs)
+    with demo.stage("compensation", f"dc3 + classical colour compensation, IPC {ipc}"):
+        record = api.compensate(demo.dataset.load_saved_view(f"condense-demo_dc3_ipc{ipc}"),
+                               run_key=f"demo_dc3_colour_ipc{ipc}", parent=f"demo_dc3_ipc{ipc}", backend="classical",
+                               seed=demo.settings.seed, overwrite=True)
+    demo.rows.append(Row("dc3 + colour compensation", record.key, ipc,
                          "classical backend (InstructPix2Pix needs its weights); RGB, and so is its random reference"))
 
 
 def distill(demo: Demo) -> None:
     """DM, and AutoPalette initialised by its colour-guided selection, with the demo's budget."""
     settings = demo.settings
-    common = {**demo.options(), "iterations": settings.iterations, "batch_real": settings.batch_real}
-    with demo.stage("distillation", f"dm ({settings.iterations} iterations)"):
-        record = api.distill(demo.train, method="dm", run_key="demo_dm", **common)
-    demo.rows.append(Row("dm", record.key, "initialised with random real images"))
     init = {} if settings.init_epochs is None else {"teacher_epochs": settings.init_epochs}
-    with demo.stage("distillation", f"autopalette ({settings.iterations} iterations)"):
-        record = api.distill(demo.train, method="autopalette", run_key="demo_autopalette", budget=settings.budget,
-                            **common, **init)
-    demo.rows.append(Row("autopalette", record.key, autopalette_note(record, settings)))
+    for ipc in settings.ipcs:
+        common = {**demo.options(ipc), "iterations": settings.iterations, "batch_real": settings.batch_real}
+        with demo.stage("distillation", f"dm, IPC {ipc} ({settings.iterations} iterations)"):
+            record = api.distill(demo.train, method="dm", run_key=f"demo_dm_ipc{ipc}", **common)
+        demo.rows.append(Row("dm", record.key, ipc, "initialised with random real images; trained on its float pixels"))
+        with demo.stage("distillation", f"autopalette, IPC {ipc} ({settings.iterations} iterations)"):
+            record = api.distill(demo.train, method="autopalette", run_key=f"demo_autopalette_ipc{ipc}",
+                                budget=settings.budget, **common, **init)
+        demo.rows.append(Row("autopalette", record.key, ipc, autopalette_note(record, settings)))
 
 
 def autopalette_note(record: RunRecord, settings: Settings) -> str:
@@ -159,7 +169,7 @@ def evaluate(demo: Demo) -> None:
     """Train every condensed set with the hard protocol; the random reference comes with each."""
     settings = demo.settings
     for row in demo.rows:
-        with demo.stage("evaluation", row.label):
+        with demo.stage("evaluation", f"{row.label}, IPC {row.ipc}"):
             row.result = api.evaluate(run_key=row.run_key, dataset=demo.dataset, epochs=settings.epochs,
                                      num_models=settings.num_models, seed=settings.seed,
                                      include_full=settings.include_full, full_epochs=settings.full_epochs)
@@ -183,52 +193,66 @@ def percent(result: dict) -> str:
 
 
 def accuracy_table(demo: Demo) -> list[str]:
-    """Accuracy of each condensed set beside the random subset of the same size, and their notes."""
-    lines = ["| condensed set | images / class | accuracy % | random, same size % | gain | PNG bytes |",
-             "|---|---|---|---|---|---|"]
+    """Accuracy of each condensed set beside the random subset of the same size and the whole split,
+    budget by budget, and their notes."""
+    lines = ["| IPC | condensed set | images / class | accuracy % | random, same size % | gain | PNG bytes |",
+             "|---|---|---|---|---|---|---|"]
     notes, num_classes = [], len(demo.dataset.distinct("ground_truth.label"))
-    for row in demo.rows:
+    for row in sorted(demo.rows, key=lambda row: row.ipc):
         result, view = row.result, demo.dataset.load_saved_view(f"condense-{row.run_key}")
-        per_class = result["num_train"] // num_classes
-        mark = f" [{len(notes) + 1}]" if row.note else ""
-        notes += [f"[{len(notes) + 1}] {row.label}: {row.note}"] if row.note else []
-        lines.append(f"| {row.label}{mark} | {per_class} | {percent(result)} | {percent(result['random'])} | "
-                     f"{100 * result['gain_over_random']:+.1f} | {png_bytes(view):,} |")
+        note = f"{row.label}: {row.note}"
+        if row.note and note not in notes:
+            notes.append(note)
+        mark = f" [{notes.index(note) + 1}]" if row.note else ""
+        lines.append(f"| {row.ipc} | {row.label}{mark} | {result['num_train'] // num_classes} | {percent(result)} | "
+                     f"{percent(result['random'])} | {100 * result['gain_over_random']:+.1f} | {png_bytes(view):,} |")
     full = next((row.result["full"] for row in demo.rows if row.result.get("full")), None)
     if demo.settings.include_full and full:
-        lines.append(f"| whole train split ({demo.settings.full_epochs} epochs) | {full['num_train'] // num_classes} | "
-                     f"{percent(full)} | | | |")
+        lines.append(f"| all | whole train split ({demo.settings.full_epochs} epochs) | {full['num_train'] // num_classes} "
+                     f"| {percent(full)} | | | |")
     else:
-        notes.append("The whole train split is not trained here; --include-full adds it (slow on a CPU).")
-    return lines + [""] + notes
+        notes.append("The whole train split is not trained here (--include-full adds it).")
+    return lines + [""] + [f"[{i + 1}] {note}" for i, note in enumerate(notes)]
+
+
+def write_outputs(demo: Demo, folder: Path) -> tuple[Path, Path]:
+    """The accuracy-against-budget plot (PNG) and the HTML report of every run, in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plot = folder / "accuracy-against-ipc.png"
+    plot.write_bytes(html_report.plot_png(reports.accuracy_traces(demo.dataset, "hard"),
+                                          f"Fashion-MNIST, {demo.settings.describe().split(';')[-1].strip()}",
+                                          "images per class (IPC)", "test accuracy %"))
+    return plot, html_report.report(demo.dataset, folder / "report.html")
 
 
 # ----------------------------------------------------------------------------------------- main
 
 
-def parse_args(argv: Optional[list[str]] = None) -> tuple[Settings, Optional[str]]:
-    """The settings (a preset, then each option given) and the dataset name asked for, if any."""
+def parse_args(argv: Optional[list[str]] = None) -> tuple[Settings, Optional[str], Optional[Path]]:
+    """The settings (a preset, then each option given), the dataset name and output folder asked for, if any."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="the papers' protocol on the whole dataset (GPU)")
     parser.add_argument("--dataset", help="an existing dataset (train/test tags, ground_truth labels) or a name to "
                         "load Fashion-MNIST as (default: fashion-mnist-demo-<train>-<test>, or fashion-mnist)")
     parser.add_argument("--train-per-class", type=int, help="train images per class (reduced 300; full: all)")
     parser.add_argument("--test-per-class", type=int, help="test images per class (reduced 200; full: all)")
-    parser.add_argument("--ipc", type=int, help="images per class (10)")
+    parser.add_argument("--ipcs", type=lambda text: tuple(int(v) for v in text.split(",")),
+                        help="budgets, images per class, comma-separated (reduced 1,10; full 1,10,50)")
     parser.add_argument("--iterations", type=int, help="distillation iterations (reduced 100; full 20000)")
     parser.add_argument("--batch-real", type=int, help="real images per class per iteration (reduced 32; full 256)")
     parser.add_argument("--init-epochs", type=int, help="AutoPalette's initialisation network (reduced 2; full 50)")
     parser.add_argument("--budget", choices=("paper", "bits", "count"), help="AutoPalette's budget (reduced bits)")
     parser.add_argument("--epochs", type=int, help="epochs per trained model (reduced 50; full 1000)")
     parser.add_argument("--num-models", type=int, help="models per condensed set (reduced 2; full 5)")
-    parser.add_argument("--include-full", action="store_true", default=None,
-                        help="also train on the whole train split (slow on a CPU)")
-    parser.add_argument("--full-epochs", type=int, help="epochs of the whole-split reference (30)")
+    parser.add_argument("--include-full", action=argparse.BooleanOptionalAction, default=None,
+                        help="also train on the whole train split (default: yes)")
+    parser.add_argument("--full-epochs", type=int, help="epochs of the whole-split reference (reduced 10; full 30)")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--out", type=Path, help="folder of the plot and the report (default: beside the media)")
     args = parser.parse_args(argv)
     preset = FULL if args.full else REDUCED
     given = {f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name, None) is not None}
-    return replace(preset, **given), args.dataset
+    return replace(preset, **given), args.dataset, args.out
 
 
 def load_dataset(settings: Settings, name: Optional[str]) -> fo.Dataset:
@@ -259,8 +283,9 @@ def machine() -> str:
 
 def main(argv: Optional[list[str]] = None) -> Demo:
     """Run the demo; returns it (timings, rows with their results) for scripts and tests."""
-    settings, name = parse_args(argv)
+    settings, name, out = parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # DC3's VAE from the local cache only: no download in a demo
     print(f"fiftyone-condense demo on {machine()}")
     began = time.perf_counter()
     dataset = load_dataset(settings, name)
@@ -278,6 +303,8 @@ def main(argv: Optional[list[str]] = None) -> Demo:
     print(f"In all {time.perf_counter() - began:.0f} s, of which {loading:.0f} s to make the dataset ready.")
     print("\nAccuracy on the test split — " + header(settings, dataset))
     print("\n".join(accuracy_table(demo)))
+    plot, report = write_outputs(demo, out or html_report.default_path(dataset).parent)
+    print(f"\nAccuracy against IPC: {plot}\nReport of every run (open it in a browser): {report}")
     print("\nOpen the results in the FiftyOne App:")
     print(f"  .venv/bin/python -c \"import fiftyone as fo; fo.launch_app(fo.load_dataset('{dataset.name}')).wait()\"")
     print("then the Condensation panel (+ beside the grid's tab), or a saved view such as 'condense-demo_dm'.")
