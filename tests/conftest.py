@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -140,6 +141,43 @@ def ctrl_c_while_saving_the_view(monkeypatch):
 
 
 # --------------------------------------------------------------------------- shared helpers
+
+
+class _Exploit:
+    """Unpickling this runs a shell command that creates ``marker``: what a hostile cache file would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+class MaliciousPickle:
+    """Plants torch files whose unpickling creates ``marker``; ``ran`` says whether one was executed."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def plant(self, path: Path, forge_digest: bool = True) -> None:
+        """A checkpoint-looking file at ``path``; with ``forge_digest`` its SHA-256 is recorded beside it as
+        the plugin records its own, so only ``weights_only=True`` stands between the file and its code."""
+        from fiftyone_condense.algorithms.cache import digest_path
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state_dict": _Exploit(self.marker), "meta": {}}, path)
+        digest_path(path).unlink(missing_ok=True)
+        if forge_digest:
+            digest_path(path).write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
+
+    @property
+    def ran(self) -> bool:
+        return self.marker.exists()
+
+
+@pytest.fixture
+def malicious_pickle(tmp_path) -> MaliciousPickle:
+    return MaliciousPickle(tmp_path / "pickle-code-ran")
 
 
 def _files(folder: Path, recursive: bool) -> "dict | None":

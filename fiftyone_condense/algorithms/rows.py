@@ -12,7 +12,7 @@ from typing import Iterator, Optional, Union
 import numpy as np
 import torch
 
-from .cache import cache_dir
+from .cache import cache_dir, make_private_dir
 
 
 class RowStore:
@@ -20,7 +20,7 @@ class RowStore:
 
     def __init__(self, width: Optional[int] = None, directory: Optional[Path] = None):
         directory = directory or cache_dir() / "scratch"
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)
         handle, self.path = tempfile.mkstemp(suffix=".f32", dir=directory)
         os.close(handle)
         self._remove = weakref.finalize(self, _remove_file, self.path)

@@ -17,7 +17,7 @@ import fiftyone as fo
 import numpy as np
 import torch
 
-from ..algorithms.cache import cached_path, digest, save_atomically
+from ..algorithms.cache import cached_path, digest, load_cached, save_atomically
 from ..algorithms.device import resolve_device
 from ..algorithms.distributed import current_team
 from ..algorithms.errors import CondensationError
@@ -280,8 +280,9 @@ def trained_teacher(images: ImageSet, config: TeacherConfig, train_view: Collect
         "image_size": list(images.shape[-2:]), "train_ids": digest(sorted(images.ids)), "seed": seed,
     }
     path = cached_path(kind, {"config": asdict(config), **meta})
-    if path.is_file():
-        net, normalizer = load_teacher(torch.load(path, map_location="cpu", weights_only=False))
+    checkpoint = load_cached(path)
+    if checkpoint is not None:
+        net, normalizer = load_teacher(checkpoint)
     else:
         net, normalizer = train_teacher(images.floats(), images.labels, len(images.classes), config, device, seed, progress)
         save_atomically(teacher_checkpoint(net, normalizer, config, meta), path)

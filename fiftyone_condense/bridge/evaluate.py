@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..algorithms.architectures import check_network
-from ..algorithms.cache import cached_path, digest, save_atomically
+from ..algorithms.cache import cached_path, digest, load_cached, save_atomically
 from ..algorithms.device import resolve_device
 from ..algorithms.distributed import current_team
 from ..algorithms.errors import CondensationError
@@ -283,8 +283,8 @@ def soft_teacher(source: Collection, label_field: str, classes: list[str], setti
             "channels": int(images.shape[0]), "num_classes": len(classes), "image_size": list(images.shape[-2:]),
             "train_ids": digest(sorted(images.ids)), "seed": seed}
     path = cached_path("soft-teachers", {"config": asdict(config), **meta})
-    if path.is_file():
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_cached(path)
+    if checkpoint is not None:
         net, normalizer = load_teacher(checkpoint)
         record = checkpoint["meta"]["training"]
     else:
@@ -300,7 +300,7 @@ def soft_teacher(source: Collection, label_field: str, classes: list[str], setti
 def palette_experts(source: Collection, label_field: str, classes: list[str], settings: AutoPaletteProtocol,
                     device: torch.device, seed: int, progress: Progress, reading: Reading) -> tuple[Experts, dict]:
     """AutoPalette's experts (the role of its replay buffer), trained on the source split at the
-    working format, cached as plain tensors (read back with ``weights_only=True``)."""
+    working format, cached as plain tensors (read back by ``load_cached``)."""
     images = reading.load(source, label_field, classes, progress.stage("checking source split", 0.0, 0.2))
     config = settings.expert_config()
     meta = {"dataset": source._dataset.name, "label_field": label_field, "classes": classes,
@@ -308,8 +308,8 @@ def palette_experts(source: Collection, label_field: str, classes: list[str], se
             "train_ids": digest(sorted(images.ids)), "seed": seed}
     path = cached_path("autopalette-experts", {"config": asdict(config), **meta})
     shape = (meta["channels"], len(classes), tuple(meta["image_size"]))
-    if path.is_file():
-        stored = torch.load(path, map_location="cpu", weights_only=True)
+    stored = load_cached(path)
+    if stored is not None:
         experts = Experts([load_state(config.arch, shape, state) for state in stored["states"]],
                           Normalizer(tuple(stored["mean"]), tuple(stored["std"])))
     else:

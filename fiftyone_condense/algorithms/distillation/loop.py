@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from ..augment import DSA
-from ..cache import save_atomically
+from ..cache import load_cached, save_atomically
 from ..device import autocast
 from ..distributed import Parallel
 from ..models import build_model
@@ -359,8 +359,7 @@ def distill(
     distiller = METHODS[settings.method](real, real_labels, init, init_labels, num_classes, settings, device, seed,
                                          parallel)
     first, history = 0, []
-    found = checkpoint is not None and parallel.is_main and checkpoint.is_file()
-    state = parallel.broadcast(torch.load(checkpoint, map_location="cpu", weights_only=False) if found else None)
+    state = parallel.broadcast(load_cached(checkpoint) if checkpoint is not None and parallel.is_main else None)
     if state is not None and state.get("key") == settings.key() and state.get("seed") == seed:
         first, history = distiller.load(state)
     resumed_from = first
