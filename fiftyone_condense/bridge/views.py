@@ -278,14 +278,23 @@ def load_images(view: fo.core.collections.SampleCollection, label_field: str, cl
     return ImageSet(ids, pixels, torch.from_numpy(labels_of(view, label_field, classes)), classes)
 
 
-def media_dir_beside(view: fo.core.collections.SampleCollection, run_key: str) -> Path:
+def media_root(view: Collection) -> Path:
+    """The deepest folder holding all of ``view``'s media (FiftyOne's default dataset folder when it has none)."""
+    folders = sorted({os.path.dirname(path) for path in view.values("filepath")})
+    return Path(os.path.commonpath(folders)) if folders else Path(fo.config.default_dataset_dir)
+
+
+def output_root(view: Collection) -> Path:
+    """The folder beside ``view``'s media that runs write their new media under by default."""
+    return media_root(view).parent / "condense"
+
+
+def media_dir_beside(view: Collection, run_key: str) -> Path:
     """Default folder for a run's new media: ``<parent of the source media>/condense/<dataset>/<run_key>``.
 
     The dataset's name is part of the path so clones that share media never collide.
     """
-    folders = sorted({os.path.dirname(path) for path in view.values("filepath")})
-    common = Path(os.path.commonpath(folders)) if folders else Path(fo.config.default_dataset_dir)
-    return common.parent / "condense" / re.sub(r"[^\w.-]+", "-", view._dataset.name) / run_key
+    return output_root(view) / re.sub(r"[^\w.-]+", "-", view._dataset.name) / run_key
 
 
 def write_pngs(images: torch.Tensor, paths: list) -> None:
