@@ -31,7 +31,9 @@ class Param:
     otherwise; the SDK still accepts it). ``form``: whether the App's forms offer it (some, like a
     background colour tuple or a cache bound, are for the SDK only). ``parse``: for an open set of
     values, a function that gives a value's canonical form or raises ``ValueError`` with a message
-    that starts ``must be``; ``choices`` are then what the forms offer, not a limit.
+    that starts ``must be``; ``choices`` are then what the forms offer, not a limit. ``path``: the
+    value names a file or folder on the machine that runs it, ``"local"`` (always a path) or ``"hub"``
+    (a Hugging Face hub id or a local folder); the SDK takes any, the App's forms confine them.
     """
 
     name: str
@@ -47,6 +49,7 @@ class Param:
     when: Optional[dict] = None
     form: bool = True
     parse: Optional[Callable[[Any], Any]] = None
+    path: Optional[str] = None
     annotation: Any = None  # the declaring field's type annotation, for generated signatures
 
     def check(self, value: Any, method: str) -> Any:
@@ -116,10 +119,10 @@ def resolve(method: str, declared: Sequence[Param], given: dict) -> dict:
 
 def param(default: Any, help: str, *, label: str = "", choices: Optional[tuple] = None, min: Optional[float] = None,
           max: Optional[float] = None, objects: bool = False, when: Optional[dict] = None, form: bool = True,
-          parse: Optional[Callable[[Any], Any]] = None) -> Any:
+          parse: Optional[Callable[[Any], Any]] = None, path: Optional[str] = None) -> Any:
     """A settings dataclass field that is also a declared parameter (its type comes from the annotation)."""
     spec = dict(help=help, label=label, choices=choices, min=min, max=max, objects=objects, when=when, form=form,
-                parse=parse)
+                parse=parse, path=path)
     return field(default=default, metadata={"param": spec})
 
 

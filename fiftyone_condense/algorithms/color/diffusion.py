@@ -28,7 +28,8 @@ DIFFUSION_ONLY = {"backend": "diffusion"}  # the forms show these with the diffu
 class DiffusionSettings:
     """How images are edited: DC3's reference settings (``edit_size`` applies to both backends)."""
 
-    model: str = param(DEFAULT_MODEL, "Hub id or local pipeline directory", label="Model", when=DIFFUSION_ONLY)
+    model: str = param(DEFAULT_MODEL, "Hub id or local pipeline directory", label="Model", when=DIFFUSION_ONLY,
+                       path="hub")
     steps: int = param(100, "Denoising steps per edit (DC3: 100)", label="Steps", min=1, when=DIFFUSION_ONLY)
     guidance: float = param(4.0, "How closely edits follow the instruction (DC3: 4)", label="Text guidance", min=0.0,
                             when=DIFFUSION_ONLY)

@@ -68,7 +68,7 @@ def embedding_params(model_default: str = "convnet3", teacher_epochs: int = 2, l
               when={"embedding": "gradients"}),
         Param("weights", str, None, "Local torchvision ResNet-18 ImageNet checkpoint (linear probe fitted on the "
               "source) instead of training", label="ResNet-18 weights (optional)", optional=True,
-              when={"model": "resnet18"}),
+              when={"model": "resnet18"}, path="local"),
         Param("teacher_epochs", int, teacher_epochs, "Epochs training the embedding network on the source",
               label="Teacher epochs", min=1),
     )

@@ -88,7 +88,7 @@ DC3_PARAMS = (
           "ResNet-18 (the VAE falls back to ConvNet-3 when missing, recorded on the run)", label="Bin encoder",
           choices=("vae", "convnet3", "resnet18")),
     Param("vae_model", str, DEFAULT_VAE, "VAE hub id (from the local Hugging Face cache offline) or local directory",
-          label="VAE weights", when={"model": "vae"}),
+          label="VAE weights", when={"model": "vae"}, path="hub"),
     Param("vae_size", int, 512, "Images are resized to this for the VAE (DC3: 512)", label="VAE input size", min=8,
           when={"model": "vae"}),
     Param("bins", int, 10, "K-means clusters per class; each gets max(1, IPC/K) picks", label="Bins (K)", min=1),
@@ -99,7 +99,7 @@ DC3_PARAMS = (
     Param("gradient_loss", str, "softmax_cross_entropy", "Loss of the gradient embeddings (DC3: cross-entropy of "
           "the softmax)", label="Gradient loss", choices=("cross_entropy", "softmax_cross_entropy")),
     Param("weights", str, None, "Local torchvision ImageNet ResNet-18 checkpoint; empty looks in torch's hub cache",
-          label="ImageNet ResNet-18 weights (optional)", optional=True),
+          label="ImageNet ResNet-18 weights (optional)", optional=True, path="local"),
     Param("embeddings_field", str, "condense_embedding", "Sample field for the gradient model's features "
           "(reused when it holds this model's embeddings)", label="Embeddings field"),
     Param("teacher_epochs", int, 2, "Epochs training a ConvNet-3 / ResNet-18 on the source when one is used",
