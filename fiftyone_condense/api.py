@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional, Union
 import fiftyone as fo
 
 from .algorithms.budgets import ALLOCATIONS, budget_of  # noqa: F401  (the forms offer and parse budgets)
+from .algorithms.cache import cache_dir  # noqa: F401  (the forms allow paths under it)
 from .algorithms.color import BACKENDS, COMBINE_MODES  # noqa: F401  (the compensation form offers them)
 from .algorithms.color.diffusion import DiffusionSettings
 from .algorithms.distillation import METHODS as DISTILLATION_METHODS
@@ -47,7 +48,7 @@ from .bridge import distill as distillation
 from .bridge import embed as embedding
 from .bridge import evaluate as evaluation
 from .bridge import records as run_store
-from .bridge.records import scores_field_name
+from .bridge.records import SYNTHETIC_TAG, scores_field_name  # noqa: F401  (the forms find the source media by it)
 from .bridge import recovery
 from .bridge import select as selection
 from .bridge.lifecycle import (  # noqa: F401  (check_run_key: the forms check run keys as the SDK does)
@@ -57,6 +58,7 @@ from .bridge.views import (  # noqa: F401  (classification_fields: the forms' la
     DEFAULT_EMBEDDINGS_FIELD, DEFAULT_EVAL_SPLIT, DEFAULT_LABEL_FIELD, DEFAULT_SOURCE_SPLIT, Reading,
     classification_fields,
 )
+from .bridge.views import media_root, output_root  # noqa: F401  (the forms allow paths under them)
 
 Collection = fo.core.collections.SampleCollection
 RunRecord = run_store.RunRecord

@@ -16,6 +16,8 @@ from fiftyone.operators.executor import ExecutionOptions
 import fiftyone_condense as fc
 from fiftyone_condense.api import DEFAULT_LABEL_FIELD, Param, check_run_key, classification_fields, reading_parameters
 
+from .paths import checked_path, flag_path
+
 ALL_SAMPLES = "(current view)"
 READING_PARAMS = tuple(p for p in reading_parameters() if p.form)  # declared once, on the SDK's Reading
 SMALL_CLASSES_HELP = ("A class smaller than IPC: error (the papers' balanced protocol), keep_all (take the whole "
@@ -201,7 +203,8 @@ def run_choice_input(ctx, inputs, description: str, kind: str | None = None) -> 
 
 
 def declared_inputs(ctx, inputs, declared: Iterable[Param], chosen: Optional[dict] = None) -> None:
-    """One input per declared parameter that applies to the values chosen so far."""
+    """One input per declared parameter that applies to the values chosen so far; a path outside the
+    folders this server allows is flagged (:mod:`.paths`)."""
     for p in applicable(ctx, declared, chosen):
         common = {"label": p.label or p.name, "description": p.help}
         if p.choices is not None:
@@ -212,13 +215,20 @@ def declared_inputs(ctx, inputs, declared: Iterable[Param], chosen: Optional[dic
             adder = inputs.int if p.type is int else inputs.float
             adder(p.name, default=p.default, min=p.min, max=p.max, **common)
         else:
-            inputs.str(p.name, default=p.default, **common)
+            prop = inputs.str(p.name, default=p.default, **common)
+            if p.path:
+                flag_path(ctx, prop, p.name, common["label"], hub=p.path == "hub")
 
 
 def declared_values(ctx, declared: Iterable[Param], chosen: Optional[dict] = None) -> dict:
-    """The form's values of the parameters that apply; absent ones take the SDK's (same) defaults."""
-    return {p.name: ctx.params[p.name] for p in applicable(ctx, declared, chosen)
-            if ctx.params.get(p.name) not in (None, "")}
+    """The form's values of the parameters that apply (absent ones take the SDK's same defaults); a
+    path outside the folders this server allows is a :class:`CondensationError` (:mod:`.paths`)."""
+    values = {}
+    for p in applicable(ctx, declared, chosen):
+        if ctx.params.get(p.name) in (None, ""):
+            continue
+        values[p.name] = checked_path(ctx, p.name, p.label or p.name, p.path == "hub") if p.path else ctx.params[p.name]
+    return values
 
 
 def reading_inputs(ctx, inputs) -> None:

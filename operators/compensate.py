@@ -9,6 +9,7 @@ from .common import (
     CondenseOperator, declared_inputs, declared_values, execute_with_progress, image_dataset_input, reading_inputs,
     reading_values, run_key_input,
 )
+from .paths import output_dir_input, output_dir_value
 
 CURRENT_VIEW = "(current view)"
 DIFFUSION_HELP = (
@@ -44,6 +45,7 @@ class CompensateColors(CondenseOperator):
                     description="How warm and cold edits merge: centre split with a 20 px ramp, per pixel, 8 px cells, or (ours) a 2×2 mosaic")
         parent = ctx.params.get("parent") or choices[0]
         run_key_input(ctx, inputs, f"{parent if parent != CURRENT_VIEW else 'view'}_{backend}_{ctx.params.get('combine_mode') or 'gradient'}")
+        output_dir_input(ctx, inputs)
         reading_inputs(ctx, inputs)
         inputs.int("seed", default=0, label="Seed", description="Seed for styles, masks and diffusion noise")
         return types.Property(inputs, view=types.View(label="Compensate colours", description=DIFFUSION_HELP))
@@ -52,13 +54,14 @@ class CompensateColors(CondenseOperator):
         p = ctx.params
         parent = p.get("parent") or CURRENT_VIEW
         view = ctx.view if parent == CURRENT_VIEW else ctx.dataset.load_saved_view(f"condense-{parent}")
+        params = declared_values(ctx, fc.api.compensation_parameters(), {"backend": p.get("backend", "diffusion")})
+        output_dir = output_dir_value(ctx)
 
         def work(progress):
             return fc.compensate(
                 view, run_key=p.get("run_key"), backend=p.get("backend", "diffusion"),
                 combine_mode=p.get("combine_mode", "gradient"), parent=None if parent == CURRENT_VIEW else parent,
-                seed=int(p.get("seed", 0)),
-                **declared_values(ctx, fc.api.compensation_parameters(), {"backend": p.get("backend", "diffusion")}),
+                seed=int(p.get("seed", 0)), output_dir=output_dir, **params,
                 overwrite=bool(p.get("overwrite", False)), progress=progress, **reading_values(ctx),
             )
 

@@ -10,6 +10,7 @@ from .common import (
     image_dataset_input,
     label_field_input, reading_inputs, reading_values, run_key_input, split_input, split_of,
 )
+from .paths import output_dir_input, output_dir_value
 
 
 def flag_budget(ctx, prop, label_field, split, ipc: int) -> None:
@@ -46,6 +47,7 @@ class DistillDataset(CondenseOperator):
         inputs.enum("init", inits, default=default_init, label="Initialisation",
                     description="Start from a selection method, an existing selection run, or noise")
         run_key_input(ctx, inputs, f"{method}_{budget}")
+        output_dir_input(ctx, inputs)
         declared_inputs(ctx, inputs, fc.method_parameters("distillation", method))
         if method == "autopalette" and budget.startswith("ipc"):
             flag_budget(ctx, inputs.get_property("budget"), label_field, split, int(budget[3:]))
@@ -63,7 +65,8 @@ class DistillDataset(CondenseOperator):
 
         keywords = dict(method=method, init=p.get("init"), run_key=p.get("run_key"),
                         label_field=p.get("label_field", "ground_truth"), seed=int(p.get("seed", 0)),
-                        overwrite=bool(p.get("overwrite", False)), **budget_values(ctx), **reading_values(ctx), **params)
+                        overwrite=bool(p.get("overwrite", False)), output_dir=output_dir_value(ctx),
+                        **budget_values(ctx), **reading_values(ctx), **params)
 
         def work(progress):
             if processes(ctx) == 1:
