@@ -49,7 +49,7 @@ from .bridge import embed as embedding
 from .bridge import evaluate as evaluation
 from .bridge import records as run_store
 from .bridge.records import SYNTHETIC_TAG, scores_field_name  # noqa: F401  (the forms find the source media by it)
-from .bridge import recovery
+from .bridge import recovery, renaming
 from .bridge import select as selection
 from .bridge.lifecycle import (  # noqa: F401  (check_run_key: the forms check run keys as the SDK does)
     RunRequest, check_run_key, check_run_key_free, check_run_key_name, claimed, default_run_key, reporter,
@@ -373,13 +373,15 @@ def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
 
 
 def rename_run(dataset: fo.Dataset, run_key: str, new_run_key: str) -> None:
-    """Give a run a new key: its tag, samples' ``condense_run``, saved view and references move with it
-    (what FiftyOne's ``dataset.rename_run`` does for condensation runs)."""
+    """Give a run a new key: its record, tag, samples' ``condense_run``, saved view, scores field named
+    after it and other runs' references move with it, journalled (FiftyOne's ``dataset.rename_run``
+    moves the same, unjournalled): a rename killed half-way is completed by the next writer of the
+    dataset (or :func:`recover`), so the run has its old name or its new one, never a mix."""
     check_run_key_name(new_run_key)  # before it names a journal entry
-    with claimed(dataset, run_key, new_run_key):  # no other writer of either key meanwhile
+    with claimed(dataset, run_key, new_run_key) as entries:  # no other writer of either key meanwhile
         run_store.require_run(dataset, run_key)
         check_run_key_free(dataset, new_run_key, overwrite=False)
-        dataset.rename_run(run_key, new_run_key)
+        renaming.rename(entries[0], new_run_key)
 
 
 def delete_run(dataset: fo.Dataset, run_key: str) -> DeleteReport:

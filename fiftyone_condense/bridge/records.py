@@ -85,39 +85,11 @@ class CondensationRun(Run):
             logger.warning("%s", report)
 
     def rename(self, samples, key, new_key):
-        """Move the tag, ``condense_run`` values, saved view and other runs' references to ``new_key``."""
-        dataset = samples._root_dataset
-        old_tag, new_tag = run_tag(key), run_tag(new_key)
-        tagged = dataset.match_tags(old_tag)
-        tagged.tag_samples(new_tag)
-        tagged.untag_samples(old_tag)
-        synthetic = synthetic_samples(dataset, key)
-        if len(synthetic):
-            synthetic.set_values(RUN_FIELD, [new_key] * len(synthetic))
-        with dataset_document(dataset):
-            if dataset.has_saved_view(saved_view_name(key)):
-                dataset.delete_saved_view(saved_view_name(key))
-            dataset.save_view(saved_view_name(new_key), dataset.match_tags(new_tag))
-        for other in list_runs(dataset):
-            config = dataset.get_run_info(other).config
-            for reference in ("parent", "init"):
-                if getattr(config, reference, None) == key:
-                    setattr(config, reference, new_key)
-                    Run.update_run_config(dataset, other, config)
-        _rename_scores(dataset, key, new_key)
+        """Move the tag, ``condense_run`` values, saved view, scores field and other runs' references
+        to ``new_key`` (FiftyOne's ``rename_run`` re-keys the record next; ``fc.rename_run`` journals it all)."""
+        from .renaming import move_outputs  # renaming builds on this module
 
-
-def _rename_scores(dataset: fo.Dataset, key: str, new_key: str) -> None:
-    """A scores field named after the run (``condense_scores_<key>``) follows it (called while the
-    record is still under ``key``); one of the user's keeps its name."""
-    config = dataset.get_run_info(key).config
-    field = getattr(config, "scores_field", None)
-    if field != scores_field_name(True, key) or not dataset.has_sample_field(field):
-        return
-    with dataset_document(dataset):
-        dataset.rename_sample_field(field, scores_field_name(True, new_key))
-    config.scores_field = scores_field_name(True, new_key)
-    Run.update_run_config(dataset, key, config)
+        move_outputs(samples._root_dataset, key, new_key)
 
 
 class SelectionRun(CondensationRun):

@@ -1,4 +1,5 @@
-"""Recovery from the journal: undo a run whose writer is gone, or finish one that had committed.
+"""Recovery from the journal: undo a run whose writer is gone, or finish one that had committed
+(a deletion or a rename that had begun is finished too).
 
 Every step reads what the journal entry recorded (never the writer's memory) and is safe to repeat,
 so a recovery that is itself interrupted is simply run again: by the next writer of the dataset
@@ -18,6 +19,7 @@ import fiftyone as fo
 from . import journal
 from .journal import Writer
 from .records import finish_deletion
+from .renaming import finish_rename
 from .transaction import finish, roll_back
 
 logger = logging.getLogger(__name__)
@@ -63,7 +65,8 @@ def recover(dataset: fo.Dataset, force: bool = False) -> RecoveryReport:
     running writers are left alone; so are those written from another machine, whose process cannot
     be checked from here, unless ``force``."""
     report = RecoveryReport(dataset.name)
-    for document in journal.entries(dataset):
+    # a rename first: completing it before the new key's entry goes keeps that key held meanwhile
+    for document in sorted(journal.entries(dataset), key=lambda entry: entry["phase"] != "renaming"):
         busy = _still_writing(document, force)
         if busy:
             report.entries.append(Recovered(document["key"], "left alone", busy))
@@ -94,6 +97,8 @@ def _recovered(dataset: fo.Dataset, entry: dict) -> Recovered:
     if entry["phase"] == "closed":  # undone or finished already
         journal.close(entry["_id"])
         return Recovered(entry["key"], "completed", why, ["closed its journal entry"])
+    if entry["phase"] == "renaming":  # a rename only goes forward
+        return Recovered(entry["key"], "completed", why, finish_rename(dataset, entry))
     if entry["phase"] == "deleting":
         return Recovered(entry["key"], "completed", why, finish_deletion(dataset, entry))
     if entry["phase"] == "committed":
