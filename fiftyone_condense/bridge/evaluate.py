@@ -103,10 +103,11 @@ def run(view: Optional[Collection], request: Request, progress: Progress) -> dic
     evaluator = Evaluator(dataset, view, test_view, source, label_field, settings, request, progress, reading)
     output = evaluator.with_references() if request.references else evaluator.alone()
     if run_key is not None:
-        with claimed(dataset, run_key):  # not while another process rewrites or deletes the run
+        with claimed(dataset, run_key) as (entry,):  # not while another process rewrites or deletes the run
             record = run_store.load_run(dataset, run_key)
             evaluations = {**(record.results.get("evaluation") or {}), request.protocol: output}
-            run_store.save_results(dataset, run_key, {**record.results, "evaluation": evaluations})
+            run_store.save_results(entry, run_key, {**record.results, "evaluation": evaluations})
+            entry.close()
     progress.stage("done", 0.99, 1.0)(1.0)
     return output
 

@@ -24,7 +24,7 @@ from typing import Optional
 import fiftyone as fo
 import fiftyone.core.odm as foo
 import gridfs
-from bson import json_util
+from bson import ObjectId, json_util
 from fiftyone.core.runs import Run, RunConfig, RunResults
 
 from ..algorithms.errors import CondensationError
@@ -205,23 +205,40 @@ def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
     return RunRecord(run_key, run_config(dataset, run_key), payload, info.timestamp, view)
 
 
-def save_results(dataset: fo.Dataset, run_key: str, results: dict) -> None:
+def save_results(entry: Entry, run_key: str, results: dict) -> None:
     """Replace a run's stored results (config and outputs stay), as FiftyOne stores them but in an
-    order a kill cannot break: the new results are stored, then the record points at them, then the
-    old ones are deleted (FiftyOne's own save deletes the old ones first)."""
+    order a kill cannot break: the ids of the new and old results files are journalled on the
+    claimed ``entry``, the new results are stored, then the record points at them, then the old ones
+    are deleted (FiftyOne's own save deletes the old ones first). Whichever of the two files a kill
+    leaves unreferenced, recovery deletes (:func:`remove_unreferenced_results`)."""
+    dataset = entry.dataset
     stored = RunResults(dataset, dataset.get_run_info(run_key).config, run_key, **results)
     db = foo.get_db_conn()
     files = gridfs.GridFS(db)
     record = db.datasets.find_one({"_id": dataset._doc.id}, {"runs": 1})["runs"][run_key]
-    new = files.put(json_util.dumps(stored.serialize()).encode(), content_type="application/json")
+    previous, new = db.runs.find_one({"_id": record}, {"results": 1}).get("results"), ObjectId()
+    entry.note(phase="writing", results_files=[new] + ([previous] if previous else []))
+    files.put(json_util.dumps(stored.serialize()).encode(), _id=new, content_type="application/json",
+              condense_dataset=dataset._doc.id)  # marks the file as this plugin's, for the crash tests
     wrote()
-    old = db.runs.find_one_and_update({"_id": record}, {"$set": {"results": new,
-                                                               "results_meta": dict(stored.get_meta() or {})}})
+    db.runs.update_one({"_id": record}, {"$set": {"results": new, "results_meta": dict(stored.get_meta() or {})}})
     wrote()
-    if old.get("results"):
-        files.delete(old["results"])
+    if previous:
+        files.delete(previous)
         wrote()
     dataset.reload()  # its run documents in memory point at the old results
+
+
+def remove_unreferenced_results(file_ids: list) -> int:
+    """Delete those of a journal entry's results files that no run document refers to (one stored
+    before a kill kept the record from pointing at it, or one a kill kept from being deleted)."""
+    db = foo.get_db_conn()
+    files = gridfs.GridFS(db)
+    referenced = {d["results"] for d in db.runs.find({"results": {"$in": file_ids}}, {"results": 1})}
+    gone = [file_id for file_id in file_ids if file_id not in referenced and files.exists(file_id)]
+    for file_id in gone:
+        files.delete(file_id)
+    return len(gone)
 
 
 def synthetic_samples(dataset: fo.Dataset, run_key: str) -> fo.DatasetView:

@@ -21,7 +21,7 @@ from pymongo import UpdateOne
 from . import journal
 from .records import (
     FLOATS_FIELD, RUN_FIELD, SOURCES_FIELD, SYNTHETIC_TAG, CondensationRunConfig, delete_run_documents, remove_empty_folders,
-    remove_files, run_tag, save_results, saved_view_name,
+    remove_files, remove_unreferenced_results, run_tag, save_results, saved_view_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class Transaction:
         """Record the run on ``source`` (FiftyOne keeps the source view's stages with it)."""
         source.register_run(run_key, config)
         journal.wrote()
-        save_results(self.dataset, run_key, results)
+        save_results(self.entry, run_key, results)
 
     def set_field(self, view: fo.core.collections.SampleCollection, field: str, values, info: dict,
                   batch: int = 8192) -> None:
@@ -255,6 +255,8 @@ def finish(dataset: fo.Dataset, entry: dict) -> list[str]:
     journal.wrote()
     removed = bool(entry.get("run")) and bool(delete_run_documents({"_id": entry["run"]}))
     journal.wrote()
+    _remove_results_files(entry)
+    journal.wrote()
     journal.close(entry["_id"])
     return (_said(len(asides), "removed {} replaced media files") + [f"removed field {name!r}" for name in dropped]
             + ["removed the replaced run's record"] * removed)
@@ -281,6 +283,7 @@ def roll_back(dataset: fo.Dataset, entry: dict) -> list[str]:
     field_steps.append(lambda: _remove_created_fields(dataset, entry.get("created_fields", [])))
     record_steps = [lambda: _restore_view(dataset, key, entry.get("view")),
                     lambda: _restore_record(dataset, key, entry.get("run"))] if key is not None else []
+    record_steps.append(lambda: _remove_results_files(entry))
     dataset.reload()  # another process may have written it
     done = []
     for step in run_steps + field_steps + record_steps:
@@ -288,6 +291,11 @@ def roll_back(dataset: fo.Dataset, entry: dict) -> list[str]:
         journal.wrote()
     dataset.reload()
     return done
+
+
+def _remove_results_files(entry: dict) -> list[str]:
+    """The results files the entry stored or replaced that no record refers to (a kill came between)."""
+    return _said(remove_unreferenced_results(entry.get("results_files", [])), "removed {} unreferenced results files")
 
 
 def _said(count: int, what: str) -> list[str]:
