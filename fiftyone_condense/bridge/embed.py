@@ -30,7 +30,7 @@ from ..algorithms.teachers import (
     imagenet_resnet18_weights, load_teacher, teacher_checkpoint, train_teacher,
 )
 from ..algorithms.training import predict
-from .lifecycle import claimed
+from .lifecycle import claimed, field_key
 from .records import PLUGIN
 from .transaction import Transaction
 from .views import ImageSet, Reading, check_label_field, class_names, require_samples
@@ -91,7 +91,7 @@ def run(view: Collection, request: Request, progress: Progress) -> str:
     """Validate, compute (or reuse) the view's embeddings, then write the field in one transaction."""
     require_samples(view)
     check_label_field(view, request.label_field)
-    with claimed(view._dataset, f"field:{request.field}") as (entry,):  # the field is checked under the claim
+    with claimed(view._dataset, field_key(request.field)) as (entry,):  # the field is checked under the claim
         embeddings = embeddings_for(
             view, request.field, request.label_field, class_names(view, request.label_field), request.model,
             request.weights, request.teacher_epochs, resolve_device(request.device), request.seed, progress,

@@ -214,10 +214,12 @@ def busy_message(dataset: fo.Dataset, key: str) -> str:
     holder = journal_collection().find_one({"dataset_id": dataset._doc.id, "key": key}) or {}
     writer = Writer.of(holder["writer"]) if "writer" in holder else None
     since = holder.get("since")
-    what = repr(key) if ":" in key else f"run key {key!r}"  # the other keys name a field or the dataset's document
+    what = (f"embeddings field {key.partition(':')[2]!r}" if key.startswith("field:") else
+            "document" if key == DOCUMENT_KEY else f"run key {key!r}")
     return (f"The {what} of dataset {dataset.name!r} is being written by {writer or 'another process'}"
             f"{f' since {since:%Y-%m-%d %H:%M:%S} UTC' if since else ''}; wait for it to finish or choose another "
-            "run_key (if that process is gone, fc.recover(dataset) undoes what it left).")
+            f"{'embeddings_field' if key.startswith('field:') else 'run_key'} (if that process is gone, "
+            "fc.recover(dataset) undoes what it left).")
 
 
 @contextmanager

@@ -70,6 +70,22 @@ def claimed(dataset: fo.Dataset, *keys: str) -> Iterator[list[journal.Entry]]:
         yield entries
 
 
+def field_key(field: str) -> str:
+    """The journal key of a sample field being written (run keys hold no ':')."""
+    return f"field:{field}"
+
+
+@contextmanager
+def fields_claimed(dataset: fo.Dataset, fields: list[str]) -> Iterator[None]:
+    """Hold the journal keys of the embeddings fields a run is about to write, next to its run key:
+    one field has one writer at a time (``compute_embeddings`` claims the same key), and a run
+    that would write a field another process is writing is refused before writing anything."""
+    with ExitStack() as held:
+        for name in dict.fromkeys(fields):
+            held.enter_context(journal.claim(dataset, field_key(name)))
+        yield
+
+
 @contextmanager
 def claimed_run(dataset: fo.Dataset, run_key: str, overwrite: bool) -> Iterator[journal.Entry]:
     """Claim ``run_key`` for a run about to be written under it; the key is checked once, under the

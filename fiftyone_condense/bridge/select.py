@@ -23,7 +23,7 @@ from ..algorithms.selection import (
 from ..algorithms.selection.gram import FactoredGram, loss_gradients
 from ..algorithms.teachers import Normalizer, TeacherConfig, load_vae, vae_latents
 from . import embed as stored
-from .lifecycle import RunRequest, begin, claimed_run, record, versions
+from .lifecycle import RunRequest, begin, claimed_run, fields_claimed, record, versions
 from .records import PLUGIN, RunRecord, config_for, run_config, run_tag
 from .views import ImageSet, Reading, class_names, labels_of
 
@@ -56,6 +56,7 @@ def run(view: Collection, request: RunRequest, progress: Progress) -> RunRecord:
     begin(view, request.label_field)
     with claimed_run(view._dataset, request.run_key, request.overwrite) as entry:
         plan = plan_selection(view, request, progress)
+        fields = fields_claimed(view._dataset, [field for field, _ in plan.writes])
 
         def write(transaction) -> dict:
             for field, embeddings in plan.writes:
@@ -68,7 +69,8 @@ def run(view: Collection, request: RunRequest, progress: Progress) -> RunRecord:
             return {"selected_ids": plan.ids, "timings": plan.timings, "num_samples": len(plan.ids),
                     "small_classes": plan.config["small_classes"]}
 
-        return record(view, entry, config_for("selection", **plan.config), write)
+        with fields:  # one writer per embeddings field
+            return record(view, entry, config_for("selection", **plan.config), write)
 
 
 def plan_selection(view: Collection, request: RunRequest, progress: Progress) -> SelectionPlan:
