@@ -8,7 +8,8 @@ their configs and results, media files and their bytes (the ``snapshot`` of ../c
 identical to the finished call, and no journal entry may be left. N takes every value from the
 first write to the last: a distillation (new samples and media), a compensation replacing an
 earlier one (its samples, tags, media, view and record set aside first), embeddings written over
-stored ones (previous values backed up) and a deletion (completed, never undone). Two writers of
+stored ones (previous values backed up), a deletion (completed, never undone) and renames (a rename
+is only ever completed too); and no results file in GridFS may be left that no run refers to. Two writers of
 one key race too: exactly one wins, and the other is refused before writing anything.
 """
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import fiftyone as fo
+import fiftyone.core.odm as foo
 import pytest
 import writers
 
@@ -46,6 +48,25 @@ def evaluated(dataset: fo.Dataset) -> None:
     """The selection ``picked`` with a hard evaluation stored on it."""
     select_picked(dataset)
     fc.evaluate(run_key="picked", dataset=dataset, epochs=1, num_models=1, references=False)
+
+
+def scored_colours(dataset: fo.Dataset) -> None:
+    """The selection ``picked`` with its scores in ``condense_scores_picked``, and a compensation of it
+    (its embeddings computed afresh each time, so that the run records them alike)."""
+    dataset.delete_sample_fields([f for f in ("condense_embedding", "condense_embedding_logits")
+                                  if dataset.has_sample_field(f)])
+    fc.select(dataset.match_tags("train"), method="graph_cut", ipc=2, run_key="picked", teacher_epochs=1,
+              scores_field=True)
+    fc.compensate(dataset.load_saved_view("condense-picked"), backend="classical", combine_mode="gradient",
+                  edit_size=32, run_key="colours")
+
+
+def unreferenced_results(dataset: fo.Dataset) -> list:
+    """This plugin's results files (GridFS) of the dataset that no run document refers to."""
+    db = foo.get_db_conn()
+    ours = [d["_id"] for d in db.fs.files.find({"condense_dataset": dataset._doc.id}, {"_id": 1})]
+    referenced = {d["results"] for d in db.runs.find({"results": {"$in": ours}}, {"results": 1})}
+    return [file_id for file_id in ours if file_id not in referenced]
 
 
 VOLATILE = {"created_at", "_id", "timings", "seconds", "resumed_from"}
@@ -90,6 +111,10 @@ JOBS = {
     "embed": Job(setup=stored_embeddings, reset=stored_embeddings),
     "delete": Job(setup=earlier_colours, reset=lambda ds: (fc.delete_run(ds, "picked"), earlier_colours(ds))),
     "evaluate": Job(setup=evaluated, reset=lambda ds: (fc.delete_run(ds, "picked"), evaluated(ds))),
+    "rename": Job(setup=scored_colours, reset=lambda ds: (fc.delete_run(ds, "colours"), fc.delete_run(ds, "chosen"),
+                                                          scored_colours(ds))),
+    "rename_outputs": Job(setup=earlier_colours, reset=lambda ds: (fc.delete_run(ds, "recoloured"),
+                                                                   fc.delete_run(ds, "picked"), earlier_colours(ds))),
 }
 
 
@@ -124,6 +149,7 @@ def test_a_call_killed_at_any_write_leaves_the_dataset_as_before_or_as_finished(
 
         after = snapshot(dataset)
         assert not journal.entries(dataset), f"killed after write {point}: a journal entry is left"
+        assert not unreferenced_results(dataset), f"killed after write {point}: a results file is left unreferenced"
         assert after == before or comparable(after) == finished, (
             f"killed after write {point}, half-written: against before {differences(after, before)[:5]}, "
             f"against finished {differences(comparable(after), finished)[:5]}")
@@ -208,3 +234,44 @@ def test_two_writers_of_different_keys_both_write(small, reliability):
     assert len(dataset.match_tags("synthetic")) == 12
     reliability("races", {"race": "two writers, two keys", "result": "both done",
                           "dataset": "both runs, each with its 6 samples and view"})
+
+
+def held_by(job: str, dataset: fo.Dataset, claims: int):
+    """A child running ``job``, stopped once it holds its first ``claims`` journal keys."""
+    process, results = writers.start(job, dataset, pause=claims)
+    assert writers.wait(process) == "stopped"
+    return process, results
+
+
+def let_finish(process, results) -> tuple:
+    os.kill(process.pid, signal.SIGCONT)
+    process.join(timeout=120)
+    return results.get(timeout=10)
+
+
+REFUSED_FIELD = "embeddings field 'condense_embedding' .* is being written by process .* choose another embeddings_field"
+
+
+def test_a_selection_that_would_write_an_embeddings_field_being_computed_is_refused(small, refused, reliability):
+    """``compute_embeddings`` holds the field (stopped right after its claim); a selection under
+    another run key that would store embeddings in it is refused before writing, the first goes on."""
+    process, results = held_by("embed", small, claims=1)
+    refused(small, REFUSED_FIELD, lambda: writers.select_embedded(small))
+    assert let_finish(process, results)[0] == "done"
+    small.reload()
+    assert not fc.list_runs(small) and len(small.exists("condense_embedding")) == len(small.match_tags("train"))
+    reliability("races", {"race": "compute_embeddings, then a selection writing its field",
+                          "result": "the selection refused before writing", "dataset": "the embeddings alone"})
+
+
+def test_compute_embeddings_into_a_field_a_selection_is_writing_is_refused(small, refused, reliability):
+    """A selection holds its run key and the embeddings field it will store (stopped right after the
+    second claim); ``compute_embeddings`` of that field is refused, the selection goes on."""
+    process, results = held_by("select_embedded", small, claims=2)
+    refused(small, REFUSED_FIELD, lambda: writers.embed(small))
+    assert let_finish(process, results)[0] == "done"
+    small.reload()
+    assert fc.list_runs(small) == ["herded"] and fc.load_run(small, "herded").config["embeddings_field"] == \
+        "condense_embedding"
+    reliability("races", {"race": "a selection writing embeddings, then compute_embeddings of its field",
+                          "result": "compute_embeddings refused before writing", "dataset": "the selection alone"})

@@ -38,6 +38,11 @@ def embed(dataset: fo.Dataset, seed: int = 1) -> None:
     fc.compute_embeddings(dataset.match_tags("train"), teacher_epochs=1, seed=seed, overwrite=True)
 
 
+def select_embedded(dataset: fo.Dataset) -> None:
+    """A herding selection that computes and stores the embeddings it needs (the field ``embed`` writes)."""
+    fc.select(dataset.match_tags("train"), method="herding", ipc=2, run_key="herded", teacher_epochs=1)
+
+
 def delete(dataset: fo.Dataset) -> None:
     fc.delete_run(dataset, "colours")
 
@@ -48,12 +53,23 @@ def evaluate(dataset: fo.Dataset) -> None:
                 references=False)
 
 
+def rename(dataset: fo.Dataset) -> None:
+    """The selection ``picked`` (its tag, view, scores field, the compensation's reference) renamed ``chosen``."""
+    fc.rename_run(dataset, "picked", "chosen")
+
+
+def rename_outputs(dataset: fo.Dataset) -> None:
+    """The compensation ``colours`` (its synthetic samples' ``condense_run`` too) renamed ``recoloured``."""
+    fc.rename_run(dataset, "colours", "recoloured")
+
+
 def recover(dataset: fo.Dataset) -> None:
     fc.recover(dataset)
 
 
 JOBS: dict[str, Callable] = {"distill": distill, "compensate": compensate, "embed": embed, "delete": delete,
-                             "evaluate": evaluate, "recover": recover}
+                             "evaluate": evaluate, "rename": rename, "rename_outputs": rename_outputs,
+                             "select_embedded": select_embedded, "recover": recover}
 
 
 def child(job: str, dataset_name: str, pause: Optional[int], results, barrier=None, **arguments) -> None:
