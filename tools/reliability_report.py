@@ -84,12 +84,16 @@ def render(rows: dict[str, list[dict]], summary: str) -> str:
         "(`FIFTYONE_CONDENSE_PAUSE_AFTER_WRITES=N`); the test kills it with SIGKILL there, recovers the "
         "dataset (`fc.recover`, as the next writer would) and compares the snapshot with the one before the call and with the "
         "finished call's (new samples' ids, creation times and durations aside), and checks that no "
-        "journal entry is left. N takes every value from the claim of the key (1) to the closing of the "
+        "journal entry, and no results file in GridFS that no run document refers to, is left. N takes every "
+        "value from the claim of the key (1) to the closing of the "
         "entry. `distill`: DM, 2 images per class, new samples and media. `compensate`: a classical "
         "colour compensation replacing an earlier one (its samples, media, view and record set aside "
         "first). `embed`: embeddings of another teacher over stored ones. `delete`: `fc.delete_run` of "
         "that compensation (a deletion is only ever completed). `evaluate`: a soft evaluation stored on a "
-        "selection run beside its hard one. `recover`: a second process recovering that compensation, "
+        "selection run beside its hard one. `rename`: `fc.rename_run` of a selection with a scores field "
+        "named after it and a compensation that names it as its parent (a rename is only ever completed). "
+        "`rename_outputs`: `fc.rename_run` of a compensation (its samples' `condense_run` too). "
+        "`recover`: a second process recovering that compensation, "
         "killed half-way, is killed in turn after each of its own writes (a recovery is itself recovered).",
         "",
         kill_points(kills),
@@ -103,7 +107,9 @@ def render(rows: dict[str, list[dict]], summary: str) -> str:
         "the timing; then the first goes on. With two keys, both stop once they hold their keys and go on "
         "together, so their writes interleave (FiftyOne saves a dataset's list of saved views and of fields "
         "whole: without the short lock the plugin takes on the dataset document for those, 1 race in 5 "
-        "lost a saved view).",
+        "lost a saved view). An embeddings field has one writer too: `compute_embeddings` and a selection that "
+        "would store embeddings in the same field, under different run keys, each stopped once it holds the "
+        "field while the other tries.",
         "",
         table(["race", "result", "dataset after"], [[r["race"], r["result"], r["dataset"]] for r in races]),
         "",
