@@ -11,6 +11,7 @@ run class, unjournalled, and then re-keys the record itself.
 
 from __future__ import annotations
 
+import datetime
 from typing import Callable, Optional
 
 import fiftyone as fo
@@ -81,7 +82,9 @@ def move_outputs(dataset: fo.Dataset, key: str, new_key: str) -> None:
 
 def _move_run_field(dataset: fo.Dataset, key: str, new_key: str) -> None:
     """The run's synthetic samples say which run made them (``condense_run``)."""
-    dataset._sample_collection.update_many({"tags": SYNTHETIC_TAG, RUN_FIELD: key}, {"$set": {RUN_FIELD: new_key}})
+    now = datetime.datetime.now(datetime.timezone.utc)
+    dataset._sample_collection.update_many({"tags": SYNTHETIC_TAG, RUN_FIELD: key},
+                                           {"$set": {RUN_FIELD: new_key, "last_modified_at": now}})
 
 
 def _move_view(dataset: fo.Dataset, key: str, new_key: str) -> None:
