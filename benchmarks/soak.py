@@ -30,7 +30,7 @@ import multiprocessing
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
@@ -99,23 +99,29 @@ def queue(service: DelegatedOperationService, operator: str, dataset: fo.Dataset
 
 
 @contextmanager
-def _timed(kind: str, call, *args, **kwargs) -> Iterator:
+def _timed(kind: str, call, *args) -> Iterator:
+    """``call(*args)`` entered, the time until held (or refused) kept under ``kind``."""
     start = time.monotonic()
-    try:
-        with call(*args, **kwargs) as held:
+    with ExitStack() as stack:
+        try:
+            held = stack.enter_context(call(*args))
+        finally:
             LOCK_TIMES[kind].append(time.monotonic() - start)
-            yield held
-    except fc.CondensationError:
-        LOCK_TIMES[kind].append(time.monotonic() - start)
-        raise
+        yield held
 
 
 def instrument_locks() -> None:
     """Time every take of the dataset-document lock and every claim of a key, in this process."""
     document, claim = journal.dataset_document, journal.claim
-    timed_document = lambda dataset, timeout=60.0: _timed("document", document, dataset, timeout)  # noqa: E731
+
+    def timed_document(dataset: fo.Dataset, timeout: float = 60.0):
+        return _timed("document", document, dataset, timeout)
+
+    def timed_claim(dataset: fo.Dataset, key: str):
+        return _timed("claim", claim, dataset, key)
+
     journal.dataset_document = records.dataset_document = renaming.dataset_document = timed_document
-    journal.claim = lambda dataset, key: _timed("claim", claim, dataset, key)
+    journal.claim = timed_claim
 
 
 def worker(operation_id: ObjectId, barrier, results) -> None:
