@@ -72,11 +72,23 @@ def protocol_settings(request: Request, epochs: Optional[int] = None) -> Protoco
 
 
 def run(view: Optional[Collection], request: Request, progress: Progress) -> dict:
-    """Evaluate ``view`` (or run ``run_key``'s output); store the result on the run when there is one."""
-    run_key, dataset, label_field = request.run_key, request.dataset, request.label_field
-    if view is None and dataset is None:
+    """Evaluate ``view`` (or run ``run_key``'s output); store the result on the run when there is one.
+    A run's key is claimed from its first read to its stored result, so a deletion or rewrite of
+    the run meanwhile is refused (and an evaluation of a run being rewritten is refused) rather
+    than the evaluation reading half a run or training for a record that is gone."""
+    if view is None and request.dataset is None:
         raise CondensationError("Pass a view to evaluate, or run_key with dataset=")
-    dataset = dataset if dataset is not None else view._dataset
+    dataset = request.dataset if request.dataset is not None else view._dataset
+    if request.run_key is None:
+        return evaluate(view, dataset, None, request, progress)
+    with claimed(dataset, request.run_key) as (entry,):
+        return evaluate(view, dataset, entry, request, progress)
+
+
+def evaluate(view: Optional[Collection], dataset: fo.Dataset, entry, request: Request, progress: Progress) -> dict:
+    """The evaluation itself; with a claimed run's ``entry``, its output and references are read from
+    the run and the result is stored on it."""
+    run_key, label_field = request.run_key, request.label_field
     source, recorded = None, None
     if run_key is not None:
         record = run_store.load_run(dataset, run_key)
@@ -102,12 +114,10 @@ def run(view: Optional[Collection], request: Request, progress: Progress) -> dic
     reading = evaluation_reading(request.reading, view, test_view, recorded)
     evaluator = Evaluator(dataset, view, test_view, source, label_field, settings, request, progress, reading)
     output = evaluator.with_references() if request.references else evaluator.alone()
-    if run_key is not None:
-        with claimed(dataset, run_key) as (entry,):  # not while another process rewrites or deletes the run
-            record = run_store.load_run(dataset, run_key)
-            evaluations = {**(record.results.get("evaluation") or {}), request.protocol: output}
-            run_store.save_results(entry, run_key, {**record.results, "evaluation": evaluations})
-            entry.close()
+    if entry is not None:
+        evaluations = {**(record.results.get("evaluation") or {}), request.protocol: output}
+        run_store.save_results(entry, run_key, {**record.results, "evaluation": evaluations})
+        entry.close()
     progress.stage("done", 0.99, 1.0)(1.0)
     return output
 

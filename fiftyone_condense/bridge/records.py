@@ -201,7 +201,11 @@ def load_run(dataset: fo.Dataset, run_key: str) -> RunRecord:
     results = dataset.load_run_results(run_key, cache=False)
     payload = {name: getattr(results, name) for name in results.attributes() if name != "cls"} if results else {}
     view_name = saved_view_name(run_key)
-    view = dataset.load_saved_view(view_name) if dataset.has_saved_view(view_name) else None
+    try:
+        view = dataset.load_saved_view(view_name) if dataset.has_saved_view(view_name) else None
+    except ValueError as error:  # FiftyOne stamps the view it loads: gone meanwhile, the stamp fails
+        raise CondensationError(f"Run {run_key!r} changed while it was read ({error}); it is being deleted or "
+                                "rewritten by another process: try again when that has finished.") from None
     return RunRecord(run_key, run_config(dataset, run_key), payload, info.timestamp, view)
 
 
