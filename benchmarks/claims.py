@@ -176,13 +176,17 @@ def table(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def prepared(args: argparse.Namespace) -> tuple[tuple, torch.device]:
+    """The dataset's tensors and the device, with ``--threads`` set and ``--out`` made."""
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return dataset_tensors(args), torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if not args.table:
-        torch.set_num_threads(args.threads)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        data = dataset_tensors(args)
-        args.out.mkdir(parents=True, exist_ok=True)
+        data, device = prepared(args)
         for method in args.methods.split(","):
             started = time.time()
             record = run_method(method, args, data, device)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from claims import as_png, dataset_tensors, random_real, summary  # noqa: E402
+from claims import as_png, percent, prepared, random_real, summary  # noqa: E402
 from common import machine  # noqa: E402
 
 from fiftyone_condense.algorithms.distillation import distill, settings_for  # noqa: E402
@@ -72,11 +72,8 @@ def condensed_sets(args: argparse.Namespace, data: tuple, device: torch.device) 
 def main(argv=None) -> None:
     args = parse_args(argv)
     if not args.table:
-        torch.set_num_threads(args.threads)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        data = dataset_tensors(args)
+        data, device = prepared(args)
         _, _, test_x, test_y, num_classes = data
-        args.out.mkdir(parents=True, exist_ok=True)
         sets = condensed_sets(args, data, device)
         for arch in args.archs.split(","):
             record = {"arch": arch, "dataset": args.dataset, "ipc": args.ipc, "machine": machine(),
@@ -86,8 +83,7 @@ def main(argv=None) -> None:
                 started = time.time()
                 record[name] = summary(evaluate_images(images, labels, test_x, test_y, num_classes, protocol, device,
                                                        seed=args.seed))
-                print(f"{arch} {name}: {100 * record[name]['mean']:.1f} ± {100 * record[name]['std']:.1f} % "
-                      f"in {time.time() - started:.0f} s", flush=True)
+                print(f"{arch} {name}: {percent(record[name])} % in {time.time() - started:.0f} s", flush=True)
             (args.out / f"{args.dataset}_ipc{args.ipc}_{arch}.json").write_text(json.dumps(record, indent=1))
     print(table(args.out))
 
@@ -99,8 +95,7 @@ def table(folder: Path) -> str:
     for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime):
         r = json.loads(path.read_text())
         protocol = r["random"]["protocol"]
-        cells = [f"{100 * r[k]['mean']:.1f} ± {100 * r[k]['std']:.1f}" if k in r else "—"
-                 for k in ("random", "dm", "dm (PNG)")]
+        cells = [percent(r.get(k)) for k in ("random", "dm", "dm (PNG)")]
         lines.append(f"| {r['dataset']} | {r['ipc']} | {r['arch']} | {protocol['epochs']} × {protocol['num_models']} | "
                      f"{' | '.join(cells)} | {100 * (r['dm']['mean'] - r['random']['mean']):+.1f} |")
     return "\n".join(lines)
